@@ -1,0 +1,153 @@
+"""``Strongroom``: a stack built from a config, owning its plugins and backends."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self, cast
+
+import pluggy
+
+from strongroom import hookspecs
+from strongroom._loading import (
+    SLOTS_BY_TABLE,
+    HookPlugin,
+    Registration,
+    load_backend,
+    load_hook_plugins,
+)
+from strongroom.backend import Backend
+from strongroom.cipher_suite import CipherSuite
+from strongroom.config import BackendChoice, Config, load_config
+from strongroom.key_provider import KeyProvider
+from strongroom.settings import BackendSettings
+from strongroom.store import Store
+from strongroom.transport import Transport
+
+__all__ = ["ResolvedBackend", "Strongroom"]
+
+#: Set to any non-empty value to load no hook plugins from entry points.
+DISABLE_AUTOLOAD_ENV = "STRONGROOM_DISABLE_PLUGIN_AUTOLOAD"
+
+
+@dataclass(frozen=True)
+class ResolvedBackend:
+    """A configured backend, imported and with its settings validated."""
+
+    choice: BackendChoice
+    backend: type[Backend]
+    settings: BackendSettings
+    registration: Registration
+
+
+class Strongroom:
+    """One configured stack.
+
+    Building it registers hook plugins (entry points under
+    ``strongroom.plugins`` unless autoload is off, plus any passed in) on a
+    plugin manager of its own, and fires ``strongroom_configure``.  Backends
+    are imported lazily, only those the config names.
+    """
+
+    def __init__(self, config: Config, *, plugins: Iterable[object] = ()) -> None:
+        """:raises strongroom.errors.PluginLoadError: an autoloaded hook plugin failed to import."""
+        self.config = config
+        self.plugin_manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.plugin_manager.add_hookspecs(hookspecs)
+        self.hook_plugins: list[HookPlugin] = []
+        if config.autoload and not os.environ.get(DISABLE_AUTOLOAD_ENV):
+            for found in load_hook_plugins(blocked=config.blocked):
+                self.hook_plugins.append(found)
+                if found.plugin is not None:
+                    self.plugin_manager.register(found.plugin, name=found.registration.name)
+        for plugin in plugins:
+            self.plugin_manager.register(plugin)
+        self._resolved: dict[str, ResolvedBackend] = {}
+        self._instances: dict[str, Backend] = {}
+        self._closed = False
+        self.hook.strongroom_configure(strongroom=self)
+
+    @classmethod
+    def from_config_file(cls, path: str | os.PathLike[str] | None = None) -> Self:
+        """Build from the config found as :func:`strongroom.config.load_config` finds it.
+
+        :raises strongroom.errors.ConfigError: the config is missing or invalid.
+        :raises strongroom.errors.PluginLoadError: a hook plugin failed to import.
+        """
+        return cls(load_config(path))
+
+    @property
+    def hook(self) -> pluggy.HookRelay:
+        """Call hooks as ``strongroom.hook.strongroom_<name>(...)``."""
+        return self.plugin_manager.hook
+
+    def resolve(self, table: str) -> ResolvedBackend:
+        """Import the backend configured for ``table`` and validate its settings.
+
+        :raises strongroom.errors.ConfigError: no such table, or invalid settings.
+        :raises strongroom.errors.PluginError: the backend cannot be loaded.
+        """
+        if table not in self._resolved:
+            choice = self.config.choice(table)
+            slot = SLOTS_BY_TABLE[choice.slot]
+            backend, registration = load_backend(slot, choice.use, blocked=self.config.blocked)
+            assert issubclass(backend, Backend)  # noqa: S101 - load_backend checked the interface
+            settings = choice.validate(backend.Settings)
+            self._resolved[table] = ResolvedBackend(choice, backend, settings, registration)
+        return self._resolved[table]
+
+    def resolve_all(self) -> list[ResolvedBackend]:
+        """Resolve every configured backend, in slot order; see :meth:`resolve`."""
+        return [self.resolve(choice.table) for choice in self.config.backends]
+
+    def _instance(self, table: str) -> Backend:
+        if self._closed:
+            raise RuntimeError("this Strongroom is closed")
+        if table not in self._instances:
+            resolved = self.resolve(table)
+            self._instances[table] = resolved.backend(resolved.settings)
+        return self._instances[table]
+
+    @property
+    def cipher_suite(self) -> CipherSuite:
+        """The configured cipher suite, built on first use."""
+        return cast(CipherSuite, self._instance("cipher_suite"))
+
+    def key_provider(self, name: str) -> KeyProvider:
+        """The key provider configured as ``[key_providers.<name>]``."""
+        return cast(KeyProvider, self._instance(f"key_providers.{name}"))
+
+    def store(self, name: str) -> Store:
+        """The store configured as ``[stores.<name>]``."""
+        return cast(Store, self._instance(f"stores.{name}"))
+
+    @property
+    def transport(self) -> Transport:
+        """The configured transport, built on first use."""
+        return cast(Transport, self._instance("transport"))
+
+    def close(self) -> None:
+        """Close every backend built, then tell plugins; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for instance in reversed(self._instances.values()):
+            instance.close()
+        self._instances.clear()
+        self.hook.strongroom_unconfigure(strongroom=self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Strongroom account={self.config.account!r} config={self.config.source!r}>"

@@ -1,0 +1,64 @@
+"""The ``KeyProvider`` slot: the root of trust that wraps the master key.
+
+A provider wraps a secret so that only it can unwrap it again, binding a
+context (account, purpose, version) as associated data: a blob wrapped for
+one context does not unwrap under another.  Where its backend allows, the
+provider's own root key never leaves that backend (keystore, Vault, HSM).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from strongroom.backend import Backend
+
+__all__ = ["KeyProvider", "KeyProviderTraits"]
+
+
+@dataclass(frozen=True)
+class KeyProviderTraits:
+    """What a provider promises, shown by ``strongroom status`` and used by policy."""
+
+    #: The root key cannot be read out of its backend, even by this process.
+    non_exportable_root: bool
+    #: Unwrapping needs the user: a passphrase, PIN, biometric or touch.
+    needs_user_presence: bool
+    #: The root outlives an uninstall and reinstall of the application.
+    survives_reinstall: bool
+
+
+class KeyProvider(Backend, ABC):
+    """Wraps and unwraps secrets under a root the provider keeps."""
+
+    traits: ClassVar[KeyProviderTraits]
+
+    @abstractmethod
+    def wrap(self, secret: bytes, context: bytes) -> bytes:
+        """Return an opaque blob that only this provider can unwrap under ``context``.
+
+        :raises strongroom.errors.KeyLockedError: the backing keystore is locked.
+        :raises strongroom.errors.ProviderUnreachableError: its service is absent.
+        :raises strongroom.errors.UnlockFailedError: the user's passphrase or PIN was refused.
+        """
+
+    @abstractmethod
+    def unwrap(self, blob: bytes, context: bytes) -> bytes:
+        """Recover the secret that :meth:`wrap` sealed under the same ``context``.
+
+        :raises strongroom.errors.AuthenticationError: ``blob`` was altered or was
+            wrapped under another context or root.
+        :raises strongroom.errors.KeyLockedError: the backing keystore is locked.
+        :raises strongroom.errors.ProviderUnreachableError: its service is absent.
+        :raises strongroom.errors.UnlockFailedError: the user's passphrase or PIN was refused.
+        """
+
+    def destroy(self) -> None:
+        """Erase the provider's root for this configuration, where it holds one.
+
+        After this no blob it wrapped can be unwrapped.  The default has
+        nothing to erase (a passphrase lives only in the user's head).
+
+        :raises strongroom.errors.KeyUnavailableError: the backend cannot be reached.
+        """

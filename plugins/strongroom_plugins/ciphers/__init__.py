@@ -1,0 +1,1 @@
+"""AEAD cipher suites for the ``strongroom.cipher_suites`` slot."""
