@@ -195,7 +195,9 @@ def parse_config(
             )
     return Config(
         source=source,
-        data_dir=_data_dir(parsed.strongroom.data_dir, source, environ),
+        data_dir=_data_dir(
+            parsed.strongroom.data_dir, _origin(origins, ("strongroom", "data_dir")), environ
+        ),
         account=parsed.strongroom.account,
         autoload=parsed.plugins.autoload,
         blocked=frozenset(parsed.plugins.block),
@@ -252,8 +254,10 @@ def _apply_overrides(
                 f"expected {expected} with TABLE one of: {tables}", source=f"${variable}"
             )
         node = merged
-        for part in path[:-1]:
+        for end, part in enumerate(path[:-1], start=1):
             child = node.get(part)
+            if not isinstance(child, Mapping):  # a table the override creates comes from it
+                origins[path[:end]] = f"${variable}"
             # copy on write: tables may be shared with DEFAULT_STACK
             node[part] = dict(child) if isinstance(child, Mapping) else {}
             node = node[part]
@@ -292,7 +296,9 @@ def _config_error(
     full = (*prefix, *loc)
     kind = first["type"]
 
-    if len(full) == 1:
+    if not loc:  # a model-level check of a backend's settings
+        location = f"[{'.'.join(full)}]"
+    elif len(full) == 1:
         location = f"[{full[0]}]" if kind == "extra_forbidden" else f"top-level key {full[0]!r}"
     elif loc and loc[-1] == "[key]":
         location = f"[{'.'.join(full[:-2])}] table name {full[-2]!r}"
@@ -306,6 +312,10 @@ def _config_error(
         message = f"unknown {'table' if len(full) == 1 else 'key'}; expected one of: {known}"
     elif kind == "missing":
         message = "missing required key"
+    elif kind in _TABLE_TYPES:
+        message = "expected a table"
+    elif kind in _ARRAY_TYPES:
+        message = "expected a list"
     else:
         message = _expected(first["msg"])
     if len(errors) > 1:
@@ -321,8 +331,15 @@ def _expected(pydantic_message: str) -> str:
         return "expected a lower-case name: letters, digits, '-' and '_', starting with a letter"
     if pydantic_message.startswith("expected"):
         return pydantic_message
+    subject, should, rest = pydantic_message.partition(" should ")
+    if should and " " not in subject:  # "String should have at least 1 character"
+        return f"expected {subject.lower()} to {rest}"
     return f"expected {pydantic_message}"
 
+
+#: pydantic error types reworded in TOML's terms (pydantic would name a model class or "tuple").
+_TABLE_TYPES = frozenset({"model_type", "model_attributes_type", "dict_type"})
+_ARRAY_TYPES = frozenset({"list_type", "tuple_type", "set_type", "frozen_set_type"})
 
 _KNOWN_KEYS: Mapping[tuple[str, ...], Iterable[str]] = {
     (): _ConfigFile.model_fields,

@@ -31,9 +31,12 @@ __all__ = ["BackendSettings", "NoSettings", "SecretRef"]
 
 
 class BackendSettings(BaseModel):
-    """Base for a backend's settings: immutable, and unknown keys are errors."""
+    """Base for a backend's settings: immutable, and unknown keys are errors.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Validation errors never quote the input, which may be a misplaced secret.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class NoSettings(BackendSettings):
@@ -88,7 +91,10 @@ class SecretRef:
         return _chomp(self._run_command())
 
     def _run_command(self) -> bytes:
-        argv = shlex.split(self.target)
+        try:
+            argv = shlex.split(self.target)
+        except ValueError:
+            raise SecretSourceError(f"{self}: cannot split the command line") from None
         try:
             done = subprocess.run(  # noqa: S603 - argv from the operator's own config, no shell
                 argv, capture_output=True, check=False, timeout=self._COMMAND_TIMEOUT_S
@@ -150,3 +156,5 @@ def _read_private_file(path: Path, label: str) -> bytes:
         raise SecretSourceError(f"{label}: file does not exist") from None
     except PermissionError:
         raise SecretSourceError(f"{label}: file is not readable") from None
+    except OSError as exc:
+        raise SecretSourceError(f"{label}: cannot read ({exc.strerror})") from None

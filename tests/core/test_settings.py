@@ -1,0 +1,270 @@
+"""``SecretRef`` parsing and resolution, and the ``BackendSettings`` base model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from strongroom.errors import SecretSourceError
+from strongroom.settings import BackendSettings, NoSettings, SecretRef
+
+LITERAL = "hunter2-literal"
+
+
+class VaultSettings(BackendSettings):
+    url: str
+    passphrase: SecretRef
+    token: SecretRef | None = None
+
+
+def vault(**values: object) -> VaultSettings:
+    """A valid ``VaultSettings``, with ``values`` replacing the defaults."""
+    return VaultSettings.model_validate({"url": "u", "passphrase": "env:X", **values})
+
+
+def _secret_file(tmp_path: Path, content: bytes, mode: int) -> Path:
+    path = tmp_path / "secret"
+    path.write_bytes(content)
+    path.chmod(mode)
+    return path
+
+
+def _source_error(ref: SecretRef) -> SecretSourceError:
+    with pytest.raises(SecretSourceError) as caught:
+        ref.resolve()
+    assert caught.value.exit_code == 2
+    assert "\n" not in str(caught.value)
+    return caught.value
+
+
+# --- parsing -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "scheme", "target"),
+    [
+        ("env:STRONGROOM_TEST_SECRET", "env", "STRONGROOM_TEST_SECRET"),
+        ("file:/run/secrets/db", "file", "/run/secrets/db"),
+        ("file:~/.config/strongroom/key", "file", "~/.config/strongroom/key"),
+        ("command:pass show strongroom", "command", "pass show strongroom"),
+        ("env: PADDED ", "env", "PADDED"),
+        ("command:printf a:b", "command", "printf a:b"),
+    ],
+)
+def test_parse_accepts_each_scheme(text: str, scheme: str, target: str) -> None:
+    ref = SecretRef.parse(text)
+    assert (ref.scheme, ref.target) == (scheme, target)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [LITERAL, "", "env:", "env:   ", "file:", "command:", "ftp:hunter2-literal", "ENV:X", " env:X"],
+)
+def test_parse_refuses_anything_but_a_reference(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a secret reference") as caught:
+        SecretRef.parse(text)
+    message = str(caught.value)
+    assert "secrets never sit in the config file" in message
+    assert "hunter2" not in message
+    assert "ENV:X" not in message
+
+
+def test_constructor_refuses_unknown_scheme_or_empty_target() -> None:
+    with pytest.raises(ValueError, match="unsupported secret reference scheme"):
+        SecretRef("ftp", "x")
+    with pytest.raises(ValueError, match="unsupported secret reference scheme"):
+        SecretRef("env", "")
+
+
+# --- resolving ---------------------------------------------------------------
+
+
+def test_env_resolves_with_one_trailing_newline_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRONGROOM_TEST_SECRET", "s3cret\n\n")
+    assert SecretRef.parse("env:STRONGROOM_TEST_SECRET").resolve() == b"s3cret\n"
+
+
+def test_env_empty_value_is_an_empty_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRONGROOM_TEST_SECRET", "")
+    assert SecretRef.parse("env:STRONGROOM_TEST_SECRET").resolve() == b""
+
+
+def test_env_unset_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STRONGROOM_TEST_SECRET", raising=False)
+    error = _source_error(SecretRef.parse("env:STRONGROOM_TEST_SECRET"))
+    assert str(error) == "env:STRONGROOM_TEST_SECRET: environment variable is not set"
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400])
+def test_private_file_resolves_with_one_trailing_newline_removed(tmp_path: Path, mode: int) -> None:
+    path = _secret_file(tmp_path, b"s3cret\n\n", mode)
+    assert SecretRef.parse(f"file:{path}").resolve() == b"s3cret\n"
+
+
+def test_file_without_trailing_newline_is_returned_whole(tmp_path: Path) -> None:
+    path = _secret_file(tmp_path, b"\x00binary\xff", 0o600)
+    assert SecretRef.parse(f"file:{path}").resolve() == b"\x00binary\xff"
+
+
+def test_file_path_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _secret_file(tmp_path, b"s3cret\n", 0o600)
+    assert SecretRef.parse("file:~/secret").resolve() == b"s3cret"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_file_readable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
+    path = _secret_file(tmp_path, b"VALUE-SHOULD-NOT-LEAK", mode)
+    error = _source_error(SecretRef.parse(f"file:{path}"))
+    assert str(error) == f"file:{path}: file is accessible to group or others; chmod 600 it"
+
+
+def test_missing_file_names_the_reference(tmp_path: Path) -> None:
+    path = tmp_path / "absent"
+    error = _source_error(SecretRef.parse(f"file:{path}"))
+    assert str(error) == f"file:{path}: file does not exist"
+
+
+def test_directory_is_a_secret_source_error(tmp_path: Path) -> None:
+    """Any OS error reading the file is reported as the reference, not raised raw."""
+    error = _source_error(SecretRef.parse(f"file:{tmp_path}"))
+    assert str(error).startswith(f"file:{tmp_path}: cannot read")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file_names_the_reference(tmp_path: Path) -> None:
+    path = _secret_file(tmp_path, b"s3cret", 0o000)
+    error = _source_error(SecretRef.parse(f"file:{path}"))
+    assert str(error) == f"file:{path}: file is not readable"
+
+
+def test_command_output_is_the_secret() -> None:
+    assert SecretRef.parse("command:printf secret").resolve() == b"secret"
+
+
+def test_command_keeps_quoted_words_and_removes_one_newline() -> None:
+    assert SecretRef.parse("command:printf '%s\\n\\n' 'two words'").resolve() == b"two words\n"
+
+
+def test_command_runs_without_a_shell() -> None:
+    """``$HOME`` and ``;`` reach the program verbatim: no shell interprets them."""
+    assert SecretRef.parse("command:printf %s $HOME;x").resolve() == b"$HOME;x"
+
+
+def test_failing_command_names_reference_and_status_but_not_output() -> None:
+    script = "printf %s-%s LEAKED STDOUT; printf %s-%s LEAKED STDERR >&2; exit 3"
+    ref = SecretRef.parse(f'command:sh -c "{script}"')
+    error = _source_error(ref)
+    assert str(error) == f"{ref}: exited with status 3"
+    assert "LEAKED-STDOUT" not in str(error)
+    assert "LEAKED-STDERR" not in str(error)
+    assert error.__cause__ is None
+
+
+def test_missing_program_names_the_reference() -> None:
+    ref = SecretRef.parse("command:strongroom-no-such-program-here --flag")
+    error = _source_error(ref)
+    assert str(error) == f"{ref}: could not run (FileNotFoundError)"
+
+
+def test_command_that_hangs_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SecretRef, "_COMMAND_TIMEOUT_S", 0.2)
+    ref = SecretRef.parse(f"command:{sys.executable} -c 'import time; time.sleep(30)'")
+    error = _source_error(ref)
+    assert str(error) == f"{ref}: could not run (TimeoutExpired)"
+
+
+def test_unbalanced_quotes_are_a_secret_source_error() -> None:
+    ref = SecretRef.parse("command:printf 'unterminated")
+    error = _source_error(ref)
+    assert str(error) == f"{ref}: cannot split the command line"
+
+
+# --- identity ----------------------------------------------------------------
+
+
+def test_repr_and_str_show_only_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRONGROOM_TEST_SECRET", "VALUE-SHOULD-NOT-LEAK")
+    ref = SecretRef.parse("env:STRONGROOM_TEST_SECRET")
+    assert ref.resolve() == b"VALUE-SHOULD-NOT-LEAK"
+    assert str(ref) == "env:STRONGROOM_TEST_SECRET"
+    assert repr(ref) == "SecretRef('env:STRONGROOM_TEST_SECRET')"
+    assert "VALUE-SHOULD-NOT-LEAK" not in f"{ref} {ref!r} {[ref]}"
+
+
+def test_equality_and_hash_follow_the_reference() -> None:
+    ref = SecretRef.parse("env:A")
+    assert ref == SecretRef("env", "A")
+    assert hash(ref) == hash(SecretRef("env", "A"))
+    assert ref != SecretRef.parse("env:B")
+    assert ref != SecretRef.parse("file:A")
+    assert ref != "env:A"
+    assert len({ref, SecretRef("env", "A"), SecretRef.parse("env:B")}) == 2
+
+
+# --- pydantic ----------------------------------------------------------------
+
+
+def test_model_field_accepts_references_and_instances() -> None:
+    settings = vault(token=SecretRef("file", "/t"))
+    assert settings.passphrase == SecretRef("env", "X")
+    assert settings.token == SecretRef("file", "/t")
+    assert vault().token is None
+
+
+def test_model_refuses_a_literal_without_echoing_it() -> None:
+    with pytest.raises(ValidationError) as caught:
+        vault(passphrase=LITERAL)
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("passphrase",)
+    assert error["type"] == "secret_ref"
+    assert str(error["msg"]).startswith("expected a secret reference")
+    assert LITERAL not in str(caught.value)
+    assert LITERAL not in repr(caught.value)
+
+
+def test_model_refuses_a_non_string_reference() -> None:
+    with pytest.raises(ValidationError) as caught:
+        vault(passphrase=12345)
+    assert caught.value.errors()[0]["msg"] == "expected a secret reference string"
+    assert "12345" not in str(caught.value)
+
+
+def test_backend_settings_errors_never_quote_the_input() -> None:
+    """Not only secret fields: any refused value could be a secret in the wrong key."""
+    with pytest.raises(ValidationError) as caught:
+        vault(url=["VALUE-SHOULD-NOT-LEAK"])
+    assert "VALUE-SHOULD-NOT-LEAK" not in str(caught.value)
+
+
+def test_json_dump_gives_the_reference_string() -> None:
+    settings = vault()
+    assert settings.model_dump(mode="json") == {"url": "u", "passphrase": "env:X", "token": None}
+    assert settings.model_dump()["passphrase"] == SecretRef("env", "X")
+    assert VaultSettings.model_validate_json(settings.model_dump_json()) == settings
+
+
+def test_backend_settings_refuse_unknown_keys() -> None:
+    with pytest.raises(ValidationError) as caught:
+        vault(pasphrase="env:Y")
+    (error,) = caught.value.errors()
+    assert (error["type"], error["loc"]) == ("extra_forbidden", ("pasphrase",))
+
+
+def test_no_settings_refuses_any_key() -> None:
+    assert NoSettings() == NoSettings()
+    with pytest.raises(ValidationError) as caught:
+        NoSettings.model_validate({"rounds": 3})
+    assert caught.value.errors()[0]["type"] == "extra_forbidden"
+
+
+def test_backend_settings_are_frozen() -> None:
+    settings = vault()
+    with pytest.raises(ValidationError) as caught:
+        settings.url = "v"  # type: ignore[misc]
+    assert caught.value.errors()[0]["type"] == "frozen_instance"
+    assert settings.url == "u"
