@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self, cast
 
 import pluggy
@@ -18,7 +17,7 @@ from strongroom._loading import (
     load_backend,
     load_hook_plugins,
 )
-from strongroom.backend import Backend
+from strongroom.backend import Backend, Closeable
 from strongroom.cipher_suite import CipherSuite
 from strongroom.config import BackendChoice, Config, load_config
 from strongroom.key_provider import KeyProvider
@@ -42,7 +41,7 @@ class ResolvedBackend:
     registration: Registration
 
 
-class Strongroom:
+class Strongroom(Closeable):
     """One configured stack.
 
     Building it registers hook plugins (entry points under
@@ -137,17 +136,6 @@ class Strongroom:
             instance.close()
         self._instances.clear()
         self.hook.strongroom_unconfigure(strongroom=self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<Strongroom account={self.config.account!r} config={self.config.source!r}>"

@@ -12,21 +12,14 @@ from typing import ClassVar, Self
 
 from strongroom.settings import BackendSettings, NoSettings
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "Closeable"]
 
 
-class Backend:
-    """Base of the four slot interfaces."""
-
-    #: The model that validates this backend's config table.
-    Settings: ClassVar[type[BackendSettings]] = NoSettings
-
-    def __init__(self, settings: BackendSettings | None = None) -> None:
-        """:raises pydantic.ValidationError: ``settings`` is missing required values."""
-        self.settings = settings if settings is not None else self.Settings()
+class Closeable:
+    """Context management around an idempotent :meth:`close`."""
 
     def close(self) -> None:
-        """Release what the backend holds.  Idempotent; a no-op by default."""
+        """Release what the object holds.  Idempotent; a no-op by default."""
 
     def __enter__(self) -> Self:
         return self
@@ -38,3 +31,14 @@ class Backend:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class Backend(Closeable):
+    """Base of the four slot interfaces."""
+
+    #: The model that validates this backend's config table.
+    Settings: ClassVar[type[BackendSettings]] = NoSettings
+
+    def __init__(self, settings: BackendSettings | None = None) -> None:
+        """:raises pydantic.ValidationError: ``settings`` is missing required values."""
+        self.settings = settings if settings is not None else self.Settings()
