@@ -8,13 +8,30 @@ provider's own root key never leaves that backend (keystore, Vault, HSM).
 
 from __future__ import annotations
 
+import struct
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
 from strongroom.backend import Backend
 
-__all__ = ["KeyProvider", "KeyProviderTraits"]
+__all__ = ["KeyProvider", "KeyProviderTraits", "WrapContext"]
+
+
+@dataclass(frozen=True)
+class WrapContext:
+    """What a wrapped secret is for; bound to the wrap as associated data."""
+
+    account: str
+    purpose: str
+    version: int
+
+    def encode(self) -> bytes:
+        """Canonical bytes: a label, then each field length-prefixed (u16 big-endian)."""
+        fields = (self.account.encode(), self.purpose.encode(), str(self.version).encode())
+        return b"strongroom/wrap/v1" + b"".join(
+            struct.pack(">H", len(field)) + field for field in fields
+        )
 
 
 @dataclass(frozen=True)
@@ -35,7 +52,7 @@ class KeyProvider(Backend, ABC):
     traits: ClassVar[KeyProviderTraits]
 
     @abstractmethod
-    def wrap(self, secret: bytes, context: bytes) -> bytes:
+    def wrap(self, secret: bytes, context: WrapContext) -> bytes:
         """Return an opaque blob that only this provider can unwrap under ``context``.
 
         :raises strongroom.errors.KeyLockedError: the backing keystore is locked.
@@ -44,7 +61,7 @@ class KeyProvider(Backend, ABC):
         """
 
     @abstractmethod
-    def unwrap(self, blob: bytes, context: bytes) -> bytes:
+    def unwrap(self, blob: bytes, context: WrapContext) -> bytes:
         """Recover the secret that :meth:`wrap` sealed under the same ``context``.
 
         :raises strongroom.errors.AuthenticationError: ``blob`` was altered or was
@@ -54,11 +71,11 @@ class KeyProvider(Backend, ABC):
         :raises strongroom.errors.UnlockFailedError: the user's passphrase or PIN was refused.
         """
 
-    def destroy(self) -> None:
-        """Erase the provider's root for this configuration, where it holds one.
+    def destroy(self, account: str) -> None:
+        """Erase the provider's root for ``account``, where it holds one.
 
-        After this no blob it wrapped can be unwrapped.  The default has
-        nothing to erase (a passphrase lives only in the user's head).
+        After this no blob it wrapped for that account can be unwrapped.  The
+        default has nothing to erase (a passphrase lives only in the user's head).
 
         :raises strongroom.errors.KeyUnavailableError: the backend cannot be reached.
         """

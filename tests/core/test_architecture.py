@@ -19,6 +19,7 @@ PUBLIC_MODULES = {
     "strongroom.errors",
     "strongroom.hookspecs",
     "strongroom.key_provider",
+    "strongroom.secret",
     "strongroom.settings",
     "strongroom.store",
     "strongroom.testing",
