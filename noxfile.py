@@ -42,7 +42,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the three source roots and the sample plugin."""
-    install_editable(session, "nacl", "test")
+    install_editable(session, "all", "test")
     session.install("mypy>=1.10")
     session.run("mypy", *SOURCES)
     session.run("mypy", str(SAMPLE_PLUGIN / "src"))

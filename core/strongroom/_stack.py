@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Self, cast
@@ -10,6 +11,7 @@ from typing import Self, cast
 import pluggy
 
 from strongroom import hookspecs
+from strongroom._fs import fsync_dir, make_private_dir
 from strongroom._loading import (
     SLOTS_BY_TABLE,
     HookPlugin,
@@ -21,8 +23,9 @@ from strongroom.backend import Backend, Closeable
 from strongroom.cipher_suite import CipherSuite
 from strongroom.config import BackendChoice, Config, load_config
 from strongroom.key_provider import KeyProvider
+from strongroom.keys import AccountKeys
 from strongroom.settings import BackendSettings
-from strongroom.store import Store
+from strongroom.store import Store, StoreBinding
 from strongroom.transport import Transport
 
 __all__ = ["ResolvedBackend", "Strongroom"]
@@ -65,6 +68,8 @@ class Strongroom(Closeable):
             self.plugin_manager.register(plugin)
         self._resolved: dict[str, ResolvedBackend] = {}
         self._instances: dict[str, Backend] = {}
+        self._suites: dict[str, CipherSuite] = {}
+        self._keys: AccountKeys | None = None
         self._closed = False
         self.hook.strongroom_configure(strongroom=self)
 
@@ -106,8 +111,70 @@ class Strongroom(Closeable):
             raise RuntimeError("this Strongroom is closed")
         if table not in self._instances:
             resolved = self.resolve(table)
-            self._instances[table] = resolved.backend(resolved.settings)
+            if issubclass(resolved.backend, Store):
+                self._instances[table] = resolved.backend(
+                    resolved.settings, binding=self._store_binding(table.partition(".")[2])
+                )
+            else:
+                self._instances[table] = resolved.backend(resolved.settings)
         return self._instances[table]
+
+    def _store_binding(self, name: str) -> StoreBinding:
+        directory = self.config.account_dir / "stores" / name
+        make_private_dir(directory)
+        return StoreBinding(self.config.account, name, directory, self.keys)
+
+    def suite(self, name: str) -> CipherSuite:
+        """A cipher suite by name: the configured one, or another that old data names.
+
+        :raises strongroom.errors.PluginError: no such suite can be loaded.
+        """
+        if name == self.config.choice("cipher_suite").use:
+            return self.cipher_suite
+        if name not in self._suites:
+            backend, _ = load_backend(
+                SLOTS_BY_TABLE["cipher_suite"], name, blocked=self.config.blocked
+            )
+            self._suites[name] = cast(CipherSuite, backend())
+        return self._suites[name]
+
+    @property
+    def keys(self) -> AccountKeys:
+        """The configured account's key hierarchy, with every configured provider."""
+        if self._keys is None:
+            names = self.config.instances("key_providers")
+            self._keys = AccountKeys(
+                account=self.config.account,
+                directory=self.config.account_dir,
+                providers={name: self.key_provider(name) for name in names},
+                provider_backends={
+                    name: self.config.choice(f"key_providers.{name}").use for name in names
+                },
+                suite_for=self.suite,
+                default_suite=self.config.choice("cipher_suite").use,
+                notify=self._notify,
+                idle_timeout=self.config.idle_timeout or None,
+            )
+        return self._keys
+
+    def wipe(self) -> None:
+        """Destroy the account: wrapped keys and provider roots first, then its data.
+
+        Needs no unlock: destroying keys does not require reading them.
+
+        :raises strongroom.errors.KeyUnavailableError: a provider could not erase its root.
+        """
+        for table in [t for t in self._instances if t.startswith("stores.")]:
+            self._instances.pop(table).close()
+        self.keys.destroy_all()
+        directory = self.config.account_dir
+        if directory.exists():
+            shutil.rmtree(directory)
+            fsync_dir(directory.parent)
+        self._notify("strongroom_account_wiped", account=self.config.account)
+
+    def _notify(self, hook: str, **kwargs: object) -> None:
+        getattr(self.hook, hook)(**kwargs)
 
     @property
     def cipher_suite(self) -> CipherSuite:
@@ -135,6 +202,8 @@ class Strongroom(Closeable):
         for instance in reversed(self._instances.values()):
             instance.close()
         self._instances.clear()
+        if self._keys is not None:
+            self._keys.close()
         self.hook.strongroom_unconfigure(strongroom=self)
 
     def __repr__(self) -> str:

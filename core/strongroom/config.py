@@ -41,12 +41,16 @@ BUILTIN_SOURCE = "built-in defaults"
 #: The embedded default stack, used where the config file says nothing.
 DEFAULT_STACK: Mapping[str, Mapping[str, Any]] = {
     "cipher_suite": {"use": "aes-256-gcm"},
+    "key_providers": {"main": {"use": "passphrase"}},
+    "stores": {"default": {"use": "files"}},
 }
 
 #: Setting names that can only ever hold a secret, whatever the backend says.
 _SECRET_KEY = re.compile(r"(^|_)(passphrase|password|secret|token|api_key|private_key|pin)$")
 
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+#: Account and instance names: safe as directory names and in variable names.
+NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
@@ -57,6 +61,7 @@ class _Strict(BaseModel):
 class _StrongroomTable(_Strict):
     data_dir: str = ""
     account: Name = "default"
+    idle_timeout: Annotated[float, Field(ge=0)] = 300.0
 
 
 class _PluginsTable(_Strict):
@@ -124,6 +129,8 @@ class Config:
     source: str
     data_dir: Path
     account: str
+    #: Seconds of disuse after which an unlocked session locks; 0 never.
+    idle_timeout: float
     autoload: bool
     blocked: frozenset[str]
     backends: tuple[BackendChoice, ...]
@@ -138,9 +145,14 @@ class Config:
                 return choice
         raise ConfigError(f"no [{table}] table is configured", source=self.source)
 
-    def tables(self, slot: str) -> list[str]:
-        """The configured tables of one slot, e.g. every ``stores.<name>``."""
-        return [choice.table for choice in self.backends if choice.slot == slot]
+    def instances(self, slot: str) -> list[str]:
+        """The instance names of a plural slot, e.g. ``notes`` for ``[stores.notes]``."""
+        return [choice.table.partition(".")[2] for choice in self.backends if choice.slot == slot]
+
+    @property
+    def account_dir(self) -> Path:
+        """Where the configured account keeps its keys and stores."""
+        return self.data_dir / "accounts" / self.account
 
 
 def load_config(
@@ -199,6 +211,7 @@ def parse_config(
             parsed.strongroom.data_dir, _origin(origins, ("strongroom", "data_dir")), environ
         ),
         account=parsed.strongroom.account,
+        idle_timeout=parsed.strongroom.idle_timeout,
         autoload=parsed.plugins.autoload,
         blocked=frozenset(parsed.plugins.block),
         backends=tuple(backends),

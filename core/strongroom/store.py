@@ -10,14 +10,48 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from strongroom.backend import Backend
+from strongroom.settings import BackendSettings
 
-__all__ = ["Store"]
+if TYPE_CHECKING:
+    from strongroom.keys import AccountKeys
+
+__all__ = ["Store", "StoreBinding"]
+
+
+@dataclass(frozen=True)
+class StoreBinding:
+    """Where a configured store lives and the keys it encrypts with."""
+
+    account: str
+    #: The config name, ``stores.<name>``.
+    name: str
+    #: The store's own directory inside the account's; created by the stack.
+    directory: Path
+    keys: AccountKeys
+
+    @property
+    def purpose(self) -> str:
+        """The keyset that encrypts this store's data."""
+        return f"store:{self.name}"
+
+    @property
+    def names_purpose(self) -> str:
+        """The keyset whose version 1 keys this store's record-name hashing."""
+        return f"store:{self.name}:names"
 
 
 class Store(Backend, ABC):
-    """Encrypted key-value records and blobs."""
+    """Encrypted key-value records and blobs, bound to one account's keys."""
+
+    def __init__(self, settings: BackendSettings | None = None, *, binding: StoreBinding) -> None:
+        """:raises strongroom.errors.StoreError: the store's medium cannot be opened."""
+        super().__init__(settings)
+        self.binding = binding
 
     @abstractmethod
     def put(self, key: str, value: bytes) -> None:
@@ -59,6 +93,17 @@ class Store(Backend, ABC):
         :raises strongroom.errors.StoreError: the medium refused the write; the
             previous value is still readable.
         :raises strongroom.errors.KeyUnavailableError: the store's key is locked.
+        """
+
+    @abstractmethod
+    def reencrypt(self) -> Iterator[tuple[int, int]]:
+        """Re-encrypt everything not under the store keyset's primary version.
+
+        Yields ``(done, total)`` as it goes.  Interrupting it loses nothing;
+        running it again resumes, skipping what is already current.
+
+        :raises strongroom.errors.KeyLockedError: the store's key is locked.
+        :raises strongroom.errors.IntegrityError: a record fails verification.
         """
 
     @abstractmethod

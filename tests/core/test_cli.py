@@ -140,7 +140,11 @@ def test_config_check_finds_strongroom_toml_in_the_working_directory(tmp_path: P
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["source"] == str(tmp_path / "strongroom.toml")
-    assert [backend["use"] for backend in data["backends"]] == ["xchacha20-poly1305"]
+    assert [backend["use"] for backend in data["backends"]] == [
+        "xchacha20-poly1305",
+        "passphrase",
+        "files",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -229,12 +233,23 @@ def test_unexpected_errors_print_only_their_type(
     assert "SECRET" not in result.stderr + result.stdout
 
 
-def test_demo_runs_the_default_stack(tmp_path: Path) -> None:
+def test_demo_runs_the_whole_story_on_the_default_stack(tmp_path: Path) -> None:
     write(tmp_path / "strongroom.toml", '[cipher_suite]\nuse = "rot13"\n')  # ignored by demo
     result = cli("demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "[cipher_suite] aes-256-gcm" in result.stdout
-    assert result.stdout.count(": rejected") == 3
+    text = result.stdout
+    for step in (
+        "[key_providers.main] passphrase",
+        "[stores.default] files",
+        "init: account 'demo'",
+        "stored 2 records and a 3 MiB blob",
+        "rotated the store:default keyset to version 2",
+        "re-encrypted 3 of 3 objects",
+        "rotated the master key to version 2",
+        "decryption refused it",
+        "wiped the account",
+    ):
+        assert step in text
     data = json.loads(cli("demo", "--json", cwd=tmp_path).stdout)
-    assert data["round_trip_ok"] is True
-    assert data["sealed_bytes"] == data["plaintext_bytes"] + 16
+    assert len(data["steps"]) == 9
+    assert list(tmp_path.iterdir()) == [tmp_path / "strongroom.toml"]  # nothing left behind

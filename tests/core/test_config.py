@@ -156,7 +156,11 @@ def test_built_in_defaults_come_last(tmp_path: Path) -> None:
     choice = config.choice("cipher_suite")
     assert choice.use == DEFAULT_STACK["cipher_suite"]["use"] == "aes-256-gcm"
     assert choice.origins == {"use": "built-in defaults"}
-    assert [c.table for c in config.backends] == ["cipher_suite"]
+    assert [c.table for c in config.backends] == [
+        "cipher_suite",
+        "key_providers.main",
+        "stores.default",
+    ]
     assert (config.account, config.autoload, config.blocked) == ("default", True, frozenset())
 
 
@@ -228,7 +232,8 @@ def test_non_utf8_file_is_invalid_toml(tmp_path: Path) -> None:
         ),
         pytest.param(
             "[strongroom]\ndatadir = 'x'\n",
-            "[strongroom] key 'datadir': unknown key; expected one of: account, data_dir",
+            "[strongroom] key 'datadir': unknown key; "
+            "expected one of: account, data_dir, idle_timeout",
             id="typo-strongroom-key",
         ),
         pytest.param(
@@ -471,9 +476,14 @@ def test_tables_the_file_omits_come_from_the_defaults(tmp_path: Path) -> None:
     assert suite.use == DEFAULT_STACK["cipher_suite"]["use"]
     assert suite.origins["use"] == BUILTIN_SOURCE
     assert config.choice("stores.notes").origins["use"] == str(path)
-    assert config.tables("stores") == ["stores.notes"]
-    assert config.tables("transport") == []
-    assert [c.table for c in config.backends] == ["cipher_suite", "stores.notes"]
+    assert config.instances("stores") == ["notes"]
+    assert config.instances("transport") == []
+    # [stores.notes] replaced the default [stores] table as a whole
+    assert [c.table for c in config.backends] == [
+        "cipher_suite",
+        "key_providers.main",
+        "stores.notes",
+    ]
 
 
 # --- environment overrides ---------------------------------------------------
@@ -510,7 +520,7 @@ def test_override_creates_an_instance() -> None:
         {},
         {"STRONGROOM__STORES__NOTES__USE": "fake", "STRONGROOM__STORES__NOTES__PATH": "/n"},
     )
-    assert config.tables("stores") == ["stores.notes"]
+    assert config.instances("stores") == ["default", "notes"]  # added beside the default
     choice = config.choice("stores.notes")
     assert (choice.use, dict(choice.settings)) == ("fake", {"path": "/n"})
 
@@ -548,7 +558,8 @@ def test_unknown_key_override_names_the_variable() -> None:
     variable = "STRONGROOM__STRONGROOM__DATADIR"
     message = config_error(lambda: parse({}, {variable: LEAK}))
     assert message == (
-        f"${variable}: [strongroom] key 'datadir': unknown key; expected one of: account, data_dir"
+        f"${variable}: [strongroom] key 'datadir': unknown key; "
+        "expected one of: account, data_dir, idle_timeout"
     )
 
 

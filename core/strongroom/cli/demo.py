@@ -1,73 +1,173 @@
-"""``strongroom demo``: the embedded default stack, shown working.
+"""``strongroom demo``: the whole data-at-rest story on the embedded default stack.
 
-It ignores any config file: the point is to show what strongroom does out
-of the box, in a throwaway session with a throwaway key.
+It runs in a throwaway directory with a throwaway passphrase and ignores any
+config file, so it shows what strongroom does out of the box: init, records
+and a file, rotation, re-encryption, a tampered file rejected, wipe.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterator
+import secrets
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from strongroom._stack import Strongroom
+from strongroom.cli._io import writing_on_success
 from strongroom.cli._output import emit
-from strongroom.cli.config_check import describe
-from strongroom.config import BUILTIN_SOURCE, parse_config
-from strongroom.errors import AuthenticationError
+from strongroom.config import BUILTIN_SOURCE, DEFAULT_STACK, parse_config
+from strongroom.errors import IntegrityError, KeyUnavailableError
+from strongroom.formats.chunked import decrypt_stream, encrypt_stream
+from strongroom.formats.context import Context
+from strongroom.store import Store
 
-_MESSAGE = b"meet at the usual place at nine"
+STORE = "default"
+FILE_PURPOSE = "files"
 
 
 def run(args: argparse.Namespace) -> int:
-    config = parse_config({}, source=BUILTIN_SOURCE, environ={})
-    with Strongroom(config) as stack:
-        resolved = stack.resolve_all()
-        suite = stack.cipher_suite
-        aead = suite.keyed(os.urandom(suite.key_size))
-        nonce = os.urandom(suite.nonce_size)
-        sealed = aead.encrypt(nonce, _MESSAGE, b"demo-record")
-        opened = aead.decrypt(nonce, sealed, b"demo-record")
+    steps: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="strongroom-demo-") as scratch:
+        root = Path(scratch)
+        stack = Strongroom(_demo_config(root))
+        try:
+            _story(stack, root, steps.append)
+        finally:
+            stack.close()
+    emit(args, {"steps": steps}, _text(steps))
+    return 0
 
-        tampered = bytearray(sealed)
-        tampered[len(tampered) // 2] ^= 0x01
-        rejections = []
-        for label, candidate, aad in (
-            ("one flipped bit", bytes(tampered), b"demo-record"),
-            ("another record's associated data", sealed, b"other-record"),
-            ("truncated by one byte", sealed[:-1], b"demo-record"),
-        ):
-            try:
-                aead.decrypt(nonce, candidate, aad)
-            except AuthenticationError:
-                rejections.append(label)
 
-    data: dict[str, Any] = {
-        "stack": describe(config, resolved, []),
-        "suite": suite.name,
-        "plaintext_bytes": len(_MESSAGE),
-        "sealed_bytes": len(sealed),
-        "round_trip_ok": opened == _MESSAGE,
-        "rejected": rejections,
+def _demo_config(root: Path) -> Any:
+    passphrase = root / "passphrase"
+    passphrase.write_text(secrets.token_urlsafe(24))
+    passphrase.chmod(0o600)
+    providers = {
+        name: {**table, "passphrase": f"file:{passphrase}"}
+        for name, table in DEFAULT_STACK["key_providers"].items()
     }
-    emit(args, data, _text(data))
-    return 0 if data["round_trip_ok"] and len(rejections) == 3 else 1
+    data = {
+        **DEFAULT_STACK,
+        "strongroom": {"data_dir": str(root / "data"), "account": "demo"},
+        "key_providers": providers,
+    }
+    return parse_config(data, source=BUILTIN_SOURCE, environ={})
 
 
-def _text(data: dict[str, Any]) -> Iterator[str]:
-    stack = data["stack"]
-    yield "strongroom demo: the embedded default stack"
-    for backend in stack["backends"]:
-        yield f"  [{backend['table']}] {backend['use']}  ({backend['distribution']})"
-    yield ""
-    yield (
-        f"1. sealed a {data['plaintext_bytes']}-byte message with {data['suite']} "
-        f"under a fresh random key: {data['sealed_bytes']} bytes, tag included"
+def _story(stack: Strongroom, root: Path, say: Callable[[str], None]) -> None:
+    config = stack.config
+    keys = stack.keys
+    backends = ", ".join(f"[{choice.table}] {choice.use}" for choice in config.backends)
+    say(f"stack: {backends}")
+
+    keys.create()
+    say(
+        f"init: account 'demo' in {config.account_dir.relative_to(root)}; a random 256-bit master "
+        "key, wrapped by an Argon2id passphrase key, is all that keys.json holds"
     )
-    yield f"2. opened it again: {'plaintext matches' if data['round_trip_ok'] else 'MISMATCH'}"
-    yield "3. tried to open altered copies; each was rejected with no plaintext released:"
-    for label in data["rejected"]:
-        yield f"   - {label}: rejected"
-    yield ""
-    yield "The key hierarchy, stores and 'strongroom init' arrive with the data-at-rest work."
+
+    store = stack.store(STORE)
+    store.put("notes/shopping", b"eggs, flour, milk")
+    store.put("notes/secret", b"the safe combination is 12-34-56")
+    photo = os.urandom(3 << 20)
+    store.put_blob("photos/cat.jpg", [photo[i : i + 65536] for i in range(0, len(photo), 65536)])
+    on_disk = sorted(
+        p.name for p in (config.account_dir / "stores" / STORE).rglob("*") if p.is_file()
+    )
+    say(
+        f"stored 2 records and a 3 MiB blob; on disk they are {len(on_disk)} files named like "
+        f"{on_disk[0][:16]}..., revealing no record name"
+    )
+
+    sealed_file, context = _encrypt_a_file(stack, root, say)
+    _rotate_and_reencrypt(stack, store, say)
+    _reject_tampering(stack, root, sealed_file, context, say)
+    _wipe(stack, say)
+
+
+def _encrypt_a_file(
+    stack: Strongroom, root: Path, say: Callable[[str], None]
+) -> tuple[Path, Context]:
+    keys, config = stack.keys, stack.config
+    document = root / "report.txt"
+    document.write_bytes(b"quarterly figures\n" * 150_000)
+    sealed_file = root / "report.txt.sr"
+    key = keys.data_key(FILE_PURPOSE)
+    context = Context(account=config.account, store=FILE_PURPOSE, record="")
+    with document.open("rb") as source, sealed_file.open("wb") as sink:
+        manifest = encrypt_stream(
+            source, sink, key.suite, key.material.view(), key.version, context
+        )
+    say(
+        f"encrypted a {document.stat().st_size} byte file into {manifest.chunk_count} "
+        f"authenticated chunk(s) with a manifest of chunk hashes for resumable sync"
+    )
+    return sealed_file, context
+
+
+def _rotate_and_reencrypt(stack: Strongroom, store: Store, say: Callable[[str], None]) -> None:
+    keys = stack.keys
+    purpose = f"store:{STORE}"
+    new_version = keys.rotate(purpose)
+    still = store.get("notes/shopping")
+    say(
+        f"rotated the {purpose} keyset to version {new_version}: nothing was re-encrypted, "
+        f"old records still open ({still.decode()!r})"
+    )
+
+    done, total = deque(store.reencrypt(), maxlen=1).pop()
+    keys.destroy(purpose, new_version - 1)
+    say(
+        f"re-encrypted {done} of {total} objects under version {new_version}, then destroyed "
+        f"version {new_version - 1}; every record still opens"
+    )
+    _check(store.get("notes/secret").startswith(b"the safe"), "a re-encrypted record is lost")
+
+    master = keys.rotate_master()
+    say(f"rotated the master key to version {master}: data keys re-wrapped, data untouched")
+
+
+def _reject_tampering(
+    stack: Strongroom, root: Path, sealed_file: Path, context: Context, say: Callable[[str], None]
+) -> None:
+    tampered = bytearray(sealed_file.read_bytes())
+    tampered[len(tampered) // 2] ^= 0x01
+    sealed_file.write_bytes(tampered)
+    output = root / "report.decrypted.txt"
+    rejected = False
+    try:
+        with sealed_file.open("rb") as source, writing_on_success(str(output)) as sink:
+            decrypt_stream(source, sink, stack.keys.key_lookup(FILE_PURPOSE), context)
+    except IntegrityError:
+        rejected = True
+    _check(rejected and not output.exists(), "a tampered file was not rejected")
+    say(
+        "flipped one bit in the encrypted file: decryption refused it (exit code 3 on the "
+        f"command line) and {output.name} was never created"
+    )
+
+
+def _wipe(stack: Strongroom, say: Callable[[str], None]) -> None:
+    stack.wipe()
+    try:
+        stack.keys.unlock()
+    except KeyUnavailableError:
+        say("wiped the account: wrapped keys destroyed first, then the data; nothing unlocks")
+    else:
+        _check(False, "wiped keys still unlock")
+
+
+def _check(condition: bool, failure: str) -> None:
+    """The demo checks its own story; a broken step is a bug, not a user error."""
+    if not condition:
+        raise RuntimeError(failure)
+
+
+def _text(steps: list[str]) -> list[str]:
+    lines = ["strongroom demo: the embedded default stack, in a temporary directory", ""]
+    lines += [f"{number}. {step}" for number, step in enumerate(steps, start=1)]
+    return lines

@@ -16,8 +16,8 @@ import sys
 TYPE_CHECKING = False  # typing is not imported at run time, for cold start
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
-    from typing import NoReturn
+    from collections.abc import Callable, Sequence
+    from typing import Any, NoReturn
 
 PROG = "strongroom"
 EXIT_OK = 0
@@ -64,7 +64,7 @@ def _error(message: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser; subcommand modules are imported only when run."""
+    """The full parser; command modules are imported only when their command runs."""
     import argparse
 
     from strongroom import __version__
@@ -74,21 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         def error(self, message: str) -> NoReturn:
             raise UsageError(f"{message} (see '{self.prog} --help')")
 
-    # Options accepted both before and after the subcommand; SUPPRESS keeps a
-    # subcommand's absent option from overwriting the global one.
+    # Options accepted both before and after the command; SUPPRESS keeps a
+    # command's absent option from overwriting the global one.
     common = Parser(add_help=False)
-    common.add_argument(
-        "--config",
-        metavar="PATH",
-        default=argparse.SUPPRESS,
-        help="config file (default: $STRONGROOM_CONFIG, then ./strongroom.toml)",
-    )
-    common.add_argument(
-        "--json",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="machine-readable output",
-    )
+    for flags, options in _COMMON_OPTIONS:
+        common.add_argument(*flags, default=argparse.SUPPRESS, **options)  # type: ignore[arg-type]
 
     parser = Parser(
         prog=PROG,
@@ -97,39 +87,104 @@ def build_parser() -> argparse.ArgumentParser:
         "3 integrity or authentication failure, 4 key unavailable.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("--config", metavar="PATH", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--json", action="store_true", default=False, help=argparse.SUPPRESS)
+    for flags, options in _COMMON_OPTIONS:
+        parser.add_argument(*flags, **{**options, "help": argparse.SUPPRESS})  # type: ignore[arg-type]
+    parser.set_defaults(config=None, json=False, account=None)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
-    plugins = commands.add_parser(
-        "plugins", parents=[common], help="list every slot's installed backends"
-    )
-    plugins.add_argument(
-        "--check", action="store_true", help="import each backend; fail if any cannot load"
-    )
-    plugins.set_defaults(run=_run("strongroom.cli.plugins"))
+    def command(
+        group: argparse._SubParsersAction[Parser], name: str, target: str, help_text: str
+    ) -> Parser:
+        sub = group.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub.set_defaults(run=_run(target))
+        return sub
 
-    config = commands.add_parser("config", help="inspect the configuration")
-    config_commands = config.add_subparsers(metavar="ACTION", required=True)
-    check = config_commands.add_parser(
-        "check", parents=[common], help="validate the config and print the resolved stack"
-    )
-    check.set_defaults(run=_run("strongroom.cli.config_check"))
-
-    demo = commands.add_parser(
-        "demo", parents=[common], help="walk through the embedded default stack"
-    )
-    demo.set_defaults(run=_run("strongroom.cli.demo"))
+    _data_commands(commands, command)
+    _key_commands(commands, command)
+    _other_commands(commands, command)
     return parser
 
 
-def _run(module: str) -> object:
-    """A handler that imports ``module`` and calls its ``run(args)`` only when chosen."""
+def _data_commands(commands: Any, command: Callable[..., Any]) -> None:
+    command(commands, "init", "init:run", "create the account's keys and stores from the config")
+    command(commands, "status", "status:run", "show the stack, key versions and providers")
+    put = command(commands, "put", "records:put", "store a record (or a streamed blob)")
+    put.add_argument("store")
+    put.add_argument("key")
+    put.add_argument("source", nargs="?", default="-", metavar="FILE", help="default: stdin")
+    put.add_argument("--blob", action="store_true", help="stream it in chunks (large files)")
+    get = command(commands, "get", "records:get", "print a record or blob")
+    get.add_argument("store")
+    get.add_argument("key")
+    remove = command(commands, "rm", "records:remove", "delete a record or blob")
+    remove.add_argument("store")
+    remove.add_argument("key")
+    listing = command(commands, "ls", "records:list_keys", "list a store's keys")
+    listing.add_argument("store")
+    listing.add_argument("prefix", nargs="?", default="")
+
+    for name, verb in (("encrypt", "encrypt"), ("decrypt", "decrypt")):
+        crypt = command(commands, name, f"files:{verb}", f"{verb} a file (chunked format)")
+        crypt.add_argument("source", metavar="IN", help="a file, or - for stdin")
+        crypt.add_argument("target", metavar="OUT", help="a file, or - for stdout")
+
+
+def _key_commands(commands: Any, command: Callable[..., Any]) -> None:
+    keys = commands.add_parser("keys", help="list, rotate, re-encrypt, retire, destroy keys")
+    key_commands = keys.add_subparsers(metavar="ACTION", required=True)
+    command(key_commands, "list", "keys:list_keys", "list keysets and their versions")
+    rotate = command(key_commands, "rotate", "keys:rotate", "rotate data keys (default: all)")
+    which = rotate.add_mutually_exclusive_group()
+    which.add_argument("--purpose", help="rotate one keyset, e.g. store:notes")
+    which.add_argument("--master", action="store_true", help="replace the master key")
+    which.add_argument("--provider", metavar="NAME", help="wrap the master key afresh")
+    command(key_commands, "reencrypt", "keys:reencrypt", "re-encrypt old data (resumable)")
+    for verb in ("retire", "destroy"):
+        change = command(key_commands, verb, f"keys:{verb}", f"{verb} one key version")
+        change.add_argument("purpose")
+        change.add_argument("version", type=int)
+
+    providers = commands.add_parser("providers", help="list, add or remove key providers")
+    provider_commands = providers.add_subparsers(metavar="ACTION", required=True)
+    command(provider_commands, "list", "providers:list_providers", "show configured providers")
+    for verb in ("add", "remove"):
+        change = command(provider_commands, verb, f"providers:{verb}", f"{verb} a provider")
+        change.add_argument("name", help="a [key_providers.<name>] from the config")
+
+
+def _other_commands(commands: Any, command: Callable[..., Any]) -> None:
+    wipe = command(commands, "wipe", "wipe:run", "destroy the account's keys, then its data")
+    wipe.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+
+    command(
+        commands, "plugins", "plugins:run", "list every slot's installed backends"
+    ).add_argument(
+        "--check", action="store_true", help="import each backend; fail if any cannot load"
+    )
+    config = commands.add_parser("config", help="inspect the configuration")
+    config_commands = config.add_subparsers(metavar="ACTION", required=True)
+    command(config_commands, "check", "config_check:run", "validate the config and show the stack")
+    command(commands, "demo", "demo:run", "walk through the embedded default stack")
+
+
+_COMMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, object]]] = [
+    (
+        ("--config",),
+        {"metavar": "PATH", "help": "config file (default: $STRONGROOM_CONFIG, ./strongroom.toml)"},
+    ),
+    (("--account",), {"metavar": "NAME", "help": "account to act on (default: from the config)"}),
+    (("--json",), {"action": "store_true", "help": "machine-readable output"}),
+]
+
+
+def _run(target: str) -> object:
+    """A handler that imports ``strongroom.cli.<module>`` only when its command is chosen."""
+    module, _, function = target.partition(":")
 
     def run(args: argparse.Namespace) -> int:
         from importlib import import_module
 
-        code: int = import_module(module).run(args)
+        code: int = getattr(import_module(f"strongroom.cli.{module}"), function)(args)
         return code
 
     return run

@@ -7,8 +7,25 @@ Subclass a contract in your own tests (pytest is required)::
     class TestMySuite(CipherSuiteContract):
         suite_class = MySuite
         known_answers = [KnownAnswer(key=..., nonce=..., aad=..., plaintext=..., ciphertext=...)]
+
+    from strongroom.testing import StoreContract
+
+    class TestMyStore(StoreContract):
+        def open_store(self, binding):
+            return MyStore(binding=binding)
+
+:class:`MemoryKeyProvider` is a key provider for tests only: it keeps its
+key in memory and no config can select it.
 """
 
 from strongroom.testing.cipher_suite import CipherSuiteContract, KnownAnswer
+from strongroom.testing.providers import MemoryKeyProvider
+from strongroom.testing.store import StoreContract, make_account_keys
 
-__all__ = ["CipherSuiteContract", "KnownAnswer"]
+__all__ = [
+    "CipherSuiteContract",
+    "KnownAnswer",
+    "MemoryKeyProvider",
+    "StoreContract",
+    "make_account_keys",
+]

@@ -1,0 +1,34 @@
+"""``strongroom init``: create the account's key hierarchy and stores from the config."""
+
+from __future__ import annotations
+
+import argparse
+
+from strongroom.cli._output import emit
+from strongroom.cli._session import opened
+
+
+def run(args: argparse.Namespace) -> int:
+    with opened(args, unlock=False) as stack:
+        stack.keys.create()  # refuses an existing hierarchy
+        stores = stack.config.instances("stores")
+        for name in stores:
+            stack.store(name)  # creates its directory and first keys
+        status = stack.keys.status()
+    data = {
+        "account": status.account,
+        "directory": str(stack.config.account_dir),
+        "providers": status.providers,
+        "stores": stores,
+    }
+    providers = ", ".join(f"{name} ({use})" for name, use in status.providers.items())
+    emit(
+        args,
+        data,
+        [
+            f"created account {status.account!r} in {stack.config.account_dir}",
+            f"master key wrapped by: {providers}",
+            f"stores: {', '.join(stores) or 'none configured'}",
+        ],
+    )
+    return 0

@@ -1,0 +1,76 @@
+"""``strongroom keys``: list, rotate, re-encrypt, retire and destroy key versions."""
+
+from __future__ import annotations
+
+import argparse
+
+from strongroom.cli import status
+from strongroom.cli._output import emit
+from strongroom.cli._progress import Progress
+from strongroom.cli._session import opened
+from strongroom.errors import UsageError
+from strongroom.keys import KeysetStatus
+
+NAMES_SUFFIX = ":names"
+
+
+def list_keys(args: argparse.Namespace) -> int:
+    return status.run(args)
+
+
+def rotate(args: argparse.Namespace) -> int:
+    with opened(args) as stack:
+        keys = stack.keys
+        if args.master:
+            version = keys.rotate_master()
+            done = [f"master key is now version {version}; data keys re-wrapped, data untouched"]
+        elif args.provider:
+            keys.rewrap_for(args.provider)
+            done = [f"master key wrapped afresh for provider {args.provider!r}"]
+        else:
+            if args.purpose and args.purpose.endswith(NAMES_SUFFIX):
+                raise UsageError("record-name keys are not rotated: names would change")
+            purposes = [args.purpose] if args.purpose else _rotatable(keys.status().keysets)
+            done = [
+                f"{purpose}: new primary version {keys.rotate(purpose)}" for purpose in purposes
+            ]
+    emit(args, {"rotated": done}, done)
+    return 0
+
+
+def _rotatable(keysets: list[KeysetStatus]) -> list[str]:
+    return [keyset.purpose for keyset in keysets if not keyset.purpose.endswith(NAMES_SUFFIX)]
+
+
+def reencrypt(args: argparse.Namespace) -> int:
+    summary = {}
+    with opened(args) as stack:
+        for name in stack.config.instances("stores"):
+            progress = Progress(f"re-encrypting {name}", unit="records")
+            done = total = 0
+            for done, total in stack.store(name).reencrypt():
+                progress.set(done, total)
+            progress.finish()
+            summary[name] = {"done": done, "total": total}
+    emit(
+        args,
+        summary,
+        [f"{name}: {info['done']} of {info['total']} current" for name, info in summary.items()],
+    )
+    return 0
+
+
+def retire(args: argparse.Namespace) -> int:
+    with opened(args) as stack:
+        stack.keys.retire(args.purpose, args.version)
+    line = f"{args.purpose} version {args.version} retired: it no longer decrypts"
+    emit(args, {"retired": [args.purpose, args.version]}, [line])
+    return 0
+
+
+def destroy(args: argparse.Namespace) -> int:
+    with opened(args) as stack:
+        stack.keys.destroy(args.purpose, args.version)
+    line = f"{args.purpose} version {args.version} destroyed: what it encrypted is unreadable"
+    emit(args, {"destroyed": [args.purpose, args.version]}, [line])
+    return 0

@@ -1,0 +1,20 @@
+"""``strongroom wipe``: destroy an account's wrapped keys first, then its data."""
+
+from __future__ import annotations
+
+import argparse
+
+from strongroom.cli._output import emit
+from strongroom.cli._session import opened
+from strongroom.errors import UsageError
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise UsageError("wipe destroys the account's keys and data for good; add --yes")
+    with opened(args, unlock=False) as stack:
+        account, directory = stack.config.account, stack.config.account_dir
+        stack.wipe()
+    line = f"account {account!r} wiped: keys destroyed, provider roots erased, {directory} removed"
+    emit(args, {"wiped": account, "directory": str(directory)}, [line])
+    return 0

@@ -1,0 +1,14 @@
+"""Key providers for the ``strongroom.key_providers`` slot.
+
+``passphrase``
+    A key-encryption key derived from the user's passphrase with Argon2id
+    (:mod:`strongroom_plugins.providers.passphrase`).  No extra needed.
+``keyring``
+    A random key-encryption key kept in the OS keyring through the
+    ``keyring`` library (:mod:`strongroom_plugins.providers.os_keyring`,
+    the ``keyring`` extra).
+
+Both seal the secret with AES-256-GCM in the envelope described in
+:mod:`strongroom_plugins.providers._wrapping`.  This package imports none of
+its modules, so loading one provider never imports the other's library.
+"""

@@ -1,0 +1,282 @@
+"""The ``keyring`` key provider: a random key-encryption key kept in the OS keyring.
+
+Needs the ``keyring`` extra (the ``keyring`` library, 25 or newer).  The
+module is named ``os_keyring`` so that it never shadows that library.
+
+For each account the OS keyring holds one random 256-bit key-encryption key
+(KEK), base64-encoded, as the item ``(service, f"{account}:kek")``; the
+service is the ``service`` setting (``"strongroom"`` by default).  ``wrap``
+creates the item when it is missing; ``unwrap`` only reads it; ``destroy``
+deletes it, after which nothing this provider wrapped for the account can be
+recovered through it (crypto-shredding).  The wrapped secret itself never
+enters the keyring: only the blob, which is worthless without the KEK, is
+returned.
+
+Wrap blob, version 1::
+
+    offset  size  field
+         0     4  magic b"SRKR"
+         4     1  format version, 0x01
+         5    12  AES-256-GCM nonce
+        17   n+16 AES-256-GCM ciphertext of the n-byte secret, then the tag
+
+    AAD = bytes 0..16 (everything before the ciphertext) || context.encode()
+
+A failed tag (an altered blob, another context, or a KEK replaced since the
+wrap) raises the detail-free :class:`~strongroom.errors.AuthenticationError`.
+
+**Backend choice.**  The backend is ``keyring.get_keyring()`` (or one given
+to the constructor), checked on every call: a backend whose ``priority`` is
+below 1, or that raises when asked for it, is refused with
+:class:`~strongroom.errors.ProviderUnreachableError` naming its class.  That
+rules out ``keyrings.alt``'s plaintext and weakly encrypted files and
+keyring's ``fail`` and ``null`` backends, which keyring picks silently when no
+secret service is reachable; strongroom never falls back to them.  keyring's
+``ChainerBackend`` is reduced to its highest-priority member for the same
+reason: the chainer would write to the next backend when the first refuses.
+keyring decides which backends are viable once per process, so a process
+that started before the session's keyring service was reachable keeps
+refusing until it is restarted.
+
+**Errors.**  ``KeyringLocked`` becomes :class:`~strongroom.errors.KeyLockedError`;
+``NoKeyringError``, ``InitError`` and connection failures become
+:class:`~strongroom.errors.ProviderUnreachableError` ("no OS keyring service
+is reachable"), as does any other error the backend raises.  The original is
+chained as ``__cause__``; no message carries key material.
+
+**Traits.**  The KEK is read into this process (exportable root) and the
+login keyring is normally unlocked with the session, so no user presence is
+needed per unwrap.  ``survives_reinstall`` is ``False``: a desktop login
+keyring usually outlives uninstalling the application, but a device reset,
+a new machine, a reset user profile, or an access list tied to the
+application's signature (macOS) loses it, and the trait is a promise policy
+relies on.  Pair this provider with a recovery provider (a passphrase) when
+losing the device's keyring must not lose the data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+import keyring
+from keyring.backend import KeyringBackend
+from keyring.backends.chainer import ChainerBackend
+from keyring.errors import InitError, KeyringLocked, NoKeyringError, PasswordDeleteError
+from pydantic import Field
+
+from strongroom.errors import (
+    IntegrityError,
+    KeyLockedError,
+    KeyUnavailableError,
+    ProviderUnreachableError,
+    StrongroomError,
+)
+from strongroom.key_provider import KeyProvider, KeyProviderTraits, WrapContext
+from strongroom.settings import BackendSettings
+from strongroom_plugins.providers._wrapping import (
+    KEY_SIZE,
+    check_length,
+    check_magic,
+    open_sealed,
+    seal,
+    wipe,
+)
+
+__all__ = ["KeyringSettings", "OsKeyringProvider", "kek_username"]
+
+MAGIC: Final = b"SRKR"
+VERSION: Final = 1
+PREFIX_SIZE: Final = len(MAGIC) + 1
+#: keyring's own advice: a priority of 1 or more is a recommended backend.
+MIN_PRIORITY: Final = 1.0
+
+
+class KeyringSettings(BackendSettings):
+    """Where in the OS keyring the key-encryption keys are kept."""
+
+    service: str = Field("strongroom", min_length=1, description="keyring service name")
+
+
+def kek_username(account: str) -> str:
+    """The keyring user name under which ``account``'s KEK is stored."""
+    return f"{account}:kek"
+
+
+def _describe(backend: KeyringBackend) -> str:
+    kind = type(backend)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+class OsKeyringProvider(KeyProvider):
+    """Wraps under a random per-account KEK kept in the OS keyring.
+
+    :param settings: the keyring service name.
+    :param backend: a keyring backend to use instead of ``keyring.get_keyring()``;
+        it is held to the same priority rule.
+    """
+
+    Settings = KeyringSettings
+    traits = KeyProviderTraits(
+        non_exportable_root=False, needs_user_presence=False, survives_reinstall=False
+    )
+
+    def __init__(
+        self, settings: KeyringSettings | None = None, *, backend: KeyringBackend | None = None
+    ) -> None:
+        """:raises pydantic.ValidationError: never for the defaults."""
+        super().__init__(settings)
+        self._params: KeyringSettings = settings if settings is not None else KeyringSettings()
+        self._backend_override = backend
+
+    @property
+    def service(self) -> str:
+        return self._params.service
+
+    def wrap(self, secret: bytes, context: WrapContext) -> bytes:
+        """Seal ``secret`` under the account's KEK, creating the KEK when missing.
+
+        :raises strongroom.errors.KeyLockedError: the OS keyring is locked.
+        :raises strongroom.errors.ProviderUnreachableError: no acceptable keyring
+            backend or service is reachable.
+        :raises strongroom.errors.IntegrityError: the keyring item holds no valid KEK.
+        """
+        kek = self._kek(context.account, create=True)
+        try:
+            return seal(kek, MAGIC + bytes([VERSION]), secret, context)
+        finally:
+            wipe(kek)
+
+    def unwrap(self, blob: bytes, context: WrapContext) -> bytes:
+        """Open ``blob`` with the account's KEK from the OS keyring.
+
+        :raises strongroom.errors.IntegrityError: ``blob`` is not a keyring wrap
+            of a version this code reads, or the keyring item holds no valid KEK.
+        :raises strongroom.errors.AuthenticationError: ``blob`` was altered, was
+            wrapped under another context, or the KEK has been replaced.
+        :raises strongroom.errors.KeyUnavailableError: the keyring holds no KEK
+            for the account (destroyed, or never made here).
+        :raises strongroom.errors.KeyLockedError: the OS keyring is locked.
+        :raises strongroom.errors.ProviderUnreachableError: no acceptable keyring
+            backend or service is reachable.
+        """
+        check_magic(blob, MAGIC, VERSION, "keyring-wrapped key")
+        check_length(blob, PREFIX_SIZE)
+        kek = self._kek(context.account, create=False)
+        try:
+            return open_sealed(kek, blob, PREFIX_SIZE, context)
+        finally:
+            wipe(kek)
+
+    def destroy(self, account: str) -> None:
+        """Delete the account's KEK from the OS keyring; nothing happens if it is absent.
+
+        :raises strongroom.errors.KeyLockedError: the OS keyring is locked.
+        :raises strongroom.errors.ProviderUnreachableError: no acceptable keyring
+            backend or service is reachable, or it refused the deletion.
+        """
+        backend = self._backend()
+        username = kek_username(account)
+        with _translated(backend):
+            try:
+                backend.delete_password(self.service, username)
+            except PasswordDeleteError:
+                # keyring reports a missing item this way; anything else is a failure.
+                if backend.get_password(self.service, username) is not None:
+                    raise
+
+    def _kek(self, account: str, *, create: bool) -> bytearray:
+        backend = self._backend()
+        username = kek_username(account)
+        with _translated(backend):
+            stored = backend.get_password(self.service, username)
+            if stored is None and create:
+                fresh = bytearray(os.urandom(KEY_SIZE))
+                encoded = base64.b64encode(fresh).decode("ascii")
+                wipe(fresh)
+                backend.set_password(self.service, username, encoded)
+                # Read back: if another process created the item meanwhile, use its KEK.
+                stored = backend.get_password(self.service, username)
+        where = f"the OS keyring ({_describe(backend)}), service {self.service!r}"
+        if stored is None:
+            if create:
+                raise ProviderUnreachableError(f"{where} did not keep the new KEK for {account!r}")
+            raise KeyUnavailableError(
+                f"{where} holds no key-encryption key for {account!r}: it was destroyed or "
+                "never made here, so this wrap cannot be recovered through this provider"
+            )
+        try:
+            kek = bytearray(base64.b64decode(stored, validate=True))
+        except (binascii.Error, ValueError):
+            kek = bytearray()
+        if len(kek) != KEY_SIZE:
+            wipe(kek)
+            raise IntegrityError(
+                f"{where}: the item for {account!r} does not hold a {KEY_SIZE}-byte base64 key"
+            )
+        return kek
+
+    def _backend(self) -> KeyringBackend:
+        """The keyring backend to use now, refusing any that is not recommended.
+
+        :raises strongroom.errors.ProviderUnreachableError: it is below priority 1
+            or unusable here.
+        """
+        if self._backend_override is not None:
+            backend = self._backend_override
+        else:
+            try:
+                backend = keyring.get_keyring()
+            except Exception as exc:  # choosing asks each backend's priority, which may raise
+                raise ProviderUnreachableError(
+                    f"no OS keyring service is reachable: keyring could not choose a backend "
+                    f"({type(exc).__name__})"
+                ) from exc
+        if isinstance(backend, ChainerBackend):
+            members: list[KeyringBackend] = list(ChainerBackend.backends)
+            if not members:
+                raise ProviderUnreachableError(
+                    f"no OS keyring service is reachable: {_describe(backend)} has no backends"
+                )
+            backend = members[0]  # sorted by priority; never fall through to the others
+        try:
+            priority = float(backend.priority)
+        except Exception as exc:  # a keyring backend says "unusable here" by raising
+            raise ProviderUnreachableError(
+                f"no OS keyring service is reachable: {_describe(backend)} is unusable here "
+                f"({type(exc).__name__})"
+            ) from exc
+        if priority < MIN_PRIORITY:
+            raise ProviderUnreachableError(
+                f"no OS keyring service is reachable: refusing {_describe(backend)} "
+                f"(priority {priority:g}; strongroom needs {MIN_PRIORITY:g} or more, so never "
+                "a plaintext or fail-safe keyring)"
+            )
+        return backend
+
+    def __repr__(self) -> str:
+        return f"<OsKeyringProvider service={self.service!r}>"
+
+
+@contextmanager
+def _translated(backend: KeyringBackend) -> Iterator[None]:
+    """Translate what a keyring backend raises into strongroom's error tree."""
+    name = _describe(backend)
+    try:
+        yield
+    except KeyringLocked as exc:
+        raise KeyLockedError(f"the OS keyring ({name}) is locked; unlock it and retry") from exc
+    except (NoKeyringError, InitError, OSError) as exc:
+        raise ProviderUnreachableError(
+            f"no OS keyring service is reachable ({name}: {type(exc).__name__})"
+        ) from exc
+    except StrongroomError:
+        raise
+    except Exception as exc:  # other KeyringError, and D-Bus errors from the backend's libraries
+        raise ProviderUnreachableError(
+            f"the OS keyring ({name}) failed: {type(exc).__name__}"
+        ) from exc

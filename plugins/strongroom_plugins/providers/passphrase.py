@@ -1,0 +1,327 @@
+"""The ``passphrase`` key provider: a key-encryption key derived with Argon2id.
+
+The root of trust is the user's passphrase.  Each wrap draws a fresh salt,
+derives a 256-bit key-encryption key (KEK) from the passphrase with Argon2id
+(RFC 9106) and seals the secret with AES-256-GCM.  Nothing is cached, on
+disk or in memory: every wrap and unwrap asks for the passphrase again.
+
+Where the passphrase comes from, first match wins:
+
+1. ``STRONGROOM_PASSPHRASE_FILE``: a file readable by its owner only (mode
+   0600 or stricter; one trailing newline is dropped);
+2. ``STRONGROOM_PASSPHRASE_COMMAND``: the standard output of a program, run
+   without a shell (``pass show strongroom``, a password manager's CLI);
+3. a prompt on the terminal (``getpass``, no echo), only when standard
+   input is a TTY; a new wrap asks twice and compares;
+4. otherwise :class:`~strongroom.errors.KeyLockedError`, whose one line says
+   to set one of the two variables.
+
+There is deliberately no command-line option: arguments are visible to every
+user through ``ps``.  A library caller can supply its own source instead
+(``PassphraseProvider(passphrase=ask_in_my_gui)``, see
+:class:`PassphraseRequest`).  An empty passphrase is refused.  Text is
+normalised to Unicode NFC before UTF-8 encoding, so the same passphrase
+typed on different systems, or read from a file, derives the same key.
+
+Wrap blob, version 1 (all integers big-endian)::
+
+    offset  size  field
+         0     4  magic b"SRPW"
+         4     1  format version, 0x01
+         5     4  Argon2id memory cost in KiB (u32)
+         9     4  Argon2id iterations (u32)
+        13     4  Argon2id lanes (u32)
+        17    16  salt
+        33    12  AES-256-GCM nonce
+        45   n+16 AES-256-GCM ciphertext of the n-byte secret, then the tag
+
+    KEK = Argon2id(passphrase, salt, memory, iterations, lanes, length=32)
+    AAD = bytes 0..44 (everything before the ciphertext) || context.encode()
+
+Because the parameters travel with each blob, changing the settings affects
+new wraps only; old blobs still unwrap with the parameters they were made
+with.  Parameters outside the accepted ranges are refused on unwrap too, so
+an altered header cannot make Argon2 allocate gigabytes.
+
+A failed tag cannot tell a wrong passphrase from an altered blob or another
+wrap context, so all three raise the same
+:class:`~strongroom.errors.UnlockFailedError` (exit 4): "wrong passphrase
+for ..., or the wrapped key was altered".  A blob that is not of this format
+at all (magic, version, length, parameters) raises
+:class:`~strongroom.errors.IntegrityError` before anyone is asked for a
+passphrase.
+
+The derived KEK lives in a ``bytearray`` that is zeroed after use.  The
+passphrase itself is an immutable ``bytes`` (and a ``str`` when typed) that
+Python cannot reliably wipe.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hmac
+import os
+import struct
+import sys
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from pydantic import Field
+
+from strongroom.errors import (
+    AuthenticationError,
+    IntegrityError,
+    KeyLockedError,
+    SecretSourceError,
+    UnlockFailedError,
+)
+from strongroom.key_provider import KeyProvider, KeyProviderTraits, WrapContext
+from strongroom.settings import BackendSettings, SecretRef
+from strongroom_plugins.providers._wrapping import (
+    KEY_SIZE,
+    check_length,
+    check_magic,
+    open_sealed,
+    seal,
+    wipe,
+)
+
+__all__ = [
+    "COMMAND_VARIABLE",
+    "FILE_VARIABLE",
+    "PassphraseProvider",
+    "PassphraseRequest",
+    "PassphraseSettings",
+    "PassphraseSource",
+    "read_passphrase",
+]
+
+FILE_VARIABLE: Final = "STRONGROOM_PASSPHRASE_FILE"
+COMMAND_VARIABLE: Final = "STRONGROOM_PASSPHRASE_COMMAND"
+
+#: OWASP's smallest recommended Argon2id configuration is 19 MiB with 2 passes.
+MIN_MEMORY_KIB: Final = 19456
+MAX_MEMORY_KIB: Final = 4 * 1024 * 1024  # 4 GiB
+MIN_ITERATIONS: Final = 2
+MAX_ITERATIONS: Final = 64
+MAX_LANES: Final = 255
+
+MAGIC: Final = b"SRPW"
+VERSION: Final = 1
+SALT_SIZE: Final = 16
+_PARAMS = struct.Struct(">III")
+PREFIX_SIZE: Final = len(MAGIC) + 1 + _PARAMS.size + SALT_SIZE  # 33 bytes, before the nonce
+
+_NO_SOURCE = (
+    f"no passphrase available: set {FILE_VARIABLE} or {COMMAND_VARIABLE}, "
+    "or run on a terminal to be asked"
+)
+
+
+class PassphraseSettings(BackendSettings):
+    """Argon2id cost for new wraps; each blob keeps the values it was made with."""
+
+    memory_kib: int = Field(
+        65536, ge=MIN_MEMORY_KIB, le=MAX_MEMORY_KIB, description="Argon2id memory cost in KiB"
+    )
+    iterations: int = Field(
+        3, ge=MIN_ITERATIONS, le=MAX_ITERATIONS, description="Argon2id passes over memory"
+    )
+    lanes: int = Field(4, ge=1, le=MAX_LANES, description="Argon2id parallelism")
+    passphrase: SecretRef | None = Field(
+        None,
+        description="where the passphrase comes from (env:, file:, command:); "
+        f"default: ${FILE_VARIABLE}, ${COMMAND_VARIABLE}, then a prompt",
+    )
+
+
+@dataclass(frozen=True)
+class PassphraseRequest:
+    """What a passphrase source is asked for."""
+
+    #: The wrap being made or opened: say which account it is for when asking.
+    context: WrapContext
+    #: ``True`` for a new wrap: an interactive source should ask twice and compare.
+    new: bool
+
+
+#: Returns the passphrase as text or bytes, or raises a
+#: :class:`~strongroom.errors.KeyUnavailableError` (for instance when the user cancels).
+PassphraseSource = Callable[[PassphraseRequest], str | bytes]
+
+
+def read_passphrase(request: PassphraseRequest) -> bytes:
+    """The default source: the file variable, the command variable, else a TTY prompt.
+
+    :raises strongroom.errors.SecretSourceError: the variable names a file that
+        is missing or readable by others, or a command that failed.
+    :raises strongroom.errors.UnlockFailedError: the two passphrases typed differ.
+    :raises strongroom.errors.KeyLockedError: no variable is set and standard
+        input is not a terminal, or the prompt got end-of-file.
+    """
+    for variable, scheme in ((FILE_VARIABLE, "file"), (COMMAND_VARIABLE, "command")):
+        target = os.environ.get(variable, "").strip()
+        if target:
+            try:
+                return SecretRef(scheme, target).resolve()
+            except SecretSourceError as exc:
+                raise SecretSourceError(f"{variable}: {exc}") from None
+    if not _stdin_is_tty():
+        raise KeyLockedError(_NO_SOURCE)
+    return _prompt(request).encode()
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):  # closed or detached
+        return False
+
+
+def _prompt(request: PassphraseRequest) -> str:
+    context = request.context
+    where = f"{context.account!r} ({context.purpose})"
+    try:
+        first = getpass.getpass(f"Passphrase for {where}: ")
+        if request.new and first:
+            again = getpass.getpass("Repeat the passphrase: ")
+            if not hmac.compare_digest(first.encode(), again.encode()):
+                raise UnlockFailedError("the two passphrases typed differ; nothing was wrapped")
+    except EOFError:
+        raise KeyLockedError(f"no passphrase was entered for {where}") from None
+    return first
+
+
+def _normalise(passphrase: str | bytes) -> bytes:
+    """NFC-normalised UTF-8 for text; bytes that are not UTF-8 are used as they are."""
+    if isinstance(passphrase, bytes):
+        try:
+            text = passphrase.decode("utf-8")
+        except UnicodeDecodeError:
+            return passphrase
+    else:
+        text = passphrase
+    return unicodedata.normalize("NFC", text).encode("utf-8")
+
+
+def _derive(
+    passphrase: bytes, salt: bytes, memory_kib: int, iterations: int, lanes: int
+) -> bytearray:
+    kdf = Argon2id(
+        salt=salt, length=KEY_SIZE, iterations=iterations, lanes=lanes, memory_cost=memory_kib
+    )
+    kek = bytearray(KEY_SIZE)
+    if hasattr(kdf, "derive_into"):  # newer cryptography: no intermediate bytes object
+        kdf.derive_into(passphrase, kek)
+    else:
+        kek[:] = kdf.derive(passphrase)
+    return kek
+
+
+class PassphraseProvider(KeyProvider):
+    """Wraps under a KEK derived from the user's passphrase with Argon2id.
+
+    :param settings: Argon2id cost for new wraps.
+    :param passphrase: where the passphrase comes from; by default the
+        ``passphrase`` setting if set, else :func:`read_passphrase`
+        (environment variables, else a TTY prompt).
+    """
+
+    Settings = PassphraseSettings
+    #: The KEK is derived in this process (exportable); the user supplies the
+    #: passphrase each time; it lives in the user's head, so it outlives any
+    #: reinstall (and device) as long as the wrapped blob is kept.
+    traits = KeyProviderTraits(
+        non_exportable_root=False, needs_user_presence=True, survives_reinstall=True
+    )
+
+    def __init__(
+        self,
+        settings: PassphraseSettings | None = None,
+        *,
+        passphrase: PassphraseSource | None = None,
+    ) -> None:
+        """:raises pydantic.ValidationError: never for the defaults."""
+        super().__init__(settings)
+        self._params: PassphraseSettings = (
+            settings if settings is not None else PassphraseSettings()
+        )
+        configured = self._params.passphrase
+        if passphrase is None and configured is not None:
+            passphrase = lambda _request: configured.resolve()  # noqa: E731
+        self._source: PassphraseSource = passphrase if passphrase is not None else read_passphrase
+        self._custom_source = passphrase is not None
+
+    def wrap(self, secret: bytes, context: WrapContext) -> bytes:
+        """Seal ``secret`` under a KEK derived from the passphrase and a fresh salt.
+
+        :raises strongroom.errors.KeyLockedError: no passphrase source is available.
+        :raises strongroom.errors.UnlockFailedError: the passphrase is empty, or the
+            two typed at the prompt differ.
+        :raises strongroom.errors.SecretSourceError: the passphrase file or
+            command named by the environment cannot be used.
+        """
+        passphrase = self._passphrase(context, new=True)
+        params = self._params
+        salt = os.urandom(SALT_SIZE)
+        prefix = (
+            MAGIC
+            + bytes([VERSION])
+            + _PARAMS.pack(params.memory_kib, params.iterations, params.lanes)
+            + salt
+        )
+        kek = _derive(passphrase, salt, params.memory_kib, params.iterations, params.lanes)
+        try:
+            return seal(kek, prefix, secret, context)
+        finally:
+            wipe(kek)
+
+    def unwrap(self, blob: bytes, context: WrapContext) -> bytes:
+        """Re-derive the KEK with the blob's own salt and parameters and open it.
+
+        :raises strongroom.errors.IntegrityError: ``blob`` is not a passphrase
+            wrap of a version this code reads, or names parameters out of range.
+        :raises strongroom.errors.UnlockFailedError: wrong passphrase, an altered
+            blob or another context (indistinguishable), or an empty passphrase.
+        :raises strongroom.errors.KeyLockedError: no passphrase source is available.
+        :raises strongroom.errors.SecretSourceError: the passphrase file or
+            command named by the environment cannot be used.
+        """
+        what = "passphrase-wrapped key"
+        check_magic(blob, MAGIC, VERSION, what)
+        check_length(blob, PREFIX_SIZE)
+        memory_kib, iterations, lanes = _PARAMS.unpack_from(blob, len(MAGIC) + 1)
+        if not (
+            MIN_MEMORY_KIB <= memory_kib <= MAX_MEMORY_KIB
+            and MIN_ITERATIONS <= iterations <= MAX_ITERATIONS
+            and 1 <= lanes <= MAX_LANES
+        ):
+            raise IntegrityError(f"the {what} names Argon2id parameters outside the accepted range")
+        salt = blob[PREFIX_SIZE - SALT_SIZE : PREFIX_SIZE]
+        passphrase = self._passphrase(context, new=False)
+        kek = _derive(passphrase, salt, memory_kib, iterations, lanes)
+        try:
+            return open_sealed(kek, blob, PREFIX_SIZE, context)
+        except AuthenticationError:
+            raise UnlockFailedError(
+                f"wrong passphrase for {context.account!r}, or the wrapped key was altered"
+            ) from None
+        finally:
+            wipe(kek)
+
+    def _passphrase(self, context: WrapContext, *, new: bool) -> bytes:
+        passphrase = _normalise(self._source(PassphraseRequest(context, new)))
+        if not passphrase:
+            raise UnlockFailedError(f"an empty passphrase is refused (for {context.account!r})")
+        return passphrase
+
+    def __repr__(self) -> str:
+        params = self._params
+        source = "caller" if self._custom_source else "environment or terminal"
+        return (
+            f"<PassphraseProvider argon2id memory_kib={params.memory_kib} "
+            f"iterations={params.iterations} lanes={params.lanes}, passphrase from {source}>"
+        )

@@ -1,0 +1,165 @@
+"""Crash-safe file primitives for the ``files`` store.
+
+strongroom's own helpers are private to the core, and first-party plugins
+use only the public API, so the store carries this small set of its own:
+
+- every file is created exclusively (``O_EXCL``) with mode 0600 under an
+  unpredictable temporary name beside its target, written, fsynced, and
+  only then renamed over the target; the directory is fsynced afterwards;
+- directories are created with mode 0700;
+- reads refuse to follow symbolic links;
+- an advisory ``flock`` serialises the short rename steps of concurrent
+  processes.
+
+Callers only ever hand these functions ciphertext.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = [
+    "PRIVATE_DIR",
+    "PRIVATE_FILE",
+    "FileIdentity",
+    "ensure_private_dir",
+    "flocked",
+    "fsync_dir",
+    "identity",
+    "is_symlink_error",
+    "is_temp_name",
+    "open_for_reading",
+    "read_file",
+    "temp_file",
+    "unlink_quietly",
+    "write_temp",
+]
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+_TEMP_SUFFIX = ".tmp"
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+#: What tells two versions of a file apart: every write makes a new inode.
+FileIdentity = tuple[int, int, int, int]
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (not its parents) with mode 0700 if it is missing."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, PRIVATE_DIR)
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of :func:`temp_file`'s names (never a finished file)."""
+    return name.startswith(".") and name.endswith(_TEMP_SUFFIX)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make renames and unlinks in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _create_temp(target: Path) -> tuple[Path, int]:
+    while True:
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(12)}{_TEMP_SUFFIX}")
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            return temp, os.open(temp, flags, PRIVATE_FILE)
+        except FileExistsError:  # pragma: no cover - 96 random bits collided
+            continue
+
+
+@contextlib.contextmanager
+def temp_file(target: Path) -> Iterator[tuple[Path, BinaryIO]]:
+    """A new private temporary file beside ``target``, fsynced and closed on success.
+
+    On an exception the file is removed.  Renaming it into place is the
+    caller's business (usually under :func:`flocked`).
+    """
+    temp, fd = _create_temp(target)
+    try:
+        with os.fdopen(fd, "wb", closefd=True) as handle:
+            yield temp, handle
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        unlink_quietly(temp)
+        raise
+
+
+def write_temp(target: Path, data: bytes) -> Path:
+    """Write ``data`` to a fsynced temporary file beside ``target``; return its path."""
+    with temp_file(target) as (temp, handle):
+        handle.write(data)
+    return temp
+
+
+def read_file(path: Path) -> bytes | None:
+    """The bytes of ``path``, or ``None`` if it does not exist.
+
+    :raises OSError: it is a symbolic link (``ELOOP``) or cannot be read.
+    """
+    handle = open_for_reading(path)
+    if handle is None:
+        return None
+    with handle:
+        return handle.read()
+
+
+def open_for_reading(path: Path) -> BinaryIO | None:
+    """``path`` opened for binary reading without following links, or ``None`` if missing."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    return os.fdopen(fd, "rb", closefd=True)
+
+
+def identity(path: Path | int) -> FileIdentity | None:
+    """Device, inode, size and modification time of ``path`` (or an open descriptor)."""
+    try:
+        info = os.stat(path, follow_symlinks=False) if isinstance(path, Path) else os.fstat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def unlink_quietly(path: Path) -> bool:
+    """Remove ``path``; return whether it existed."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def is_symlink_error(exc: OSError) -> bool:
+    """Whether ``exc`` is what ``O_NOFOLLOW`` raises on a symbolic link."""
+    return exc.errno == errno.ELOOP
+
+
+@contextlib.contextmanager
+def flocked(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``lock_file`` (created 0600 if missing).
+
+    The kernel releases it when the process dies, so a killed writer never
+    leaves the store locked.
+    """
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,379 @@
+"""Test vectors for the sealed and chunked formats, checked two ways.
+
+``tests/vectors/format-sealed.json`` and ``format-chunked.json`` were made
+by strongroom with fixed salts.  This module checks that strongroom still
+makes exactly those bytes and opens them, and that a reference decoder
+written here from ``docs/formats.md`` alone opens them too.  The reference
+decoder shares no code with ``strongroom.formats``: it uses only the
+primitives (cryptography's HKDF, AESGCM and ChaCha20Poly1305, PyNaCl's
+XChaCha20-Poly1305) and its own byte slicing.
+
+Run ``python tests/core/test_format_vectors.py`` to rewrite the files after
+an intended format change (which also needs a new format version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt
+
+from strongroom.cipher_suite import CipherSuite
+from strongroom.formats import Context, decrypt_stream, encrypt_stream, open_sealed, seal
+from strongroom_plugins.ciphers.aesgcm import Aes256Gcm
+from strongroom_plugins.ciphers.chacha import ChaCha20Poly1305 as ChaChaSuite
+from strongroom_plugins.ciphers.xchacha import XChaCha20Poly1305
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+SEALED_FILE = VECTORS / "format-sealed.json"
+CHUNKED_FILE = VECTORS / "format-chunked.json"
+SUITES: dict[str, type[CipherSuite]] = {
+    "aes-256-gcm": Aes256Gcm,
+    "chacha20-poly1305": ChaChaSuite,
+    "xchacha20-poly1305": XChaCha20Poly1305,
+}
+CHUNKED_PATTERN = "bytes(i % 251 for i in range(10000))"
+CHUNKED_PLAINTEXT = bytes(i % 251 for i in range(10000))
+
+
+class Refused(Exception):
+    """The reference decoder refused its input."""
+
+
+# The reference decoder, from docs/formats.md alone.
+
+
+def ref_context(account: str, store: str, record: str) -> bytes:
+    """docs/formats.md, "Context": label, then u16 BE length + UTF-8 of each field."""
+    out = b"strongroom/ctx/v1"
+    for field in (account, store, record):
+        data = field.encode("utf-8")
+        out += len(data).to_bytes(2, "big") + data
+    return out
+
+
+def ref_decrypt(code: int, key: bytes, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+    """Open ``ciphertext || tag`` with the suite a header code names."""
+    try:
+        if code == 0x0001:
+            return AESGCM(key).decrypt(nonce, sealed, aad)
+        if code == 0x0002:
+            return ChaCha20Poly1305(key).decrypt(nonce, sealed, aad)
+        if code == 0x0003:
+            opened: bytes = crypto_aead_xchacha20poly1305_ietf_decrypt(sealed, aad, nonce, key)
+            return opened
+    except Exception as error:
+        raise Refused("tag did not verify") from error
+    raise Refused(f"unknown suite {code:#06x}")
+
+
+NONCE_SIZES = {0x0001: 12, 0x0002: 12, 0x0003: 24}
+
+
+def ref_derive(
+    data_key: bytes, salt: bytes, kind: bytes, code: int, nonce_material: int
+) -> tuple[bytes, bytes, bytes]:
+    """docs/formats.md, "Per-object keys": HKDF-SHA256, split key(32) | commitment(32) | rest."""
+    info = b"strongroom/v1/" + kind + b"/" + code.to_bytes(2, "big")
+    okm = HKDF(hashes.SHA256(), 32 + 32 + nonce_material, salt, info).derive(data_key)
+    return okm[:32], okm[32:64], okm[64:]
+
+
+def ref_open_sealed(blob: bytes, data_key: bytes, context: bytes) -> bytes:
+    """docs/formats.md, "Sealed objects"."""
+    if blob[0:4] != b"SRsl" or blob[4] != 1:
+        raise Refused("not a sealed v1 object")
+    code = int.from_bytes(blob[5:7], "big")
+    salt, commitment = blob[11:43], blob[43:75]
+    key, expected, nonce = ref_derive(data_key, salt, b"sealed", code, NONCE_SIZES[code])
+    if expected != commitment:
+        raise Refused("commitment")
+    return ref_decrypt(code, key, nonce, blob[75:], blob[:75] + context)
+
+
+def ref_open_chunked(blob: bytes, data_key: bytes, context: bytes) -> bytes:
+    """docs/formats.md, "Chunked objects"."""
+    if blob[0:4] != b"SRck" or blob[4] != 1:
+        raise Refused("not a chunked v1 object")
+    header = blob[:79]
+    code = int.from_bytes(header[5:7], "big")
+    chunk_size = int.from_bytes(header[11:15], "big")
+    salt, commitment = header[15:47], header[47:79]
+    key, expected, prefix = ref_derive(data_key, salt, b"chunked", code, NONCE_SIZES[code] - 5)
+    if expected != commitment:
+        raise Refused("commitment")
+    stride = chunk_size + 16
+    body = blob[79:]
+    pieces = [body[start : start + stride] for start in range(0, len(body), stride)]
+    if not pieces:
+        raise Refused("no chunks")
+    plaintext = b""
+    for index, piece in enumerate(pieces):
+        last = index == len(pieces) - 1
+        nonce = prefix + index.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
+        plaintext += ref_decrypt(code, key, nonce, piece, header + context)
+    return plaintext
+
+
+def ref_manifest(blob: bytes) -> bytes:
+    """docs/formats.md, "Manifest"."""
+    chunk_size = int.from_bytes(blob[11:15], "big")
+    stride = chunk_size + 16
+    body = blob[79:]
+    pieces = [body[start : start + stride] for start in range(0, len(body), stride)]
+    return (
+        b"SRmf\x01"
+        + len(pieces).to_bytes(4, "big")
+        + chunk_size.to_bytes(4, "big")
+        + len(blob).to_bytes(8, "big")
+        + hashlib.sha256(blob[:79]).digest()
+        + b"".join(hashlib.sha256(piece).digest() for piece in pieces)
+    )
+
+
+# Generating the vectors with strongroom.
+
+
+def context_of(vector: dict[str, Any]) -> Context:
+    return Context(**vector["context"])
+
+
+def key_for_vector(vector: dict[str, Any]) -> Callable[[int], tuple[CipherSuite, bytes]]:
+    suite = SUITES[vector["suite"]]()
+    data_key = bytes.fromhex(vector["data_key"])
+
+    def key_for(version: int) -> tuple[CipherSuite, bytes]:
+        assert version == vector["key_version"]
+        return suite, data_key
+
+    return key_for
+
+
+def sealed_inputs() -> list[dict[str, Any]]:
+    inputs = []
+    for number, name in enumerate(SUITES):
+        inputs.append(
+            {
+                "suite": name,
+                "data_key": bytes(range(32)).hex(),
+                "key_version": 1,
+                "salt": bytes(range(0x40 + number, 0x60 + number)).hex(),
+                "context": {"account": "alice", "store": "notes", "record": "shopping"},
+                "plaintext": b"".hex(),
+            }
+        )
+        inputs.append(
+            {
+                "suite": name,
+                "data_key": bytes(range(0xE0, 0x100)).hex(),
+                "key_version": 0x12345678,
+                "salt": bytes(range(0x80 + number, 0xA0 + number)).hex(),
+                "context": {
+                    "account": "bob@example.org",
+                    "store": "journal",
+                    "record": "2024/räksmörgås",
+                },
+                "plaintext": b"strongroom sealed test vector\n".hex(),
+            }
+        )
+    return inputs
+
+
+def make_sealed_vector(inputs: dict[str, Any]) -> dict[str, Any]:
+    suite = SUITES[inputs["suite"]]()
+    data_key, salt = bytes.fromhex(inputs["data_key"]), bytes.fromhex(inputs["salt"])
+    context = context_of(inputs)
+    blob = seal(
+        suite,
+        data_key,
+        inputs["key_version"],
+        bytes.fromhex(inputs["plaintext"]),
+        context,
+        _salt=salt,
+    )
+    key, commitment, nonce = ref_derive(data_key, salt, b"sealed", suite.code, suite.nonce_size)
+    return {
+        **inputs,
+        "suite_code": suite.code,
+        "context_encoded": context.encode().hex(),
+        "object_key": key.hex(),
+        "commitment": commitment.hex(),
+        "nonce": nonce.hex(),
+        "header": blob[:75].hex(),
+        "sealed": blob.hex(),
+    }
+
+
+def chunked_inputs() -> list[dict[str, Any]]:
+    return [
+        {
+            "suite": name,
+            "data_key": bytes(range(0x20, 0x40)).hex(),
+            "key_version": 3 + number,
+            "salt": bytes(range(0xC0 + number, 0xE0 + number)).hex(),
+            "context": {"account": "alice", "store": "files", "record": "holiday/day-1.jpg"},
+            "chunk_size": 4096,
+            "plaintext": {
+                "pattern": CHUNKED_PATTERN,
+                "length": len(CHUNKED_PLAINTEXT),
+                "sha256": hashlib.sha256(CHUNKED_PLAINTEXT).hexdigest(),
+            },
+        }
+        for number, name in enumerate(SUITES)
+    ]
+
+
+def make_chunked_vector(inputs: dict[str, Any]) -> dict[str, Any]:
+    suite = SUITES[inputs["suite"]]()
+    data_key, salt = bytes.fromhex(inputs["data_key"]), bytes.fromhex(inputs["salt"])
+    context = context_of(inputs)
+    sink = io.BytesIO()
+    manifest = encrypt_stream(
+        io.BytesIO(CHUNKED_PLAINTEXT),
+        sink,
+        suite,
+        data_key,
+        inputs["key_version"],
+        context,
+        chunk_size=inputs["chunk_size"],
+        _salt=salt,
+    )
+    blob = sink.getvalue()
+    key, commitment, prefix = ref_derive(
+        data_key, salt, b"chunked", suite.code, suite.nonce_size - 5
+    )
+    return {
+        **inputs,
+        "suite_code": suite.code,
+        "context_encoded": context.encode().hex(),
+        "object_key": key.hex(),
+        "commitment": commitment.hex(),
+        "nonce_prefix": prefix.hex(),
+        "header": blob[:79].hex(),
+        "chunked": blob.hex(),
+        "manifest": manifest.to_bytes().hex(),
+    }
+
+
+def build_files() -> dict[Path, dict[str, Any]]:
+    about = (
+        "Generated by strongroom with fixed salts (tests/core/test_format_vectors.py) and "
+        "checked against a reference decoder written from docs/formats.md. All byte strings "
+        "are hex. object_key, commitment and nonce/nonce_prefix are the HKDF output split "
+        "as the spec says; context_encoded is Context.encode()."
+    )
+    return {
+        SEALED_FILE: {
+            "format": "strongroom sealed v1",
+            "about": about,
+            "vectors": [make_sealed_vector(inputs) for inputs in sealed_inputs()],
+        },
+        CHUNKED_FILE: {
+            "format": "strongroom chunked v1",
+            "about": about + f" The plaintext is {CHUNKED_PATTERN}.",
+            "vectors": [make_chunked_vector(inputs) for inputs in chunked_inputs()],
+        },
+    }
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def vectors_in(path: Path) -> list[dict[str, Any]]:
+    """The vectors to parametrize with; none while the file is being generated.
+
+    ``test_every_suite_is_covered`` fails if the file is missing or short.
+    """
+    return list(load(path)["vectors"]) if path.exists() else []
+
+
+def sealed_vectors() -> list[dict[str, Any]]:
+    return vectors_in(SEALED_FILE)
+
+
+def chunked_vectors() -> list[dict[str, Any]]:
+    return vectors_in(CHUNKED_FILE)
+
+
+def label(vector: dict[str, Any]) -> str:
+    return f"{vector['suite']}-v{vector['key_version']}"
+
+
+# The tests.
+
+
+def test_strongroom_reproduces_the_files() -> None:
+    for path, content in build_files().items():
+        assert load(path) == content, f"{path.name} differs from what strongroom makes now"
+
+
+def test_every_suite_is_covered() -> None:
+    assert SEALED_FILE.exists()
+    assert CHUNKED_FILE.exists()
+    assert sorted({vector["suite"] for vector in sealed_vectors()}) == sorted(SUITES)
+    assert len(sealed_vectors()) == 6
+    assert any(vector["plaintext"] == "" for vector in sealed_vectors())
+    assert sorted(vector["suite"] for vector in chunked_vectors()) == sorted(SUITES)
+
+
+@pytest.mark.parametrize("vector", sealed_vectors(), ids=label)
+def test_sealed_vector_opens_with_both_decoders(vector: dict[str, Any]) -> None:
+    blob = bytes.fromhex(vector["sealed"])
+    plaintext = bytes.fromhex(vector["plaintext"])
+    context = ref_context(**vector["context"])
+    assert context.hex() == vector["context_encoded"]
+    data_key, salt = bytes.fromhex(vector["data_key"]), bytes.fromhex(vector["salt"])
+    nonce_size = NONCE_SIZES[vector["suite_code"]]
+    key, commitment, nonce = ref_derive(data_key, salt, b"sealed", vector["suite_code"], nonce_size)
+    assert (key.hex(), commitment.hex(), nonce.hex()) == (
+        vector["object_key"],
+        vector["commitment"],
+        vector["nonce"],
+    )
+    assert ref_open_sealed(blob, data_key, context) == plaintext
+    assert open_sealed(blob, key_for_vector(vector), context_of(vector)) == plaintext
+    assert len(blob) == 75 + len(plaintext) + 16
+    assert blob[7:11] == vector["key_version"].to_bytes(4, "big")
+
+
+@pytest.mark.parametrize("vector", chunked_vectors(), ids=label)
+def test_chunked_vector_opens_with_both_decoders(vector: dict[str, Any]) -> None:
+    blob = bytes.fromhex(vector["chunked"])
+    assert hashlib.sha256(CHUNKED_PLAINTEXT).hexdigest() == vector["plaintext"]["sha256"]
+    context = ref_context(**vector["context"])
+    data_key = bytes.fromhex(vector["data_key"])
+    assert ref_open_chunked(blob, data_key, context) == CHUNKED_PLAINTEXT
+    sink = io.BytesIO()
+    decrypt_stream(io.BytesIO(blob), sink, key_for_vector(vector), context_of(vector))
+    assert sink.getvalue() == CHUNKED_PLAINTEXT
+    assert ref_manifest(blob).hex() == vector["manifest"]
+    assert len(blob) == 79 + 10000 + 3 * 16  # chunks of 4096, 4096 and 1808 bytes
+
+
+@pytest.mark.parametrize("vector", sealed_vectors()[:3], ids=label)
+def test_reference_decoder_refuses_what_strongroom_refuses(vector: dict[str, Any]) -> None:
+    """The reference is a real decoder: a flipped header byte or another context fails it."""
+    blob = bytes.fromhex(vector["sealed"])
+    data_key = bytes.fromhex(vector["data_key"])
+    context = ref_context(**vector["context"])
+    with pytest.raises(Refused):
+        ref_open_sealed(blob[:9] + bytes([blob[9] ^ 1]) + blob[10:], data_key, context)
+    with pytest.raises(Refused):
+        ref_open_sealed(blob, data_key, ref_context("alice", "notes", "other"))
+
+
+if __name__ == "__main__":
+    for path, content in build_files().items():
+        path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {path}")

@@ -1,0 +1,300 @@
+"""The key hierarchy: creation, unlocking, rotation, retirement, destruction, providers."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from strongroom.cipher_suite import CipherSuite
+from strongroom.errors import (
+    AuthenticationError,
+    IntegrityError,
+    KeyLockedError,
+    KeyUnavailableError,
+    UnlockFailedError,
+    UsageError,
+)
+from strongroom.key_provider import KeyProvider, KeyProviderTraits, WrapContext
+from strongroom.keys import AccountKeys, KeyState
+from strongroom_plugins.ciphers.aesgcm import Aes256Gcm
+from strongroom_plugins.ciphers.chacha import ChaCha20Poly1305
+
+SUITES: dict[str, CipherSuite] = {
+    "aes-256-gcm": Aes256Gcm(),
+    "chacha20-poly1305": ChaCha20Poly1305(),
+}
+
+
+class KekProvider(KeyProvider):
+    """A unit-test provider: AES-GCM under a KEK it holds; records destroy calls."""
+
+    traits = KeyProviderTraits(False, False, False)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kek = os.urandom(32)
+        self.destroyed: list[str] = []
+        self.refuse = False
+
+    def wrap(self, secret: bytes, context: WrapContext) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + AESGCM(self.kek).encrypt(nonce, bytes(secret), context.encode())
+
+    def unwrap(self, blob: bytes, context: WrapContext) -> bytes:
+        if self.refuse or self.destroyed:
+            raise UnlockFailedError("refused")
+        return AESGCM(self.kek).decrypt(blob[:12], blob[12:], context.encode())
+
+    def destroy(self, account: str) -> None:
+        self.destroyed.append(account)
+
+
+@pytest.fixture
+def events() -> list[tuple[str, dict[str, Any]]]:
+    return []
+
+
+def make_keys(
+    directory: Path,
+    providers: dict[str, KekProvider],
+    events: list[tuple[str, dict[str, Any]]] | None = None,
+    **options: Any,
+) -> AccountKeys:
+    return AccountKeys(
+        account="alice",
+        directory=directory,
+        providers=providers,
+        provider_backends=dict.fromkeys(providers, "test"),
+        suite_for=SUITES.__getitem__,
+        default_suite=options.pop("default_suite", "aes-256-gcm"),
+        notify=lambda hook, **kwargs: (events if events is not None else []).append((hook, kwargs)),
+        **options,
+    )
+
+
+@pytest.fixture
+def provider() -> KekProvider:
+    return KekProvider()
+
+
+@pytest.fixture
+def keys(
+    tmp_path: Path, provider: KekProvider, events: list[tuple[str, dict[str, Any]]]
+) -> AccountKeys:
+    keys = make_keys(tmp_path / "alice", {"main": provider}, events)
+    keys.create()
+    return keys
+
+
+def record(keys: AccountKeys) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((keys.directory / "keys.json").read_text())
+    return data
+
+
+def raw(keys: AccountKeys, purpose: str, version: int | None = None) -> bytes:
+    return keys.data_key(purpose, version).material.export_raw(reason="compare in test")
+
+
+def test_create_writes_only_wrapped_material(keys: AccountKeys) -> None:
+    data_key = raw(keys, "store:notes")
+    text = (keys.directory / "keys.json").read_text()
+    assert data_key.hex() not in text
+    assert record(keys)["wraps"]["main"]["use"] == "test"
+    assert oct((keys.directory / "keys.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_create_refuses_to_overwrite(keys: AccountKeys, provider: KekProvider) -> None:
+    before = (keys.directory / "keys.json").read_bytes()
+    with pytest.raises(UsageError, match="already has keys"):
+        make_keys(keys.directory, {"main": provider}).create()
+    assert (keys.directory / "keys.json").read_bytes() == before
+
+
+def test_locked_keys_refuse_and_unlock_restores(keys: AccountKeys) -> None:
+    first = raw(keys, "files")
+    keys.lock()
+    assert not keys.unlocked
+    with pytest.raises(KeyLockedError):
+        keys.data_key("files")
+    assert keys.unlock() == "main"
+    assert raw(keys, "files") == first
+
+
+def test_purposes_never_share_a_key(keys: AccountKeys) -> None:
+    assert raw(keys, "files") != raw(keys, "store:notes") != raw(keys, "signing")
+
+
+def test_rotation_adds_a_primary_and_old_versions_still_open(
+    keys: AccountKeys, events: list[tuple[str, dict[str, Any]]]
+) -> None:
+    first = raw(keys, "files")
+    assert keys.rotate("files") == 2
+    assert keys.primary_version("files") == 2
+    assert raw(keys, "files", 1) == first
+    assert raw(keys, "files") != first
+    assert (
+        "strongroom_key_rotated",
+        {"account": "alice", "purpose": "files", "old_version": 1, "new_version": 2},
+    ) in events
+
+
+def test_master_rotation_rewraps_data_keys_only(keys: AccountKeys, provider: KekProvider) -> None:
+    before = {purpose: raw(keys, purpose) for purpose in ("files", "store:notes")}
+    blobs_before = {p: k["versions"]["1"]["wrapped"] for p, k in record(keys)["keysets"].items()}
+    assert keys.rotate_master() == 2
+    after = record(keys)
+    assert after["master_version"] == 2
+    assert all(k["versions"]["1"]["master_version"] == 2 for k in after["keysets"].values())
+    assert all(
+        after["keysets"][p]["versions"]["1"]["wrapped"] != b for p, b in blobs_before.items()
+    )
+    reopened = make_keys(keys.directory, {"main": provider})
+    reopened.unlock()
+    assert {purpose: raw(reopened, purpose) for purpose in before} == before
+
+
+def test_any_of_several_providers_unlocks(tmp_path: Path) -> None:
+    os_keyring, recovery = KekProvider(), KekProvider()
+    keys = make_keys(tmp_path / "a", {"os": os_keyring, "recovery": recovery})
+    keys.create()
+    secret = raw(keys, "files")
+    keys.lock()
+    os_keyring.refuse = True
+    assert keys.unlock() == "recovery"
+    assert raw(keys, "files") == secret
+    keys.lock()
+    recovery.refuse = True
+    with pytest.raises(UnlockFailedError, match="os: refused; recovery: refused"):
+        keys.unlock()
+
+
+def test_providers_can_be_added_and_removed_but_not_the_last(tmp_path: Path) -> None:
+    first, second = KekProvider(), KekProvider()
+    keys = make_keys(tmp_path / "a", {"first": first, "second": second})
+    keys.create(["first"])
+    keys.rewrap_for("second")
+    assert set(keys.status().providers) == {"first", "second"}
+    keys.remove_provider("first")
+    assert first.destroyed == ["alice"]
+    with pytest.raises(UsageError, match="only provider"):
+        keys.remove_provider("second")
+    keys.lock()
+    assert keys.unlock() == "second"
+
+
+def test_retire_and_destroy(keys: AccountKeys, events: list[tuple[str, dict[str, Any]]]) -> None:
+    raw(keys, "files")
+    keys.rotate("files")
+    keys.rotate("files")
+    with pytest.raises(UsageError, match="is primary"):
+        keys.retire("files", 3)
+    keys.retire("files", 1)
+    with pytest.raises(KeyUnavailableError, match="retired"):
+        keys.data_key("files", 1)
+    keys.destroy("files", 2)
+    entry = record(keys)["keysets"]["files"]["versions"]["2"]
+    assert entry["wrapped"] is None
+    assert entry["state"] == KeyState.DESTROYED
+    with pytest.raises(KeyUnavailableError, match="destroyed"):
+        keys.data_key("files", 2)
+    assert (
+        "strongroom_key_destroyed",
+        {"account": "alice", "purpose": "files", "version": 2},
+    ) in events
+
+
+def test_a_wrapped_key_moved_to_another_slot_is_rejected(
+    keys: AccountKeys, provider: KekProvider
+) -> None:
+    raw(keys, "files")
+    raw(keys, "signing")
+    data = record(keys)
+    data["keysets"]["files"]["versions"]["1"]["wrapped"] = data["keysets"]["signing"]["versions"][
+        "1"
+    ]["wrapped"]
+    (keys.directory / "keys.json").write_text(json.dumps(data))
+    fresh = make_keys(keys.directory, {"main": provider})
+    fresh.unlock()
+    with pytest.raises(AuthenticationError):
+        fresh.data_key("files")
+
+
+def test_the_master_wrap_is_bound_to_its_account(keys: AccountKeys, provider: KekProvider) -> None:
+    other = AccountKeys(
+        account="mallory",
+        directory=keys.directory,
+        providers={"main": provider},
+        provider_backends={"main": "test"},
+        suite_for=SUITES.__getitem__,
+        default_suite="aes-256-gcm",
+    )
+    with pytest.raises(IntegrityError, match="belongs to another account"):
+        other.unlock()
+
+
+def test_destroy_all_erases_wraps_then_provider_roots(
+    keys: AccountKeys, provider: KekProvider
+) -> None:
+    raw(keys, "files")
+    keys.destroy_all()
+    data = record(keys)
+    assert data["wraps"] == {}
+    assert all(
+        v["wrapped"] is None for k in data["keysets"].values() for v in k["versions"].values()
+    )
+    assert provider.destroyed == ["alice"]
+    assert not keys.unlocked
+
+
+def test_hooks_carry_no_key_material(
+    keys: AccountKeys, events: list[tuple[str, dict[str, Any]]]
+) -> None:
+    secret = raw(keys, "files")
+    keys.rotate("files")
+    keys.rotate_master()
+    keys.lock()
+    keys.unlock()
+    names = [name for name, _ in events]
+    assert {"strongroom_key_rotated", "strongroom_key_locked", "strongroom_key_unlocked"} <= set(
+        names
+    )
+    flat = repr(events)
+    assert secret.hex() not in flat
+    assert repr(secret)[2:-1] not in flat
+
+
+def test_idle_timeout_locks_the_session(tmp_path: Path, provider: KekProvider) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    keys = make_keys(tmp_path / "a", {"main": provider}, events, idle_timeout=0.2)
+    keys.create()
+    material = keys.data_key("files").material
+    deadline = time.monotonic() + 5
+    while keys.unlocked and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not keys.unlocked
+    assert material.wiped
+    assert ("strongroom_key_locked", {"account": "alice", "reason": "idle"}) in events
+
+
+def test_status_shows_versions_and_no_secrets(keys: AccountKeys) -> None:
+    secret = raw(keys, "files")
+    keys.rotate("files")
+    status = keys.status()
+    assert status.master_version == 1
+    files = next(k for k in status.keysets if k.purpose == "files")
+    assert files.primary == 2
+    assert files.versions[1] == ("aes-256-gcm", KeyState.ACTIVE, 1)
+    assert secret.hex() not in repr(status)
+
+
+def test_a_corrupt_record_is_an_integrity_error(keys: AccountKeys, provider: KekProvider) -> None:
+    (keys.directory / "keys.json").write_text("{not json")
+    with pytest.raises(IntegrityError, match="corrupt") as caught:
+        make_keys(keys.directory, {"main": provider}).unlock()
+    assert caught.value.exit_code == 3

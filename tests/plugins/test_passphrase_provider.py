@@ -1,0 +1,481 @@
+"""The ``passphrase`` key provider: sources, the wrap format, and what never leaks.
+
+Passphrases come through the real environment variables (real files, real
+commands), an injected callable, and ``getpass`` on a real pseudo-terminal.
+Most tests use the smallest Argon2id cost the settings accept, for speed;
+one runs the defaults.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import select
+import shlex
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import unicodedata
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from strongroom.errors import (
+    IntegrityError,
+    KeyLockedError,
+    SecretSourceError,
+    StrongroomError,
+    UnlockFailedError,
+)
+from strongroom.key_provider import WrapContext
+from strongroom_plugins.providers import passphrase as passphrase_module
+from strongroom_plugins.providers.passphrase import (
+    COMMAND_VARIABLE,
+    FILE_VARIABLE,
+    PassphraseProvider,
+    PassphraseRequest,
+    PassphraseSettings,
+)
+
+SMALL = PassphraseSettings(memory_kib=19456, iterations=2, lanes=1)
+SECRET = b"\x00master key bytes\xff"
+CONTEXT = WrapContext("alice", "master", 1)
+PASSPHRASE = "correct horse battery staple"  # noqa: S105 - the test passphrase
+
+
+@pytest.fixture(autouse=True)
+def no_passphrase_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(FILE_VARIABLE, raising=False)
+    monkeypatch.delenv(COMMAND_VARIABLE, raising=False)
+
+
+def fixed(
+    passphrase: str | bytes, calls: list[PassphraseRequest] | None = None
+) -> Callable[[PassphraseRequest], str | bytes]:
+    def source(request: PassphraseRequest) -> str | bytes:
+        if calls is not None:
+            calls.append(request)
+        return passphrase
+
+    return source
+
+
+def private_file(path: Path, content: bytes, mode: int = 0o600) -> Path:
+    path.write_bytes(content)
+    path.chmod(mode)
+    return path
+
+
+def error_text(error: BaseException) -> str:
+    """Everything an error shows or carries: message, repr, and its whole chain."""
+    parts: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None:
+        parts += [str(seen), repr(seen), repr(seen.args)]
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(parts)
+
+
+# -- sources -------------------------------------------------------------------------------
+
+
+def test_round_trip_through_a_passphrase_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = private_file(tmp_path / "passphrase", PASSPHRASE.encode() + b"\n")
+    monkeypatch.setenv(FILE_VARIABLE, str(path))
+    provider = PassphraseProvider(SMALL)
+    blob = provider.wrap(SECRET, CONTEXT)
+    assert provider.unwrap(blob, CONTEXT) == SECRET
+    # One trailing newline is not part of the passphrase: the same text typed opens it.
+    assert PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE)).unwrap(blob, CONTEXT) == SECRET
+
+
+def test_round_trip_through_a_passphrase_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "ask pass.py"  # a space: the command line is split, never run by a shell
+    script.write_text(f"print({PASSPHRASE!r})\n")
+    monkeypatch.setenv(COMMAND_VARIABLE, shlex.join([sys.executable, str(script)]))
+    provider = PassphraseProvider(SMALL)
+    blob = provider.wrap(SECRET, CONTEXT)
+    assert provider.unwrap(blob, CONTEXT) == SECRET
+    assert PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE)).unwrap(blob, CONTEXT) == SECRET
+
+
+def test_the_file_comes_before_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = private_file(tmp_path / "passphrase", PASSPHRASE.encode())
+    monkeypatch.setenv(FILE_VARIABLE, str(path))
+    monkeypatch.setenv(COMMAND_VARIABLE, str(shutil.which("false")))  # would fail if run
+    provider = PassphraseProvider(SMALL)
+    assert provider.unwrap(provider.wrap(SECRET, CONTEXT), CONTEXT) == SECRET
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_passphrase_file_others_can_read_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int
+) -> None:
+    path = private_file(tmp_path / "passphrase", PASSPHRASE.encode(), mode)
+    monkeypatch.setenv(FILE_VARIABLE, str(path))
+    with pytest.raises(SecretSourceError, match=rf"^{FILE_VARIABLE}: .*chmod 600") as caught:
+        PassphraseProvider(SMALL).wrap(SECRET, CONTEXT)
+    assert PASSPHRASE not in error_text(caught.value)
+
+
+def test_a_missing_file_and_a_failing_command_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FILE_VARIABLE, str(tmp_path / "absent"))
+    with pytest.raises(SecretSourceError, match="does not exist"):
+        PassphraseProvider(SMALL).wrap(SECRET, CONTEXT)
+    monkeypatch.delenv(FILE_VARIABLE)
+    monkeypatch.setenv(COMMAND_VARIABLE, str(shutil.which("false")))
+    with pytest.raises(SecretSourceError, match=rf"^{COMMAND_VARIABLE}: .*exited with status 1"):
+        PassphraseProvider(SMALL).wrap(SECRET, CONTEXT)
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_without_a_source_or_terminal_the_key_stays_locked(
+    monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    monkeypatch.setenv(FILE_VARIABLE, blank)  # blank counts as unset
+    monkeypatch.setattr(sys, "stdin", io.StringIO(PASSPHRASE))  # not a TTY: never read
+    provider = PassphraseProvider(SMALL)
+    blob = PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE)).wrap(SECRET, CONTEXT)
+    for attempt in (lambda: provider.wrap(SECRET, CONTEXT), lambda: provider.unwrap(blob, CONTEXT)):
+        with pytest.raises(KeyLockedError) as caught:
+            attempt()
+        message = str(caught.value)
+        assert "\n" not in message
+        assert FILE_VARIABLE in message
+        assert COMMAND_VARIABLE in message
+        assert caught.value.exit_code == 4
+
+
+def test_an_injected_source_is_asked_once_per_operation() -> None:
+    calls: list[PassphraseRequest] = []
+    provider = PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE.encode(), calls))
+    blob = provider.wrap(SECRET, CONTEXT)
+    assert provider.unwrap(blob, CONTEXT) == SECRET
+    assert calls == [PassphraseRequest(CONTEXT, new=True), PassphraseRequest(CONTEXT, new=False)]
+
+
+def test_text_is_normalised_so_every_source_derives_the_same_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "Crème brûlée à l'œil"
+    decomposed = unicodedata.normalize("NFD", text)
+    assert decomposed != text
+    blob = PassphraseProvider(SMALL, passphrase=fixed(decomposed)).wrap(SECRET, CONTEXT)
+    path = private_file(tmp_path / "passphrase", unicodedata.normalize("NFC", text).encode())
+    monkeypatch.setenv(FILE_VARIABLE, str(path))
+    assert PassphraseProvider(SMALL).unwrap(blob, CONTEXT) == SECRET
+
+
+def test_an_empty_passphrase_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UnlockFailedError, match="empty passphrase"):
+        PassphraseProvider(SMALL, passphrase=fixed("")).wrap(SECRET, CONTEXT)
+    monkeypatch.setenv(FILE_VARIABLE, str(private_file(tmp_path / "empty", b"\n")))
+    with pytest.raises(UnlockFailedError, match="empty passphrase"):
+        PassphraseProvider(SMALL).wrap(SECRET, CONTEXT)
+
+
+# -- the terminal ----------------------------------------------------------------------------
+
+CHILD = r"""
+import fcntl, sys, termios
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the pty becomes our terminal: getpass opens /dev/tty
+from strongroom.errors import StrongroomError
+from strongroom.key_provider import WrapContext
+from strongroom_plugins.providers.passphrase import PassphraseProvider, PassphraseSettings
+
+provider = PassphraseProvider(PassphraseSettings(memory_kib=19456, iterations=2, lanes=1))
+context = WrapContext("alice", "master", 1)
+blob = provider.wrap(b"pty secret", context)
+print("UNWRAPPED", provider.unwrap(blob, context).decode(), flush=True)
+try:
+    provider.wrap(b"other", context)
+except StrongroomError as exc:
+    print("REFUSED", type(exc).__name__, exc, flush=True)
+"""
+
+
+class Terminal:
+    """The controlling side of a pseudo-terminal, with a transcript of all it read."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.transcript = b""
+        self._seen = 0
+
+    def expect(self, marker: bytes, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while marker not in self.transcript[self._seen :]:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {marker!r} in {self.transcript!r}"
+            if select.select([self.fd], [], [], remaining)[0]:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:  # EIO: the child has gone
+                    chunk = b""
+                assert chunk, f"terminal closed before {marker!r}: {self.transcript!r}"
+                self.transcript += chunk
+        self._seen = self.transcript.index(marker, self._seen) + len(marker)
+
+    def type(self, line: str) -> None:
+        os.write(self.fd, line.encode() + b"\n")
+
+
+def test_the_terminal_prompt_asks_twice_for_a_new_wrap_without_echo() -> None:
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in {FILE_VARIABLE, COMMAND_VARIABLE}}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        env=env,
+    )
+    os.close(slave)
+    terminal = Terminal(master)
+    try:
+        terminal.expect(b"Passphrase for 'alice' (master): ")
+        terminal.type("typed secretly 1")
+        terminal.expect(b"Repeat the passphrase: ")
+        terminal.type("typed secretly 1")
+        terminal.expect(b"Passphrase for 'alice' (master): ")  # unwrap asks once
+        terminal.type("typed secretly 1")
+        terminal.expect(b"UNWRAPPED pty secret")
+        terminal.expect(b"Passphrase for 'alice' (master): ")
+        terminal.type("typed secretly 2")
+        terminal.expect(b"Repeat the passphrase: ")
+        terminal.type("typed secretly 3")
+        terminal.expect(b"REFUSED UnlockFailedError the two passphrases typed differ")
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
+        child.wait()
+        os.close(master)
+    assert b"typed secretly" not in terminal.transcript  # echo was off
+
+
+# -- the wrap --------------------------------------------------------------------------------
+
+
+def header(blob: bytes) -> tuple[bytes, int, int, int, int, bytes, bytes]:
+    magic, version, memory, iterations, lanes = struct.unpack_from(">4sBIII", blob)
+    return magic, version, memory, iterations, lanes, blob[17:33], blob[33:45]
+
+
+def test_the_blob_layout_is_as_documented() -> None:
+    provider = PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE))
+    blob = provider.wrap(SECRET, CONTEXT)
+    magic, version, memory, iterations, lanes, salt, nonce = header(blob)
+    assert (magic, version, memory, iterations, lanes) == (b"SRPW", 1, 19456, 2, 1)
+    assert len(blob) == 45 + len(SECRET) + 16
+    assert SECRET not in blob
+    # Implemented from the docstring alone.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+    kek = Argon2id(salt=salt, length=32, iterations=2, lanes=1, memory_cost=19456).derive(
+        PASSPHRASE.encode()
+    )
+    assert AESGCM(kek).decrypt(nonce, blob[45:], blob[:45] + CONTEXT.encode()) == SECRET
+    # Fresh salt and nonce every time.
+    again = provider.wrap(SECRET, CONTEXT)
+    assert header(again)[5:] != header(blob)[5:]
+
+
+def test_the_parameters_travel_with_the_blob() -> None:
+    old = PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE)).wrap(SECRET, CONTEXT)
+    stronger = PassphraseSettings(memory_kib=24576, iterations=3, lanes=2)
+    provider = PassphraseProvider(stronger, passphrase=fixed(PASSPHRASE))
+    assert provider.unwrap(old, CONTEXT) == SECRET
+    new = provider.wrap(SECRET, CONTEXT)
+    assert header(new)[2:5] == (24576, 3, 2)
+    assert PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE)).unwrap(new, CONTEXT) == SECRET
+
+
+def test_the_default_parameters() -> None:
+    settings = PassphraseSettings()
+    assert (settings.memory_kib, settings.iterations, settings.lanes) == (65536, 3, 4)
+    provider = PassphraseProvider(passphrase=fixed(PASSPHRASE))
+    blob = provider.wrap(SECRET, CONTEXT)
+    assert header(blob)[2:5] == (65536, 3, 4)
+    assert provider.unwrap(blob, CONTEXT) == SECRET
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"memory_kib": 19455},
+        {"memory_kib": 4 * 1024 * 1024 + 1},
+        {"iterations": 1},
+        {"iterations": 65},
+        {"lanes": 0},
+        {"lanes": 256},
+        {"memory_kib": "a lot"},
+        {"salt": "fixed"},
+    ],
+)
+def test_settings_refuse_weak_or_unknown_values(values: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        PassphraseSettings.model_validate(values)
+
+
+def test_a_wrong_passphrase_is_an_unlock_failure() -> None:
+    blob = PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE)).wrap(SECRET, CONTEXT)
+    wrong = "correct horse battery stapler"
+    with pytest.raises(UnlockFailedError) as caught:
+        PassphraseProvider(SMALL, passphrase=fixed(wrong)).unwrap(blob, CONTEXT)
+    assert caught.value.exit_code == 4
+    assert str(caught.value) == "wrong passphrase for 'alice', or the wrapped key was altered"
+    text = error_text(caught.value)
+    assert PASSPHRASE not in text
+    assert wrong not in text
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        WrapContext("bob", "master", 1),
+        WrapContext("alice", "files", 1),
+        WrapContext("alice", "master", 2),
+    ],
+    ids=["account", "purpose", "version"],
+)
+def test_a_blob_does_not_unwrap_under_another_context(other: WrapContext) -> None:
+    provider = PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE))
+    blob = provider.wrap(SECRET, CONTEXT)
+    with pytest.raises(UnlockFailedError, match="or the wrapped key was altered"):
+        provider.unwrap(blob, other)
+
+
+def test_every_header_byte_and_the_sealed_part_are_authenticated() -> None:
+    calls: list[PassphraseRequest] = []
+    provider = PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE, calls))
+    blob = provider.wrap(b"8 bytes!", CONTEXT)
+    positions = [*range(45), 45, len(blob) - 17, len(blob) - 1]  # header, nonce; ciphertext; tag
+    for index in positions:
+        tampered = bytearray(blob)
+        tampered[index] ^= 0x01
+        calls.clear()
+        with pytest.raises((IntegrityError, UnlockFailedError)) as caught:
+            provider.unwrap(bytes(tampered), CONTEXT)
+        if index < 5:  # magic and version: refused before anyone is asked
+            assert isinstance(caught.value, IntegrityError)
+            assert calls == []
+    assert provider.unwrap(blob, CONTEXT) == b"8 bytes!"
+
+
+def test_foreign_and_truncated_blobs_are_integrity_errors() -> None:
+    calls: list[PassphraseRequest] = []
+    provider = PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE, calls))
+    blob = provider.wrap(SECRET, CONTEXT)
+    calls.clear()
+    with pytest.raises(IntegrityError, match="unknown magic"):
+        provider.unwrap(b"SRKR\x01" + bytes(60), CONTEXT)
+    with pytest.raises(IntegrityError, match="version 9 is not supported"):
+        provider.unwrap(b"SRPW\x09" + blob[5:], CONTEXT)
+    for size in (0, 3, 5, 33, 45, 45 + 15):
+        with pytest.raises(IntegrityError):
+            provider.unwrap(blob[:size], CONTEXT)
+    huge = blob[:5] + struct.pack(">I", 0xFFFFFFFF) + blob[9:]
+    with pytest.raises(IntegrityError, match="outside the accepted range"):
+        provider.unwrap(huge, CONTEXT)
+    assert calls == []
+
+
+# -- what is kept, and what never leaks -----------------------------------------------------
+
+
+def test_the_derived_key_is_wiped_after_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    derived: list[bytearray] = []
+    real = passphrase_module._derive
+
+    def spy(*args: bytes | int) -> bytearray:
+        kek = real(*args)  # type: ignore[arg-type]
+        derived.append(kek)
+        return kek
+
+    monkeypatch.setattr(passphrase_module, "_derive", spy)
+    provider = PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE))
+    blob = provider.wrap(SECRET, CONTEXT)
+    provider.unwrap(blob, CONTEXT)
+    with pytest.raises(UnlockFailedError):
+        PassphraseProvider(SMALL, passphrase=fixed("wrong")).unwrap(blob, CONTEXT)
+    assert len(derived) == 3
+    assert all(kek == bytes(32) for kek in derived)
+
+
+def test_nothing_is_written_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    places = [tmp_path / name for name in ("home", "cwd", "tmp")]
+    for place in places:
+        place.mkdir()
+    monkeypatch.setenv("HOME", str(places[0]))
+    monkeypatch.chdir(places[1])
+    monkeypatch.setenv("TMPDIR", str(places[2]))
+    provider = PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE))
+    provider.unwrap(provider.wrap(SECRET, CONTEXT), CONTEXT)
+    assert [list(place.iterdir()) for place in places] == [[], [], []]
+
+
+def test_repr_and_state_hold_no_passphrase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FILE_VARIABLE, str(private_file(tmp_path / "p", PASSPHRASE.encode())))
+    provider = PassphraseProvider(SMALL)
+    provider.unwrap(provider.wrap(SECRET, CONTEXT), CONTEXT)
+    assert repr(provider) == (
+        "<PassphraseProvider argon2id memory_kib=19456 iterations=2 lanes=1, "
+        "passphrase from environment or terminal>"
+    )
+    state = repr(vars(provider))
+    assert PASSPHRASE not in state
+    assert "caller" in repr(PassphraseProvider(passphrase=fixed(PASSPHRASE)))
+    assert PASSPHRASE not in repr(PassphraseProvider(passphrase=fixed(PASSPHRASE)))
+
+
+def test_the_passphrase_never_appears_in_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob = PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE)).wrap(SECRET, CONTEXT)
+    errors: list[StrongroomError] = []
+    for attempt in (
+        lambda: PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE + "!")).unwrap(blob, CONTEXT),
+        lambda: PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE)).unwrap(blob[:-1], CONTEXT),
+        lambda: PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE)).unwrap(
+            blob, WrapContext("bob", "master", 1)
+        ),
+    ):
+        with pytest.raises(StrongroomError) as caught:
+            attempt()
+        errors.append(caught.value)
+    monkeypatch.setenv(FILE_VARIABLE, str(private_file(tmp_path / "p", PASSPHRASE.encode(), 0o644)))
+    with pytest.raises(StrongroomError) as caught:
+        PassphraseProvider(SMALL).unwrap(blob, CONTEXT)
+    errors.append(caught.value)
+    for error in errors:
+        assert PASSPHRASE not in error_text(error)
+
+
+# -- metadata --------------------------------------------------------------------------------
+
+
+def test_traits() -> None:
+    traits = PassphraseProvider.traits
+    assert not traits.non_exportable_root
+    assert traits.needs_user_presence
+    assert traits.survives_reinstall
+
+
+def test_registered_under_its_entry_point_without_an_extra() -> None:
+    (entry,) = entry_points(group="strongroom.key_providers", name="passphrase")
+    assert entry.extras == []
+    assert entry.load() is PassphraseProvider
