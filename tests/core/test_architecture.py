@@ -20,6 +20,7 @@ PUBLIC_MODULES = {
     "strongroom.formats",
     "strongroom.formats.chunked",
     "strongroom.formats.context",
+    "strongroom.formats.manifest",
     "strongroom.formats.sealed",
     "strongroom.hookspecs",
     "strongroom.key_provider",

@@ -23,12 +23,11 @@ from strongroom.formats.chunked import (
     DEFAULT_CHUNK_SIZE,
     ChunkedReader,
     ChunkedWriter,
-    Manifest,
     decrypt_stream,
     encrypt_stream,
-    manifest_of,
 )
 from strongroom.formats.context import Context
+from strongroom.formats.manifest import Manifest, manifest_of
 from strongroom.formats.sealed import SEALED_OVERHEAD, open_sealed, seal
 
 __all__ = [

@@ -23,30 +23,48 @@ from __future__ import annotations
 
 import hashlib
 import os
-import struct
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Protocol, Self, overload
+from typing import Literal, Self, overload
 
-from strongroom.cipher_suite import CipherSuite, KeyedAead, ReadableBuffer
-from strongroom.errors import AuthenticationError, IntegrityError, UsageError
+from strongroom.cipher_suite import CipherSuite, ReadableBuffer
+from strongroom.errors import AuthenticationError, UsageError
 from strongroom.formats._derive import (
-    COMMITMENT_SIZE,
-    PREFIX_SIZE,
-    SALT_SIZE,
     KeyFor,
     derive,
     new_salt,
     nonce_size_chunked,
-    open_object_key,
     pack_prefix,
-    parse_prefix,
     peek_key_version,
 )
+from strongroom.formats._layout import (
+    DEFAULT_CHUNK_SIZE,
+    HEADER_REST,
+    HEADER_SIZE,
+    KIND,
+    MAGIC,
+    MAX_CHUNK_SIZE,
+    MAX_CHUNKS,
+    MIN_CHUNK_SIZE,
+    TAG_SIZE,
+    Chunker,
+    body_layout,
+    check_chunk_size,
+    open_header,
+    parse_header,
+    read_header,
+)
+from strongroom.formats._stream import (
+    ByteSink,
+    ByteSource,
+    Outbox,
+    SeekableByteSource,
+    full_chunks,
+    readinto_full,
+    write_all,
+)
 from strongroom.formats.context import Context
+from strongroom.formats.manifest import MANIFEST_MAGIC, Manifest, manifest_of
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -68,169 +86,6 @@ __all__ = [
     "manifest_of",
     "peek_key_version",
 ]
-
-
-class ByteSource(Protocol):
-    """What the streaming functions read from: a binary file, a pipe, ``sys.stdin.buffer``.
-
-    ``readinto`` is used when present, so files are read without copies.
-    """
-
-    def read(self, size: int = -1, /) -> bytes | None: ...
-
-
-class SeekableByteSource(ByteSource, Protocol):
-    """What :class:`ChunkedReader` reads from: a seekable binary file."""
-
-    def seek(self, offset: int, whence: int = 0, /) -> int: ...
-    def tell(self) -> int: ...
-    def seekable(self) -> bool: ...
-
-
-class ByteSink(Protocol):
-    """What ciphertext and plaintext are written to; it must take all it is given.
-
-    A ``write`` that returns a count short of the data is called again with
-    the rest; ``None`` is taken to mean everything was written.
-    """
-
-    def write(self, data: memoryview, /) -> int | None: ...
-
-
-MAGIC = b"SRck"
-_KIND = b"chunked"
-#: chunk size (u32 BE) | salt | commitment, after the 11-byte prefix.
-_HEADER_REST = struct.Struct(f">I{SALT_SIZE}s{COMMITMENT_SIZE}s")
-HEADER_SIZE = PREFIX_SIZE + _HEADER_REST.size
-#: The chunked format takes suites with 16-byte tags only (all built-in ones),
-#: so that chunk boundaries follow from the header without knowing the suite.
-TAG_SIZE = 16
-MIN_CHUNK_SIZE = 4096
-MAX_CHUNK_SIZE = 64 << 20
-DEFAULT_CHUNK_SIZE = 1 << 20
-MAX_CHUNKS = 1 << 32
-_NONCE_TAIL = struct.Struct(">IB")
-#: From this chunk size on, chunks are written (and hashed for the manifest)
-#: on worker threads while the next one is encrypted or decrypted: file I/O
-#: and hashlib release the GIL.  Smaller chunks are not worth a thread hop.
-_THREADED_MIN = 256 << 10
-#: Output buffers in rotation when writing behind.
-_DEPTH = 3
-
-MANIFEST_MAGIC = b"SRmf"
-_MANIFEST_VERSION = 1
-#: magic | version | chunk count u32 | chunk size u32 | total size u64 | header SHA-256
-_MANIFEST_HEAD = struct.Struct(">4sBIIQ32s")
-_SHA256_SIZE = 32
-
-
-# manifest
-
-
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    """SHA-256 of a chunked object's header and of each stored chunk (``ciphertext || tag``).
-
-    Computed from ciphertext alone, so a sync client or server can tell
-    which chunks it already holds without any key.  ``chunk_size`` is the
-    header's plaintext chunk size; ``total_size`` is the length of the whole
-    stored object, header included.
-
-    :raises strongroom.errors.IntegrityError: the fields are inconsistent.
-    """
-
-    header_sha256: bytes
-    chunk_sha256: tuple[bytes, ...]
-    chunk_size: int
-    total_size: int
-
-    def __post_init__(self) -> None:
-        digests = (self.header_sha256, *self.chunk_sha256)
-        if any(len(digest) != _SHA256_SIZE for digest in digests):
-            raise IntegrityError("a manifest holds 32-byte SHA-256 digests")
-        if not MIN_CHUNK_SIZE <= self.chunk_size <= MAX_CHUNK_SIZE:
-            raise IntegrityError("manifest chunk size out of range")
-        layout = _layout(self.total_size - HEADER_SIZE, self.chunk_size)
-        if layout is None or layout[0] != len(self.chunk_sha256):
-            raise IntegrityError("manifest chunk count does not match its total size")
-
-    @property
-    def chunk_count(self) -> int:
-        return len(self.chunk_sha256)
-
-    def chunk_span(self, index: int) -> tuple[int, int]:
-        """Offset and length of stored chunk ``index`` within the object.
-
-        :raises IndexError: no such chunk.
-        """
-        if not 0 <= index < self.chunk_count:
-            raise IndexError("chunk index out of range")
-        stride = self.chunk_size + TAG_SIZE
-        offset = HEADER_SIZE + index * stride
-        return offset, min(stride, self.total_size - offset)
-
-    def to_bytes(self) -> bytes:
-        """The binary layout of ``docs/formats.md``: 53 bytes, then 32 per chunk.
-
-        :raises strongroom.errors.UsageError: more than 2**32 - 1 chunks.
-        """
-        if self.chunk_count > 0xFFFF_FFFF:
-            raise UsageError("a manifest holds at most 2**32 - 1 chunks")
-        head = _MANIFEST_HEAD.pack(
-            MANIFEST_MAGIC,
-            _MANIFEST_VERSION,
-            self.chunk_count,
-            self.chunk_size,
-            self.total_size,
-            self.header_sha256,
-        )
-        return head + b"".join(self.chunk_sha256)
-
-    @classmethod
-    def from_bytes(cls, data: ReadableBuffer) -> Manifest:
-        """Parse :meth:`to_bytes` output.
-
-        :raises strongroom.errors.IntegrityError: not a manifest, an unknown
-            version, a wrong length, or inconsistent fields.
-        """
-        view = memoryview(data).cast("B")
-        if len(view) < _MANIFEST_HEAD.size or bytes(view[:4]) != MANIFEST_MAGIC:
-            raise IntegrityError("not a strongroom manifest")
-        _, version, count, chunk_size, total_size, header_sha256 = _MANIFEST_HEAD.unpack_from(view)
-        if version != _MANIFEST_VERSION:
-            raise IntegrityError(f"unsupported manifest version {version}")
-        if len(view) != _MANIFEST_HEAD.size + count * _SHA256_SIZE:
-            raise IntegrityError("manifest length does not match its chunk count")
-        hashes = view[_MANIFEST_HEAD.size :]
-        return cls(
-            header_sha256=header_sha256,
-            chunk_sha256=tuple(
-                bytes(hashes[start : start + _SHA256_SIZE])
-                for start in range(0, len(hashes), _SHA256_SIZE)
-            ),
-            chunk_size=chunk_size,
-            total_size=total_size,
-        )
-
-
-def manifest_of(source: ByteSource) -> Manifest:
-    """Compute the manifest of the chunked object read from ``source`` (to its end).
-
-    Needs no key and authenticates nothing: it describes the bytes as stored.
-
-    :raises strongroom.errors.IntegrityError: ``source`` does not hold a
-        complete chunked object of a known version.
-    """
-    raw = _read_header(source)
-    chunk_size = _parse_header(raw).chunk_size
-    hashes: list[bytes] = []
-    total = HEADER_SIZE
-    for stored, _last in _full_chunks(source, chunk_size + TAG_SIZE):
-        if len(stored) < TAG_SIZE:
-            raise IntegrityError("truncated strongroom chunked object")
-        hashes.append(hashlib.sha256(stored).digest())
-        total += len(stored)
-    return Manifest(hashlib.sha256(raw).digest(), tuple(hashes), chunk_size, total)
 
 
 # encryption
@@ -266,15 +121,15 @@ class ChunkedWriter:
         _salt: bytes | None = None,
         _hashing: bool = True,
     ) -> None:
-        _check_chunk_size(chunk_size)
+        check_chunk_size(chunk_size)
         if suite.tag_size != TAG_SIZE:
             raise UsageError(f"the chunked format needs a suite with {TAG_SIZE}-byte tags")
         salt = new_salt(_salt)
-        derived = derive(suite, key, salt, _KIND, nonce_size_chunked(suite))
-        header = pack_prefix(MAGIC, suite, key_version) + _HEADER_REST.pack(
+        derived = derive(suite, key, salt, KIND, nonce_size_chunked(suite))
+        header = pack_prefix(MAGIC, suite, key_version) + HEADER_REST.pack(
             chunk_size, salt, derived.commitment
         )
-        self._chunker = _Chunker(derived.aead, derived.nonce, header + context.encode())
+        self._chunker = Chunker(derived.aead, derived.nonce, header + context.encode())
         self._chunk_size = chunk_size
         self._header_sha256 = hashlib.sha256(header).digest()
         self._buffer: memoryview | None = None  # allocated on the first buffered write
@@ -283,8 +138,8 @@ class ChunkedWriter:
         self._total = HEADER_SIZE
         self._state = "open"
         self._manifest: Manifest | None = None
-        _write_all(sink, memoryview(header))
-        self._outbox = _Outbox(sink, chunk_size + TAG_SIZE, hashing=_hashing)
+        write_all(sink, memoryview(header))
+        self._outbox = Outbox(sink, chunk_size + TAG_SIZE, hashing=_hashing)
 
     def write(self, data: ReadableBuffer) -> int:
         """Take more plaintext; whole chunks known not to be the last are written out.
@@ -457,7 +312,7 @@ def encrypt_stream(  # noqa: PLR0917 - the order of seal() and ChunkedWriter
         _hashing=manifest,
     )
     try:
-        for plaintext, last in _full_chunks(source, chunk_size):
+        for plaintext, last in full_chunks(source, chunk_size):
             writer._emit(plaintext, last=last)
         return writer._finish()
     except BaseException:
@@ -491,15 +346,15 @@ class ChunkedReader:
             raise UsageError("ChunkedReader needs a seekable source; use decrypt_stream")
         self._source = source
         self._base = source.tell()
-        raw = _read_header(source)
-        header = _parse_header(raw)
-        aead, prefix = _open_header(header, key_for)
-        self._chunker = _Chunker(aead, prefix, raw + context.encode())
+        raw = read_header(source)
+        header = parse_header(raw)
+        aead, prefix = open_header(header, key_for)
+        self._chunker = Chunker(aead, prefix, raw + context.encode())
         self._key_version = header.key_version
         self._chunk_size = header.chunk_size
         self._stride = header.chunk_size + TAG_SIZE
         end = source.seek(0, os.SEEK_END)
-        layout = _layout(end - self._base - HEADER_SIZE, header.chunk_size)
+        layout = body_layout(end - self._base - HEADER_SIZE, header.chunk_size)
         if layout is None:
             raise AuthenticationError
         self._chunk_count, self._plaintext_size = layout
@@ -605,7 +460,7 @@ class ChunkedReader:
             stored = self._plaintext_size - index * self._chunk_size + TAG_SIZE
         self._source.seek(self._base + HEADER_SIZE + index * self._stride)
         view = self._in[:stored]
-        if _readinto_full(self._source, view) != stored:  # the source shrank under us
+        if readinto_full(self._source, view) != stored:  # the source shrank under us
             raise AuthenticationError
         size = stored - TAG_SIZE
         self._chunker.open_into(index, last, view, out[:size])
@@ -634,14 +489,14 @@ def decrypt_stream(source: ByteSource, sink: ByteSink, key_for: KeyFor, context:
         context, or altered, truncated, extended or reordered data.
     :raises strongroom.errors.UsageError: ``source`` is non-blocking.
     """
-    raw = _read_header(source)
-    header = _parse_header(raw)
-    aead, prefix = _open_header(header, key_for)
-    chunker = _Chunker(aead, prefix, raw + context.encode())
-    outbox = _Outbox(sink, header.chunk_size, hashing=False)
+    raw = read_header(source)
+    header = parse_header(raw)
+    aead, prefix = open_header(header, key_for)
+    chunker = Chunker(aead, prefix, raw + context.encode())
+    outbox = Outbox(sink, header.chunk_size, hashing=False)
     written = 0
     try:
-        chunks = _full_chunks(source, header.chunk_size + TAG_SIZE)
+        chunks = full_chunks(source, header.chunk_size + TAG_SIZE)
         for index, (stored, last) in enumerate(chunks):
             size = len(stored) - TAG_SIZE
             if size < 0 or index >= MAX_CHUNKS:
@@ -654,210 +509,3 @@ def decrypt_stream(source: ByteSource, sink: ByteSink, key_for: KeyFor, context:
     finally:
         outbox.abort()
     return written
-
-
-# shared
-
-
-class _Outbox:
-    """Output buffers whose contents are written to the sink (and hashed) in order.
-
-    ``buffer()`` hands out the next free buffer, ``ship(view)`` sends the
-    filled part of it.  From ``_THREADED_MIN`` bytes on, writing and hashing
-    happen on two worker threads while the caller fills the next buffer;
-    writes keep their order (one writer thread).  ``abort()`` waits for
-    every write already shipped, so nothing reaches the sink afterwards.
-    """
-
-    def __init__(self, sink: ByteSink, size: int, *, hashing: bool) -> None:
-        self._sink = sink
-        self._hashing = hashing
-        threaded = size >= _THREADED_MIN and (os.cpu_count() or 1) > 1
-        self._buffers = [memoryview(bytearray(size)) for _ in range(_DEPTH if threaded else 1)]
-        self._turn = 0
-        self._broken = False
-        self._digests: list[bytes] = []
-        self._jobs: deque[tuple[Future[None], Future[bytes] | None]] = deque()
-        self._writer: ThreadPoolExecutor | None = None
-        self._hasher: ThreadPoolExecutor | None = None
-        if threaded:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="strongroom-write")
-            if hashing:
-                self._hasher = ThreadPoolExecutor(1, thread_name_prefix="strongroom-hash")
-
-    def buffer(self) -> memoryview:
-        if len(self._jobs) == len(self._buffers):  # the oldest job reads this buffer
-            self._settle_oldest()
-        return self._buffers[self._turn]
-
-    def ship(self, view: memoryview) -> None:
-        if self._writer is None:
-            _write_all(self._sink, view)
-            if self._hashing:
-                self._digests.append(_sha256(view))
-        else:
-            hashed = None if self._hasher is None else self._hasher.submit(_sha256, view)
-            self._jobs.append((self._writer.submit(self._write_behind, view), hashed))
-        self._turn = (self._turn + 1) % len(self._buffers)
-
-    def finish(self) -> list[bytes] | None:
-        """Wait for every write and hash; the digests in order, if hashing.
-
-        Raises what a write raised.
-        """
-        while self._jobs:
-            self._settle_oldest()
-        self.abort()
-        return self._digests if self._hashing else None
-
-    def abort(self) -> None:
-        for executor in (self._writer, self._hasher):
-            if executor is not None:
-                executor.shutdown(wait=True)
-        self._writer = self._hasher = None
-        self._jobs.clear()
-
-    def _write_behind(self, view: memoryview) -> None:
-        if self._broken:  # an earlier write failed: leave no gap-filled output behind
-            return
-        try:
-            _write_all(self._sink, view)
-        except BaseException:
-            self._broken = True
-            raise
-
-    def _settle_oldest(self) -> None:
-        written, hashed = self._jobs.popleft()
-        written.result()
-        if hashed is not None:
-            self._digests.append(hashed.result())
-
-
-class _Chunker:
-    """One object's AEAD, nonce prefix and associated data."""
-
-    __slots__ = ("_aad", "_aead", "_prefix")
-
-    def __init__(self, aead: KeyedAead, prefix: bytes, aad: bytes) -> None:
-        self._aead = aead
-        self._prefix = prefix
-        self._aad = aad
-
-    def seal_into(self, index: int, last: bool, plaintext: memoryview, out: memoryview) -> None:
-        nonce = self._prefix + _NONCE_TAIL.pack(index, last)
-        self._aead.encrypt_into(nonce, plaintext, self._aad, out)
-
-    def open_into(self, index: int, last: bool, stored: memoryview, out: memoryview) -> None:
-        nonce = self._prefix + _NONCE_TAIL.pack(index, last)
-        self._aead.decrypt_into(nonce, stored, self._aad, out)
-
-
-@dataclass(frozen=True, slots=True)
-class _Header:
-    suite_code: int
-    key_version: int
-    chunk_size: int
-    salt: bytes
-    commitment: bytes
-
-
-def _check_chunk_size(chunk_size: int) -> None:
-    if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
-        raise UsageError(f"chunk size must be from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} bytes")
-
-
-def _read_header(source: ByteSource) -> bytes:
-    raw = bytearray(HEADER_SIZE)
-    size = _readinto_full(source, memoryview(raw))
-    return bytes(raw[:size])
-
-
-def _parse_header(raw: bytes) -> _Header:
-    suite_code, key_version = parse_prefix(raw, MAGIC)
-    if len(raw) < HEADER_SIZE:
-        raise IntegrityError("truncated strongroom chunked object")
-    chunk_size, salt, commitment = _HEADER_REST.unpack_from(raw, PREFIX_SIZE)
-    if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
-        raise IntegrityError("corrupt strongroom chunked header: chunk size out of range")
-    return _Header(suite_code, key_version, chunk_size, salt, commitment)
-
-
-def _open_header(header: _Header, key_for: KeyFor) -> tuple[KeyedAead, bytes]:
-    derived = open_object_key(
-        key_for,
-        header.suite_code,
-        header.key_version,
-        header.salt,
-        header.commitment,
-        kind=_KIND,
-        nonce_size=nonce_size_chunked,
-    )
-    if derived.tag_size != TAG_SIZE:
-        raise UsageError(f"the chunked format needs a suite with {TAG_SIZE}-byte tags")
-    return derived.aead, derived.nonce
-
-
-def _layout(body_size: int, chunk_size: int) -> tuple[int, int] | None:
-    """``(chunk count, plaintext size)`` of a body, or ``None`` if no object has that size."""
-    stride = chunk_size + TAG_SIZE
-    full, rest = divmod(body_size, stride)
-    if body_size <= 0 or 0 < rest < TAG_SIZE:
-        return None
-    count = full + (rest > 0)
-    if count > MAX_CHUNKS:
-        return None
-    return count, body_size - count * TAG_SIZE
-
-
-def _full_chunks(source: ByteSource, size: int) -> Iterator[tuple[memoryview, bool]]:
-    """Read ``source`` to EOF in pieces of ``size`` bytes, telling which piece is last.
-
-    One piece is read ahead into a second buffer.  A yielded view is valid
-    until the next step; an empty source yields one empty last piece.
-    """
-    current, ahead = memoryview(bytearray(size)), memoryview(bytearray(size))
-    filled = _readinto_full(source, current)
-    while True:
-        if filled < size:
-            yield current[:filled], True
-            return
-        next_filled = _readinto_full(source, ahead)
-        if next_filled == 0:
-            yield current, True
-            return
-        yield current, False
-        current, ahead, filled = ahead, current, next_filled
-
-
-def _readinto_full(source: ByteSource, view: memoryview) -> int:
-    """Fill ``view`` from ``source`` until it is full or at EOF; return the count."""
-    total, size = 0, len(view)
-    readinto = getattr(source, "readinto", None)
-    while total < size:
-        if readinto is not None:
-            count = readinto(view[total:])
-        else:
-            data = source.read(size - total)
-            count = None
-            if data is not None:
-                count = len(data)
-                view[total : total + count] = data
-        if count is None:
-            raise UsageError("non-blocking sources are not supported")
-        if count == 0:
-            break
-        total += count
-    return total
-
-
-def _write_all(sink: ByteSink, view: memoryview) -> None:
-    data = view
-    while data:
-        written = sink.write(data)
-        if written is None or written >= len(data):  # None: a writer that reports nothing
-            return
-        data = data[written:]
-
-
-def _sha256(data: memoryview) -> bytes:
-    return hashlib.sha256(data).digest()
