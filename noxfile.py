@@ -58,7 +58,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def sample_plugin(session: nox.Session) -> None:
     """The third-party path: a separately built plugin, found, selected, conforming."""
-    install_wheel(session, "nacl", "test")
+    install_wheel(session, "all", "test")
     session.install(str(SAMPLE_PLUGIN), "pytest>=8")
     listing = session.run("strongroom", "plugins", "--check", silent=True)
     if not listing or "aes-256-gcm-siv" not in listing:
