@@ -51,6 +51,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite, against real services; posargs go to pytest."""
+    session.run("bash", ".ci/debian-packages", external=True)  # the services' binaries
     install_editable(session, "all", "test")
     session.run("pytest", *session.posargs)
 
