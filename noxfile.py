@@ -78,6 +78,11 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks side by side with reference libraries; writes docs/benchmarks.md."""
+    """Benchmarks side by side with reference libraries; writes docs/benchmarks.md and .png.
+
+    The references (tink's streaming AEAD, age through pyrage) and matplotlib for
+    the plot are installed here only.  ``nox -s bench -- --quick`` is a smoke run.
+    """
     install_wheel(session, "all")
+    session.install("tink>=1.16", "pyrage>=1.4", "matplotlib>=3.8")
     session.run("python", "bench/run.py", "--output", "docs/benchmarks.md", *session.posargs)

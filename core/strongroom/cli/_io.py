@@ -71,7 +71,7 @@ def writing_on_success(path: str) -> Iterator[BinaryIO]:
             os.fsync(fd)
         staged = temp or temp_path_for(target)
         if temp is None:
-            os.link(f"/proc/self/fd/{fd}", staged)
+            _link_anonymous(fd, staged)
         os.replace(staged, target)
         fsync_dir(target.parent)
     except BaseException:
@@ -81,3 +81,18 @@ def writing_on_success(path: str) -> Iterator[BinaryIO]:
         raise
     finally:
         os.close(fd)
+
+
+def _link_anonymous(fd: int, target: Path) -> None:
+    """Give the ``O_TMPFILE`` file open as ``fd`` the name ``target``.
+
+    open(2)'s recipe: ``linkat(AT_FDCWD, "/proc/self/fd/N", ..., AT_SYMLINK_FOLLOW)``.
+    Plain ``os.link`` calls link(2), which on Linux does not follow that magic
+    link and fails with ``EXDEV``; given a directory descriptor, it calls
+    ``linkat`` with ``AT_SYMLINK_FOLLOW``.
+    """
+    directory = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.link(f"/proc/self/fd/{fd}", target.name, dst_dir_fd=directory, follow_symlinks=True)
+    finally:
+        os.close(directory)

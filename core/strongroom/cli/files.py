@@ -12,12 +12,16 @@ import argparse
 import os
 from typing import BinaryIO
 
+from strongroom._stack import Strongroom
+from strongroom.cipher_suite import CipherSuite
 from strongroom.cli._io import reading, writing_on_success
 from strongroom.cli._output import emit
 from strongroom.cli._progress import Progress
 from strongroom.cli._session import opened
+from strongroom.errors import IntegrityError
 from strongroom.formats.chunked import decrypt_stream, encrypt_stream
 from strongroom.formats.context import Context
+from strongroom.keys.hierarchy import KeyLookup
 
 PURPOSE = "files"
 
@@ -47,13 +51,31 @@ def decrypt(args: argparse.Namespace) -> int:
         context = Context(account=stack.config.account, store=PURPOSE, record="")
         with reading(args.source) as source, writing_on_success(args.target) as target:
             progress = Progress("decrypting", _size(source))
-            decrypt_stream(
-                _Counting(source, progress), target, stack.keys.key_lookup(PURPOSE), context
-            )
+            decrypt_stream(_Counting(source, progress), target, _known_versions(stack), context)
             progress.finish()
     if args.target != "-":
         emit(args, {"decrypted": args.target}, [f"decrypted {args.source} -> {args.target}"])
     return 0
+
+
+def _known_versions(stack: Strongroom) -> KeyLookup:
+    """The ``files`` key lookup, refusing a version the account never had.
+
+    A header naming one was altered or made elsewhere: an integrity failure
+    (exit 3), and no reason to create the keyset in an account that has none.
+    """
+    primary = stack.keys.primary_version(PURPOSE)
+    lookup = stack.keys.key_lookup(PURPOSE)
+
+    def known(version: int) -> tuple[CipherSuite, memoryview]:
+        if primary is None or not 1 <= version <= primary:
+            raise IntegrityError(
+                f"the file names a {PURPOSE} key version that account "
+                f"{stack.config.account!r} never had: it was altered or made elsewhere"
+            )
+        return lookup(version)
+
+    return known
 
 
 def _size(source: BinaryIO) -> int | None:
