@@ -22,8 +22,10 @@ TEMP_SUFFIX = ".tmp"
 
 
 def make_private_dir(path: Path) -> None:
-    """Create ``path`` and its parents, owner-only, if missing."""
-    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    """Create ``path`` and each missing parent owner-only; existing ones are left as they are."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=PRIVATE_DIR, exist_ok=True)
 
 
 def fsync_dir(path: Path) -> None:

@@ -157,21 +157,24 @@ class Strongroom(Closeable):
             )
         return self._keys
 
-    def wipe(self) -> None:
+    def wipe(self) -> list[str]:
         """Destroy the account: wrapped keys and provider roots first, then its data.
 
         Needs no unlock: destroying keys does not require reading them.
+        Returns the providers that wrapped the account but are not configured,
+        as :meth:`strongroom.keys.AccountKeys.destroy_all` does.
 
         :raises strongroom.errors.KeyUnavailableError: a provider could not erase its root.
         """
         for table in [t for t in self._instances if t.startswith("stores.")]:
             self._instances.pop(table).close()
-        self.keys.destroy_all()
+        unconfigured = self.keys.destroy_all()
         directory = self.config.account_dir
         if directory.exists():
             shutil.rmtree(directory)
             fsync_dir(directory.parent)
         self._notify("strongroom_account_wiped", account=self.config.account)
+        return unconfigured
 
     def _notify(self, hook: str, **kwargs: object) -> None:
         getattr(self.hook, hook)(**kwargs)

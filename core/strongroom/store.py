@@ -53,6 +53,11 @@ class Store(Backend, ABC):
         super().__init__(settings)
         self.binding = binding
 
+    @property
+    def key_purposes(self) -> tuple[str, ...]:
+        """Every keyset the store encrypts with; ``strongroom init`` creates them up front."""
+        return (self.binding.purpose,)
+
     @abstractmethod
     def put(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key``, atomically replacing any previous value.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -238,11 +240,11 @@ def test_the_master_wrap_is_bound_to_its_account(keys: AccountKeys, provider: Ke
         other.unlock()
 
 
-def test_destroy_all_erases_wraps_then_provider_roots(
+def test_destroy_all_erases_data_keys_provider_roots_then_wraps(
     keys: AccountKeys, provider: KekProvider
 ) -> None:
     raw(keys, "files")
-    keys.destroy_all()
+    assert keys.destroy_all() == []
     data = record(keys)
     assert data["wraps"] == {}
     assert all(
@@ -250,6 +252,74 @@ def test_destroy_all_erases_wraps_then_provider_roots(
     )
     assert provider.destroyed == ["alice"]
     assert not keys.unlocked
+
+
+class FailingRootProvider(KekProvider):
+    """Its first destroy fails, as a wipe killed or refused mid-way would."""
+
+    def destroy(self, account: str) -> None:
+        if not self.refuse:
+            self.refuse = True
+            raise KeyUnavailableError("keyring refused the deletion")
+        super().destroy(account)
+
+
+def test_an_interrupted_destroy_all_finishes_on_retry(tmp_path: Path) -> None:
+    flaky = FailingRootProvider()
+    keys = make_keys(tmp_path / "alice", {"main": flaky})
+    keys.create()
+    raw(keys, "files")
+    with pytest.raises(KeyUnavailableError, match="refused"):
+        keys.destroy_all()
+    data = record(keys)
+    assert all(  # the data keys went first
+        v["wrapped"] is None for k in data["keysets"].values() for v in k["versions"].values()
+    )
+    assert list(data["wraps"]) == ["main"]  # still named, so the retry erases its root
+    assert keys.destroy_all() == []
+    assert flaky.destroyed == ["alice"]
+    assert record(keys)["wraps"] == {}
+
+
+def test_destroy_all_names_wrapping_providers_it_cannot_reach(
+    tmp_path: Path, provider: KekProvider
+) -> None:
+    both = make_keys(tmp_path / "alice", {"main": provider, "spare": KekProvider()})
+    both.create()
+    only_main = make_keys(tmp_path / "alice", {"main": provider})
+    assert only_main.destroy_all() == ["spare (test)"]
+    assert provider.destroyed == ["alice"]
+    assert record(only_main)["wraps"] == {}
+
+
+def test_first_uses_racing_agree_on_one_version(tmp_path: Path, provider: KekProvider) -> None:
+    make_keys(tmp_path / "alice", {"main": provider}).create()
+    sessions = [make_keys(tmp_path / "alice", {"main": provider}) for _ in range(6)]
+    for session in sessions:
+        session.unlock()
+    start = threading.Barrier(len(sessions))
+
+    def first_use(session: AccountKeys) -> bytes:
+        start.wait()
+        return raw(session, "files")
+
+    with ThreadPoolExecutor(len(sessions)) as pool:
+        keys_seen = set(pool.map(first_use, sessions))
+    assert len(keys_seen) == 1
+    assert list(record(sessions[0])["keysets"]["files"]["versions"]) == ["1"]
+
+
+def test_ensure_creates_only_what_is_missing(keys: AccountKeys) -> None:
+    first = raw(keys, "files")
+    keys.ensure("files", "signing", "signing")
+    assert raw(keys, "files") == first
+    assert {k: v["primary"] for k, v in record(keys)["keysets"].items()} == {
+        "files": 1,
+        "signing": 1,
+    }
+    keys.lock()
+    with pytest.raises(KeyLockedError):
+        keys.ensure("other")
 
 
 def test_hooks_carry_no_key_material(

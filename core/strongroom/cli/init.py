@@ -6,20 +6,22 @@ import argparse
 
 from strongroom.cli._output import emit
 from strongroom.cli._session import opened
+from strongroom.cli.files import PURPOSE as FILES_PURPOSE
 
 
 def run(args: argparse.Namespace) -> int:
     with opened(args, unlock=False) as stack:
         stack.keys.create()  # refuses an existing hierarchy
         stores = stack.config.instances("stores")
-        for name in stores:
-            stack.store(name)  # creates its directory and first keys
+        purposes = [p for name in stores for p in stack.store(name).key_purposes]
+        stack.keys.ensure(*purposes, FILES_PURPOSE)
         status = stack.keys.status()
     data = {
         "account": status.account,
         "directory": str(stack.config.account_dir),
         "providers": status.providers,
         "stores": stores,
+        "keysets": [keyset.purpose for keyset in status.keysets],
     }
     providers = ", ".join(f"{name} ({use})" for name, use in status.providers.items())
     emit(
@@ -29,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
             f"created account {status.account!r} in {stack.config.account_dir}",
             f"master key wrapped by: {providers}",
             f"stores: {', '.join(stores) or 'none configured'}",
+            f"keysets: {', '.join(keyset.purpose for keyset in status.keysets)}",
         ],
     )
     return 0

@@ -29,7 +29,13 @@ def get(args: argparse.Namespace) -> int:
         try:
             out.write(store.get(args.key))
         except RecordNotFoundError:
-            for chunk in store.get_blob(args.key):  # verified chunk by chunk
+            try:
+                blob = store.get_blob(args.key)
+            except RecordNotFoundError:
+                raise RecordNotFoundError(
+                    f"no record or blob {args.key!r} in store {args.store!r}"
+                ) from None
+            for chunk in blob:  # verified chunk by chunk
                 out.write(chunk)
         out.flush()
     return 0

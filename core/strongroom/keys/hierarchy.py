@@ -338,7 +338,7 @@ class AccountKeys(Closeable):
         with self._guard:
             record = self._read()
             if purpose not in record.keysets:
-                self._add_version(purpose)
+                self.ensure(purpose)
                 record = self._read()
             keyset = record.keysets[purpose]
             wanted = keyset.primary if version is None else version
@@ -378,23 +378,42 @@ class AccountKeys(Closeable):
         keyset = self._read().keysets.get(purpose)
         return keyset.primary if keyset else None
 
-    def _add_version(self, purpose: str) -> int:
-        material = Secret.generate(KEY_SIZE, label=f"{self.account} {purpose} key (new)")
+    def ensure(self, *purposes: str) -> None:
+        """Create each keyset of ``purposes`` that does not exist yet, in one record write.
+
+        Keysets are created under the record's lock, so two processes making
+        the same keyset at once agree on its version 1 instead of racing to 2.
+
+        :raises strongroom.errors.KeyLockedError: the account is locked.
+        """
+        with self._guard:
+            missing = [p for p in dict.fromkeys(purposes) if p not in self._read().keysets]
+            if missing:
+                self._add_versions(missing, create_only=True)
+
+    def _add_versions(self, purposes: list[str], *, create_only: bool) -> dict[str, int]:
+        """Add a primary version to each keyset (creating it), or only create missing ones."""
+        added: dict[str, int] = {}
         with self._changing() as record:
-            keyset = record.keysets.get(purpose)
-            version = max(keyset.versions, default=0) + 1 if keyset else 1
-            entry = KeyVersion(
-                suite=self._default_suite,
-                master_version=self._master_version,
-                wrapped=self._seal_data_key(purpose, version, material),
-            )
-            if keyset is None:
-                record.keysets[purpose] = Keyset(primary=version, versions={version: entry})
-            else:
-                keyset.versions[version] = entry
-                keyset.primary = version
-        material.wipe()
-        return version
+            for purpose in purposes:
+                keyset = record.keysets.get(purpose)
+                if keyset is not None and create_only:
+                    continue
+                version = max(keyset.versions, default=0) + 1 if keyset else 1
+                material = Secret.generate(KEY_SIZE, label=f"{self.account} {purpose} key (new)")
+                entry = KeyVersion(
+                    suite=self._default_suite,
+                    master_version=self._master_version,
+                    wrapped=self._seal_data_key(purpose, version, material),
+                )
+                material.wipe()
+                if keyset is None:
+                    record.keysets[purpose] = Keyset(primary=version, versions={version: entry})
+                else:
+                    keyset.versions[version] = entry
+                    keyset.primary = version
+                added[purpose] = version
+        return added
 
     # rotation, retirement, destruction
 
@@ -405,7 +424,7 @@ class AccountKeys(Closeable):
         """
         with self._guard:
             old = self.primary_version(purpose)
-            new = self._add_version(purpose)
+            new = self._add_versions([purpose], create_only=False)[purpose]
         self._notify(
             "strongroom_key_rotated",
             account=self.account,
@@ -522,7 +541,7 @@ class AccountKeys(Closeable):
                 raise UsageError(f"{purpose} has no key version {version}")
             if version == keyset.primary:
                 raise UsageError(
-                    f"{purpose} key version {version} is primary; rotate before retiring it"
+                    f"{purpose} key version {version} is primary; rotate the keyset first"
                 )
             if entry.state is KeyState.DESTROYED:
                 raise UsageError(f"{purpose} key version {version} is already destroyed")
@@ -556,25 +575,38 @@ class AccountKeys(Closeable):
             unlocked=self.unlocked,
         )
 
-    def destroy_all(self) -> None:
-        """Wipe step one: erase every wrapped key from disk, then each provider's root.
+    def destroy_all(self) -> list[str]:
+        """Wipe step one: erase every data key, then each provider's root, then the wraps.
 
-        Afterwards nothing this account encrypted can be decrypted.  The data
-        itself is removed by the caller afterwards.
+        Afterwards nothing this account encrypted can be decrypted.  Each step
+        is idempotent and the record names the wrapping providers until their
+        roots are gone, so a wipe interrupted anywhere finishes when run again.
+        The data itself is removed by the caller afterwards.  Returns the
+        providers that wrapped the account but are not configured here, whose
+        roots (if they keep one outside the wrap) are left for the operator.
+
+        :raises strongroom.errors.KeyUnavailableError: a provider could not
+            erase its root; the data keys are already gone.
         """
         with self._guard:
-            names = list(self._read().wraps) if self.exists() else []
-            if self.exists():
-                with self._changing() as record:
-                    record.wraps.clear()
-                    for keyset in record.keysets.values():
-                        for entry in keyset.versions.values():
-                            entry.wrapped = None
-                            entry.state = KeyState.DESTROYED
+            if not self.exists():
+                self.lock(reason="wipe")
+                return []
+            with self._changing() as record:
+                for keyset in record.keysets.values():
+                    for entry in keyset.versions.values():
+                        entry.wrapped = None
+                        entry.state = KeyState.DESTROYED
+                wraps = dict(record.wraps)
             self.lock(reason="wipe")
-            for name in names:
+            for name in wraps:
                 if name in self._providers:
                     self._providers[name].destroy(self.account)
+            with self._changing() as record:
+                record.wraps.clear()
+        return [
+            f"{name} ({wrap.use})" for name, wrap in wraps.items() if name not in self._providers
+        ]
 
 
 def _wrap_context(account: str, purpose: str, version: int) -> Context:

@@ -164,6 +164,10 @@ class FilesStore(Store):
             self._name_key = self._floor_key = None
             self._names_source = None
 
+    @property
+    def key_purposes(self) -> tuple[str, ...]:
+        return (self.binding.purpose, self.binding.names_purpose)
+
     def __repr__(self) -> str:
         return f"<FilesStore {self.binding.account}/{self.binding.name} in {self._root}>"
 
