@@ -234,12 +234,23 @@ def test_writer_matches_encrypt_stream_for_any_write_pattern(size: int) -> None:
     salt = bytes(range(32))
     expected_sink = io.BytesIO()
     expected_manifest = encrypt_stream(
-        io.BytesIO(plaintext), expected_sink, suite, KEY, 3, CONTEXT, chunk_size=CS, _salt=salt
+        io.BytesIO(plaintext),
+        expected_sink,
+        suite,
+        KEY,
+        3,
+        CONTEXT,
+        chunk_size=CS,
+        manifest=True,
+        _salt=salt,
     )
     splitter = random.Random(size)
     for pieces in ("whole", "bytes", "random", "chunks"):
         sink = io.BytesIO()
-        with ChunkedWriter(sink, suite, KEY, 3, CONTEXT, chunk_size=CS, _salt=salt) as writer:
+        writer = ChunkedWriter(
+            sink, suite, KEY, 3, CONTEXT, chunk_size=CS, manifest=True, _salt=salt
+        )
+        with writer:
             if pieces == "whole":
                 writer.write(plaintext)
             elif pieces == "bytes":
@@ -283,7 +294,7 @@ def test_threaded_writes_round_trip_and_stay_in_order(suite: CipherSuite) -> Non
     plaintext = pattern(4 * THREADED_CS + 1234)
     sink = io.BytesIO()
     manifest = encrypt_stream(
-        io.BytesIO(plaintext), sink, suite, KEY, 1, CONTEXT, chunk_size=THREADED_CS
+        io.BytesIO(plaintext), sink, suite, KEY, 1, CONTEXT, chunk_size=THREADED_CS, manifest=True
     )
     blob = sink.getvalue()
     assert manifest == manifest_of(io.BytesIO(blob))
@@ -291,9 +302,10 @@ def test_threaded_writes_round_trip_and_stay_in_order(suite: CipherSuite) -> Non
     out = io.BytesIO()
     decrypt_stream(io.BytesIO(blob), out, lookup(suite), CONTEXT)
     assert out.getvalue() == plaintext
-    with ChunkedWriter(io.BytesIO(), suite, KEY, 1, CONTEXT, chunk_size=THREADED_CS) as writer:
+    writer = ChunkedWriter(io.BytesIO(), suite, KEY, 1, CONTEXT, chunk_size=THREADED_CS)
+    with writer:
         writer.write(plaintext)
-    assert writer.close().chunk_count == 5
+    assert writer.close() is None  # no manifest unless asked for
 
 
 def test_threaded_decrypt_writes_nothing_of_the_failing_chunk() -> None:
@@ -383,7 +395,9 @@ def test_manifest_describes_the_stored_bytes(size: int) -> None:
     suite = Aes256Gcm()
     plaintext = pattern(size)
     sink = io.BytesIO()
-    manifest = encrypt_stream(io.BytesIO(plaintext), sink, suite, KEY, 1, CONTEXT, chunk_size=CS)
+    manifest = encrypt_stream(
+        io.BytesIO(plaintext), sink, suite, KEY, 1, CONTEXT, chunk_size=CS, manifest=True
+    )
     blob = sink.getvalue()
     header, chunks = chunks_of(blob)
     assert manifest.header_sha256 == hashlib.sha256(header).digest()
@@ -401,24 +415,24 @@ def test_manifest_describes_the_stored_bytes(size: int) -> None:
         assert blob[offset : offset + length] == chunk
 
 
-def test_manifest_can_be_skipped() -> None:
+def test_the_manifest_is_opt_in_and_changes_no_byte() -> None:
     suite = Aes256Gcm()
     plaintext = pattern(3 * CS + 1)
     salt = bytes(32)
     with_manifest, without = io.BytesIO(), io.BytesIO()
     manifest = encrypt_stream(
-        io.BytesIO(plaintext), with_manifest, suite, KEY, 1, CONTEXT, chunk_size=CS, _salt=salt
-    )
-    skipped = encrypt_stream(
         io.BytesIO(plaintext),
-        without,
+        with_manifest,
         suite,
         KEY,
         1,
         CONTEXT,
         chunk_size=CS,
-        manifest=False,
+        manifest=True,
         _salt=salt,
+    )
+    skipped = encrypt_stream(
+        io.BytesIO(plaintext), without, suite, KEY, 1, CONTEXT, chunk_size=CS, _salt=salt
     )
     assert skipped is None
     assert without.getvalue() == with_manifest.getvalue()
@@ -662,9 +676,10 @@ def test_writer_left_by_an_exception_is_unfinished() -> None:
 
 def test_writer_close_is_idempotent_and_final() -> None:
     suite = Aes256Gcm()
-    writer = ChunkedWriter(io.BytesIO(), suite, KEY, 1, CONTEXT, chunk_size=CS)
+    writer = ChunkedWriter(io.BytesIO(), suite, KEY, 1, CONTEXT, chunk_size=CS, manifest=True)
     writer.write(b"abc")
     manifest = writer.close()
+    assert manifest is not None
     assert writer.close() is manifest
     with pytest.raises(UsageError):
         writer.write(b"more")

@@ -245,6 +245,7 @@ def make_chunked_vector(inputs: dict[str, Any]) -> dict[str, Any]:
         inputs["key_version"],
         context,
         chunk_size=inputs["chunk_size"],
+        manifest=True,
         _salt=salt,
     )
     blob = sink.getvalue()

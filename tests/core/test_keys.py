@@ -236,8 +236,29 @@ def test_the_master_wrap_is_bound_to_its_account(keys: AccountKeys, provider: Ke
         suite_for=SUITES.__getitem__,
         default_suite="aes-256-gcm",
     )
-    with pytest.raises(IntegrityError, match="belongs to another account"):
-        other.unlock()
+    for _ in range(2):  # the second read must not trust a cached copy
+        with pytest.raises(IntegrityError, match="belongs to another account"):
+            other.unlock()
+
+
+def test_a_master_rotation_that_fails_to_save_keeps_the_old_master(
+    keys: AccountKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = raw(keys, "files")
+
+    def disk_full(*_args: object) -> None:
+        raise OSError("no space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("strongroom.keys._access.save_record", disk_full)
+        with pytest.raises(OSError, match="no space"):
+            keys.rotate_master()
+    assert record(keys)["master_version"] == 1
+    keys.rotate("signing")  # sealed under the master key on disk, not the discarded one
+    signing = raw(keys, "signing")
+    keys.lock()
+    keys.unlock()
+    assert (raw(keys, "files"), raw(keys, "signing")) == (files, signing)
 
 
 def test_destroy_all_erases_data_keys_provider_roots_then_wraps(

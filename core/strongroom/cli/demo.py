@@ -100,7 +100,7 @@ def _encrypt_a_file(
     context = Context(account=config.account, store=FILE_PURPOSE, record="")
     with document.open("rb") as source, sealed_file.open("wb") as sink:
         manifest = encrypt_stream(
-            source, sink, key.suite, key.material.view(), key.version, context
+            source, sink, key.suite, key.material.view(), key.version, context, manifest=True
         )
     say(
         f"encrypted a {document.stat().st_size} byte file into {manifest.chunk_count} "

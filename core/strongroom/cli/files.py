@@ -21,7 +21,7 @@ from strongroom.cli._session import opened
 from strongroom.errors import IntegrityError
 from strongroom.formats.chunked import decrypt_stream, encrypt_stream
 from strongroom.formats.context import Context
-from strongroom.keys.hierarchy import KeyLookup
+from strongroom.keys import KeyLookup
 
 PURPOSE = "files"
 
@@ -39,7 +39,6 @@ def encrypt(args: argparse.Namespace) -> int:
                 key.material.view(),
                 key.version,
                 context,
-                manifest=False,  # nothing here keeps it; hashing every chunk halves throughput
             )
             progress.finish()
     if args.target != "-":

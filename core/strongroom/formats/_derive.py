@@ -18,7 +18,6 @@ import hmac
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -56,16 +55,23 @@ PREFIX_SIZE = _PREFIX.size
 _MAX_KEY_VERSION = 0xFFFF_FFFF
 _INFO_LABEL = b"strongroom/v1/"
 _MAGICS = {b"SRsl": "sealed", b"SRck": "chunked"}
+_SHA256 = hashes.SHA256()
 
 
-@dataclass(frozen=True, slots=True, repr=False)
 class ObjectKey:
-    """The per-object AEAD, its key commitment, and its nonce (or nonce prefix)."""
+    """The per-object AEAD, its key commitment, and its nonce (or nonce prefix).
 
-    aead: KeyedAead
-    tag_size: int
-    commitment: bytes
-    nonce: bytes
+    A plain slotted class: one is made per sealed object, twice per round
+    trip, and a frozen dataclass's ``__init__`` costs several times more.
+    """
+
+    __slots__ = ("aead", "commitment", "nonce", "tag_size")
+
+    def __init__(self, aead: KeyedAead, tag_size: int, commitment: bytes, nonce: bytes) -> None:
+        self.aead = aead
+        self.tag_size = tag_size
+        self.commitment = commitment
+        self.nonce = nonce
 
     def __repr__(self) -> str:
         return "<ObjectKey (hidden)>"
@@ -101,7 +107,7 @@ def derive(
         raise UsageError(f"a data key for {suite.name} is at least {suite.key_size} bytes")
     info = _INFO_LABEL + kind + b"/" + suite.code.to_bytes(2, "big")
     length = suite.key_size + COMMITMENT_SIZE + nonce_size
-    okm = HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(data_key)
+    okm = HKDF(algorithm=_SHA256, length=length, salt=salt, info=info).derive(data_key)
     split = suite.key_size + COMMITMENT_SIZE
     return ObjectKey(
         aead=suite.keyed(okm[: suite.key_size]),

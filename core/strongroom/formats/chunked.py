@@ -96,9 +96,12 @@ class ChunkedWriter:
 
     The header is written at once; chunks follow as soon as the writer knows
     they are not the last (it holds one chunk back).  ``close()`` writes the
-    last chunk and returns the :class:`Manifest`.  Used as a context manager,
-    an exception leaves the object unfinished (no last chunk): the caller
-    discards the sink.  The sink is not closed.
+    last chunk and, with ``manifest=True``, returns the :class:`Manifest` of
+    chunk hashes a sync layer uploads by.  The manifest is opt-in: hashing
+    every chunk costs more CPU than AES-GCM does, and :func:`manifest_of`
+    computes the same manifest later from the ciphertext.  Used as a
+    context manager, an exception leaves the object unfinished (no last
+    chunk): the caller discards the sink.  The sink is not closed.
 
     With chunks of 256 KiB and more, chunks are written (and hashed) on
     worker threads: leave the sink alone until ``close()`` or ``abort()``
@@ -118,8 +121,8 @@ class ChunkedWriter:
         context: Context,
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        manifest: bool = False,
         _salt: bytes | None = None,
-        _hashing: bool = True,
     ) -> None:
         check_chunk_size(chunk_size)
         if suite.tag_size != TAG_SIZE:
@@ -139,7 +142,7 @@ class ChunkedWriter:
         self._state = "open"
         self._manifest: Manifest | None = None
         write_all(sink, memoryview(header))
-        self._outbox = Outbox(sink, chunk_size + TAG_SIZE, hashing=_hashing)
+        self._outbox = Outbox(sink, chunk_size + TAG_SIZE, hashing=manifest)
 
     def write(self, data: ReadableBuffer) -> int:
         """Take more plaintext; whole chunks known not to be the last are written out.
@@ -169,23 +172,22 @@ class ChunkedWriter:
             raise
         return size
 
-    def close(self) -> Manifest:
-        """Write the last chunk and return the manifest; closing twice returns it again.
+    def close(self) -> Manifest | None:
+        """Write the last chunk; return the manifest if one was asked for, else ``None``.
+
+        Closing twice returns the same again.
 
         :raises strongroom.errors.UsageError: the writer failed or was aborted.
         """
-        if self._manifest is not None:
+        if self._state == "closed":
             return self._manifest
         self._check_open()
         try:
             self._emit(self._held(), last=True)
-            manifest = self._finish()
+            return self._finish()
         except BaseException:
             self.abort()
             raise
-        if manifest is None:  # only encrypt_stream(manifest=False) skips hashing
-            raise UsageError("this writer does not compute a manifest")
-        return manifest
 
     def abort(self) -> None:
         """Stop without finishing the object; the sink holds an unusable prefix.
@@ -262,9 +264,22 @@ def encrypt_stream(
     context: Context,
     *,
     chunk_size: int = ...,
-    manifest: Literal[True] = ...,
+    manifest: Literal[True],
     _salt: bytes | None = ...,
 ) -> Manifest: ...
+@overload
+def encrypt_stream(
+    source: ByteSource,
+    sink: ByteSink,
+    suite: CipherSuite,
+    key: ReadableBuffer,
+    key_version: int,
+    context: Context,
+    *,
+    chunk_size: int = ...,
+    manifest: Literal[False] = ...,
+    _salt: bytes | None = ...,
+) -> None: ...
 @overload
 def encrypt_stream(
     source: ByteSource,
@@ -287,16 +302,14 @@ def encrypt_stream(  # noqa: PLR0917 - the order of seal() and ChunkedWriter
     context: Context,
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    manifest: bool = True,
+    manifest: bool = False,
     _salt: bytes | None = None,
 ) -> Manifest | None:
     """Encrypt everything ``source`` holds (to EOF) into ``sink`` as one chunked object.
 
-    ``source`` need not be seekable.  Returns the :class:`Manifest`, or
-    ``None`` with ``manifest=False``, which saves hashing every chunk (a
-    third of the CPU time); :func:`manifest_of` can compute it later from
-    the ciphertext.  On an exception, ``sink`` holds an unfinished object
-    that the caller discards.
+    ``source`` need not be seekable.  Returns the :class:`Manifest` with
+    ``manifest=True``, else ``None`` (see :class:`ChunkedWriter`).  On an
+    exception, ``sink`` holds an unfinished object that the caller discards.
 
     :raises strongroom.errors.UsageError: as :class:`ChunkedWriter`, or
         ``source`` is non-blocking.
@@ -308,8 +321,8 @@ def encrypt_stream(  # noqa: PLR0917 - the order of seal() and ChunkedWriter
         key_version,
         context,
         chunk_size=chunk_size,
+        manifest=manifest,
         _salt=_salt,
-        _hashing=manifest,
     )
     try:
         for plaintext, last in full_chunks(source, chunk_size):

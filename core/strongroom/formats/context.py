@@ -9,7 +9,7 @@ specified byte by byte in ``docs/formats.md``.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from strongroom.errors import UsageError
 
@@ -33,18 +33,22 @@ class Context:
     account: str
     store: str
     record: str
+    _encoded: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        parts = [CONTEXT_LABEL]
         for name in ("account", "store", "record"):
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise UsageError(f"context {name} must be a str, not {type(value).__name__}")
             try:
-                size = len(value.encode("utf-8"))
+                data = value.encode("utf-8")
             except UnicodeEncodeError:
                 raise UsageError(f"context {name} is not encodable as UTF-8") from None
-            if size > _MAX_FIELD:
+            if len(data) > _MAX_FIELD:
                 raise UsageError(f"context {name} is longer than {_MAX_FIELD} bytes of UTF-8")
+            parts += (_LENGTH.pack(len(data)), data)
+        object.__setattr__(self, "_encoded", b"".join(parts))  # once: every AEAD call uses it
 
     def encode(self) -> bytes:
         """``b"strongroom/ctx/v1"`` then each field as u16 big-endian length and UTF-8 bytes.
@@ -52,9 +56,4 @@ class Context:
         The fields come in the order account, store, record.  The encoding is
         injective: two different contexts never encode to the same bytes.
         """
-        parts = [CONTEXT_LABEL]
-        for value in (self.account, self.store, self.record):
-            data = value.encode("utf-8")
-            parts.append(_LENGTH.pack(len(data)))
-            parts.append(data)
-        return b"".join(parts)
+        return self._encoded
