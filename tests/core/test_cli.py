@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -242,7 +243,7 @@ def test_demo_runs_the_whole_story_on_the_default_stack(tmp_path: Path) -> None:
         "[key_providers.main] passphrase",
         "[stores.default] files",
         "init: account 'demo'",
-        "stored 2 records and a 3 MiB blob",
+        "stored 2 records and a 3 MiB blob; on disk they are 4 files named like ",
         "rotated the store:default keyset to version 2",
         "re-encrypted 3 of 3 objects",
         "rotated the master key to version 2",
@@ -250,6 +251,7 @@ def test_demo_runs_the_whole_story_on_the_default_stack(tmp_path: Path) -> None:
         "wiped the account",
     ):
         assert step in text
+    assert re.search(r"files named like [0-9a-f]{16}\.\.\., revealing no record name", text)
     data = json.loads(cli("demo", "--json", cwd=tmp_path).stdout)
     assert len(data["steps"]) == 9
     assert list(tmp_path.iterdir()) == [tmp_path / "strongroom.toml"]  # nothing left behind
