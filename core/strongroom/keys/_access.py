@@ -284,12 +284,15 @@ class KeyAccess(Closeable):
                     continue
                 version = max(keyset.versions, default=0) + 1 if keyset else 1
                 material = Secret.generate(KEY_SIZE, label=f"{self.account} {purpose} key (new)")
+                try:
+                    wrapped = self._seal_data_key(purpose, version, material)
+                finally:
+                    material.wipe()
                 entry = KeyVersion(
                     suite=self._default_suite,
                     master_version=self._session.master_version,
-                    wrapped=self._seal_data_key(purpose, version, material),
+                    wrapped=wrapped,
                 )
-                material.wipe()
                 if keyset is None:
                     record.keysets[purpose] = Keyset(primary=version, versions={version: entry})
                 else:
