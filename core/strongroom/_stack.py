@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Self, cast
 
@@ -29,6 +30,18 @@ from strongroom.store import Store, StoreBinding
 from strongroom.transport import Transport
 
 __all__ = ["ResolvedBackend", "Strongroom"]
+
+
+def _run_each(steps: Iterable[Callable[[], object]]) -> list[Exception]:
+    """Run every step even when one raises; return what they raised."""
+    errors = []
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:
+            errors.append(exc)
+    return errors
+
 
 #: Set to any non-empty value to load no hook plugins from entry points.
 DISABLE_AUTOLOAD_ENV = "STRONGROOM_DISABLE_PLUGIN_AUTOLOAD"
@@ -154,27 +167,55 @@ class Strongroom(Closeable):
                 default_suite=self.config.choice("cipher_suite").use,
                 notify=self._notify,
                 idle_timeout=self.config.idle_timeout or None,
+                count_objects=self._count_objects,
             )
         return self._keys
+
+    def _count_objects(self, purpose: str, version: int) -> int | None:
+        """How many objects the configured stores hold under ``purpose`` #``version``.
+
+        ``None`` when nobody can tell: the ``files`` keyset encrypts files
+        kept anywhere, a store may not count, or no configured store uses
+        the keyset any more.
+        """
+        stores = [
+            self.store(name)
+            for name in self.config.instances("stores")
+            if purpose in self.store(name).key_purposes
+        ]
+        if not stores:
+            return None
+        try:
+            return sum(store.versions_in_use().get(version, 0) for store in stores)
+        except NotImplementedError:
+            return None
 
     def wipe(self) -> list[str]:
         """Destroy the account: wrapped keys and provider roots first, then its data.
 
-        Needs no unlock: destroying keys does not require reading them.
-        Returns the providers that wrapped the account but are not configured,
-        as :meth:`strongroom.keys.AccountKeys.destroy_all` does.
-
-        :raises strongroom.errors.KeyUnavailableError: a provider could not erase its root.
+        Needs no unlock and cannot be blocked by a corrupt or edited key
+        record: it destroys whatever it can reach.  Returns one line for each
+        thing it could not do (see :meth:`strongroom.keys.AccountKeys.destroy_all`,
+        and files the data directory kept), never raising for them.
         """
-        for table in [t for t in self._instances if t.startswith("stores.")]:
-            self._instances.pop(table).close()
-        unconfigured = self.keys.destroy_all()
+        stores = [self._instances.pop(t) for t in list(self._instances) if t.startswith("stores.")]
+        left = [
+            f"a store failed to close ({type(exc).__name__})"
+            for exc in _run_each(store.close for store in stores)
+        ]
+        left += self.keys.destroy_all()
         directory = self.config.account_dir
         if directory.exists():
-            shutil.rmtree(directory)
-            fsync_dir(directory.parent)
+
+            def note(_function: Callable[..., object], path: str, exc: object) -> None:
+                reason = getattr(exc, "strerror", None) or type(exc).__name__
+                left.append(f"{path}: could not remove ({reason})")
+
+            shutil.rmtree(directory, onerror=lambda f, p, info: note(f, p, info[1]))
+            with contextlib.suppress(OSError):
+                fsync_dir(directory.parent)
         self._notify("strongroom_account_wiped", account=self.config.account)
-        return unconfigured
+        return left
 
     def _notify(self, hook: str, **kwargs: object) -> None:
         getattr(self.hook, hook)(**kwargs)
@@ -198,16 +239,23 @@ class Strongroom(Closeable):
         return cast(Transport, self._instance("transport"))
 
     def close(self) -> None:
-        """Close every backend built, then tell plugins; idempotent."""
+        """Close every backend built, wipe the keys, then tell plugins; idempotent.
+
+        Every step runs even when an earlier one raises; the first error is
+        raised at the end.
+        """
         if self._closed:
             return
         self._closed = True
-        for instance in reversed(self._instances.values()):
-            instance.close()
+        instances = list(reversed(self._instances.values()))
         self._instances.clear()
+        steps: list[Callable[[], object]] = [instance.close for instance in instances]
         if self._keys is not None:
-            self._keys.close()
-        self.hook.strongroom_unconfigure(strongroom=self)
+            steps.append(self._keys.close)
+        steps.append(lambda: self.hook.strongroom_unconfigure(strongroom=self))
+        errors = _run_each(steps)
+        if errors:
+            raise errors[0]
 
     def __repr__(self) -> str:
         return f"<Strongroom account={self.config.account!r} config={self.config.source!r}>"

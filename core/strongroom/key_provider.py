@@ -79,3 +79,28 @@ class KeyProvider(Backend, ABC):
 
         :raises strongroom.errors.KeyUnavailableError: the backend cannot be reached.
         """
+
+    def record_generation(self, account: str, generation: int) -> None:
+        """Keep ``generation``, the key record's write counter, beside the account's root.
+
+        Called under the record's lock after every write of the record, so
+        the value only grows.  A provider that can keep a little state next
+        to its root (a keyring item, a Vault entry, a token object) stores
+        it there; the key hierarchy then refuses a key record older than it
+        (a restored backup that would bring destroyed keys back).  The
+        default keeps nothing, and such a provider offers no rollback
+        protection.
+
+        :raises strongroom.errors.KeyUnavailableError: the backend cannot be reached.
+        """
+
+    def recorded_generation(self, account: str) -> int | None:
+        """The generation :meth:`record_generation` kept for ``account``, or ``None``.
+
+        ``None`` means the provider keeps none (the default), or none was
+        recorded for this account yet.
+
+        :raises strongroom.errors.KeyUnavailableError: the backend cannot be reached.
+        :raises strongroom.errors.IntegrityError: the kept value is malformed.
+        """
+        return None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from strongroom.backend import Backend
+from strongroom.keys.purposes import names_purpose, store_purpose
 from strongroom.settings import BackendSettings
 
 if TYPE_CHECKING:
@@ -37,12 +38,12 @@ class StoreBinding:
     @property
     def purpose(self) -> str:
         """The keyset that encrypts this store's data."""
-        return f"store:{self.name}"
+        return store_purpose(self.name)
 
     @property
     def names_purpose(self) -> str:
         """The keyset whose version 1 keys this store's record-name hashing."""
-        return f"store:{self.name}:names"
+        return names_purpose(self.name)
 
 
 class Store(Backend, ABC):
@@ -110,6 +111,39 @@ class Store(Backend, ABC):
         :raises strongroom.errors.KeyLockedError: the store's key is locked.
         :raises strongroom.errors.IntegrityError: a record fails verification.
         """
+
+    def versions_in_use(self) -> dict[int, int]:
+        """How many objects each version of the store's data keyset encrypts now.
+
+        Counted from the medium (headers, not guesses), so that retiring or
+        destroying a version still in use can be refused.  The default says
+        the store cannot count: the key hierarchy then refuses to retire or
+        destroy this store's versions unless forced.
+
+        :raises NotImplementedError: the store cannot count (the default).
+        :raises strongroom.errors.StoreError: the medium cannot be read.
+        """
+        raise NotImplementedError
+
+    def unreadable(self) -> Iterator[tuple[str, int]]:
+        """Yield ``(object id, key version)`` of each object that can no longer be opened.
+
+        Those are objects under a retired or destroyed version (after a
+        forced retire or destroy).  Their keys are encrypted with them, so
+        an object is named by an opaque id the store chooses.
+
+        :raises NotImplementedError: the store cannot tell (the default).
+        :raises strongroom.errors.KeyLockedError: the store's key is locked.
+        """
+        raise NotImplementedError
+
+    def purge_unreadable(self) -> int:
+        """Delete every object :meth:`unreadable` yields; return how many went.
+
+        :raises NotImplementedError: the store cannot tell (the default).
+        :raises strongroom.errors.StoreError: the medium refused the change.
+        """
+        raise NotImplementedError
 
     @abstractmethod
     def get_blob(self, key: str) -> Iterator[bytes]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import base64
 import json
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from strongroom.cipher_suite import CipherSuite
+from accounts import PURPOSES, SUITES, make_keys
 from strongroom.errors import (
     AuthenticationError,
     IntegrityError,
@@ -22,39 +21,15 @@ from strongroom.errors import (
     UnlockFailedError,
     UsageError,
 )
-from strongroom.key_provider import KeyProvider, KeyProviderTraits, WrapContext
 from strongroom.keys import AccountKeys, KeyState
-from strongroom_plugins.ciphers.aesgcm import Aes256Gcm
-from strongroom_plugins.ciphers.chacha import ChaCha20Poly1305
-
-SUITES: dict[str, CipherSuite] = {
-    "aes-256-gcm": Aes256Gcm(),
-    "chacha20-poly1305": ChaCha20Poly1305(),
-}
+from strongroom.keys._record import KeyRecord, record_mac
+from strongroom.secret import Secret
+from strongroom.testing import MemoryKeyProvider
 
 
-class KekProvider(KeyProvider):
-    """A unit-test provider: AES-GCM under a KEK it holds; records destroy calls."""
-
-    traits = KeyProviderTraits(False, False, False)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.kek = os.urandom(32)
-        self.destroyed: list[str] = []
-        self.refuse = False
-
-    def wrap(self, secret: bytes, context: WrapContext) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + AESGCM(self.kek).encrypt(nonce, bytes(secret), context.encode())
-
-    def unwrap(self, blob: bytes, context: WrapContext) -> bytes:
-        if self.refuse or self.destroyed:
-            raise UnlockFailedError("refused")
-        return AESGCM(self.kek).decrypt(blob[:12], blob[12:], context.encode())
-
-    def destroy(self, account: str) -> None:
-        self.destroyed.append(account)
+@pytest.fixture
+def provider() -> MemoryKeyProvider:
+    return MemoryKeyProvider()
 
 
 @pytest.fixture
@@ -62,41 +37,38 @@ def events() -> list[tuple[str, dict[str, Any]]]:
     return []
 
 
-def make_keys(
-    directory: Path,
-    providers: dict[str, KekProvider],
-    events: list[tuple[str, dict[str, Any]]] | None = None,
-    **options: Any,
-) -> AccountKeys:
-    return AccountKeys(
-        account="alice",
-        directory=directory,
-        providers=providers,
-        provider_backends=dict.fromkeys(providers, "test"),
-        suite_for=SUITES.__getitem__,
-        default_suite=options.pop("default_suite", "aes-256-gcm"),
-        notify=lambda hook, **kwargs: (events if events is not None else []).append((hook, kwargs)),
-        **options,
-    )
-
-
 @pytest.fixture
-def provider() -> KekProvider:
-    return KekProvider()
+def in_use() -> dict[tuple[str, int], int]:
+    """Objects under each (purpose, version), as the stores would count them."""
+    return {}
 
 
 @pytest.fixture
 def keys(
-    tmp_path: Path, provider: KekProvider, events: list[tuple[str, dict[str, Any]]]
+    tmp_path: Path,
+    provider: MemoryKeyProvider,
+    events: list[tuple[str, dict[str, Any]]],
+    in_use: dict[tuple[str, int], int],
 ) -> AccountKeys:
-    keys = make_keys(tmp_path / "alice", {"main": provider}, events)
+    keys = make_keys(
+        tmp_path / "alice",
+        {"main": provider},
+        events,
+        count_objects=lambda purpose, version: in_use.get((purpose, version), 0),
+    )
     keys.create()
+    keys.ensure(*PURPOSES)
     return keys
 
 
 def record(keys: AccountKeys) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((keys.directory / "keys.json").read_text())
     return data
+
+
+def master_of(keys: AccountKeys) -> Secret:
+    """The unlocked master key, for tests that forge what only its holder could."""
+    return keys._session.master_key()
 
 
 def raw(keys: AccountKeys, purpose: str, version: int | None = None) -> bytes:
@@ -111,7 +83,7 @@ def test_create_writes_only_wrapped_material(keys: AccountKeys) -> None:
     assert oct((keys.directory / "keys.json").stat().st_mode & 0o777) == "0o600"
 
 
-def test_create_refuses_to_overwrite(keys: AccountKeys, provider: KekProvider) -> None:
+def test_create_refuses_to_overwrite(keys: AccountKeys, provider: MemoryKeyProvider) -> None:
     before = (keys.directory / "keys.json").read_bytes()
     with pytest.raises(UsageError, match="already has keys"):
         make_keys(keys.directory, {"main": provider}).create()
@@ -146,7 +118,9 @@ def test_rotation_adds_a_primary_and_old_versions_still_open(
     ) in events
 
 
-def test_master_rotation_rewraps_data_keys_only(keys: AccountKeys, provider: KekProvider) -> None:
+def test_master_rotation_rewraps_data_keys_only(
+    keys: AccountKeys, provider: MemoryKeyProvider
+) -> None:
     before = {purpose: raw(keys, purpose) for purpose in ("files", "store:notes")}
     blobs_before = {p: k["versions"]["1"]["wrapped"] for p, k in record(keys)["keysets"].items()}
     assert keys.rotate_master() == 2
@@ -162,9 +136,10 @@ def test_master_rotation_rewraps_data_keys_only(keys: AccountKeys, provider: Kek
 
 
 def test_any_of_several_providers_unlocks(tmp_path: Path) -> None:
-    os_keyring, recovery = KekProvider(), KekProvider()
+    os_keyring, recovery = MemoryKeyProvider(), MemoryKeyProvider()
     keys = make_keys(tmp_path / "a", {"os": os_keyring, "recovery": recovery})
     keys.create()
+    keys.ensure("files")
     secret = raw(keys, "files")
     keys.lock()
     os_keyring.refuse = True
@@ -177,7 +152,7 @@ def test_any_of_several_providers_unlocks(tmp_path: Path) -> None:
 
 
 def test_providers_can_be_added_and_removed_but_not_the_last(tmp_path: Path) -> None:
-    first, second = KekProvider(), KekProvider()
+    first, second = MemoryKeyProvider(), MemoryKeyProvider()
     keys = make_keys(tmp_path / "a", {"first": first, "second": second})
     keys.create(["first"])
     keys.rewrap_for("second")
@@ -212,7 +187,7 @@ def test_retire_and_destroy(keys: AccountKeys, events: list[tuple[str, dict[str,
 
 
 def test_a_wrapped_key_moved_to_another_slot_is_rejected(
-    keys: AccountKeys, provider: KekProvider
+    keys: AccountKeys, provider: MemoryKeyProvider
 ) -> None:
     raw(keys, "files")
     raw(keys, "signing")
@@ -222,12 +197,19 @@ def test_a_wrapped_key_moved_to_another_slot_is_rejected(
     ]["wrapped"]
     (keys.directory / "keys.json").write_text(json.dumps(data))
     fresh = make_keys(keys.directory, {"main": provider})
-    fresh.unlock()
+    with pytest.raises(IntegrityError, match="altered"):
+        fresh.unlock()
+    assert not fresh.unlocked
+    data["mac"] = base64.b64encode(record_mac(KeyRecord.model_validate(data), master_of(keys)))
+    (keys.directory / "keys.json").write_text(json.dumps(data, default=bytes.decode))
+    fresh.unlock()  # even with a valid MAC, the wrap itself is bound to its slot
     with pytest.raises(AuthenticationError):
         fresh.data_key("files")
 
 
-def test_the_master_wrap_is_bound_to_its_account(keys: AccountKeys, provider: KekProvider) -> None:
+def test_the_master_wrap_is_bound_to_its_account(
+    keys: AccountKeys, provider: MemoryKeyProvider
+) -> None:
     other = AccountKeys(
         account="mallory",
         directory=keys.directory,
@@ -262,7 +244,7 @@ def test_a_master_rotation_that_fails_to_save_keeps_the_old_master(
 
 
 def test_destroy_all_erases_data_keys_provider_roots_then_wraps(
-    keys: AccountKeys, provider: KekProvider
+    keys: AccountKeys, provider: MemoryKeyProvider
 ) -> None:
     raw(keys, "files")
     assert keys.destroy_all() == []
@@ -275,12 +257,16 @@ def test_destroy_all_erases_data_keys_provider_roots_then_wraps(
     assert not keys.unlocked
 
 
-class FailingRootProvider(KekProvider):
+class FailingRootProvider(MemoryKeyProvider):
     """Its first destroy fails, as a wipe killed or refused mid-way would."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed_once = False
+
     def destroy(self, account: str) -> None:
-        if not self.refuse:
-            self.refuse = True
+        if not self.failed_once:
+            self.failed_once = True
             raise KeyUnavailableError("keyring refused the deletion")
         super().destroy(account)
 
@@ -289,9 +275,11 @@ def test_an_interrupted_destroy_all_finishes_on_retry(tmp_path: Path) -> None:
     flaky = FailingRootProvider()
     keys = make_keys(tmp_path / "alice", {"main": flaky})
     keys.create()
+    keys.ensure("files")
     raw(keys, "files")
-    with pytest.raises(KeyUnavailableError, match="refused"):
-        keys.destroy_all()
+    assert keys.destroy_all() == [
+        "provider main could not erase its root: keyring refused the deletion"
+    ]
     data = record(keys)
     assert all(  # the data keys went first
         v["wrapped"] is None for k in data["keysets"].values() for v in k["versions"].values()
@@ -303,17 +291,21 @@ def test_an_interrupted_destroy_all_finishes_on_retry(tmp_path: Path) -> None:
 
 
 def test_destroy_all_names_wrapping_providers_it_cannot_reach(
-    tmp_path: Path, provider: KekProvider
+    tmp_path: Path, provider: MemoryKeyProvider
 ) -> None:
-    both = make_keys(tmp_path / "alice", {"main": provider, "spare": KekProvider()})
+    both = make_keys(tmp_path / "alice", {"main": provider, "spare": MemoryKeyProvider()})
     both.create()
     only_main = make_keys(tmp_path / "alice", {"main": provider})
-    assert only_main.destroy_all() == ["spare (test)"]
+    left = only_main.destroy_all()
+    assert len(left) == 1
+    assert left[0].startswith("provider spare (test) is not configured here")
     assert provider.destroyed == ["alice"]
-    assert record(only_main)["wraps"] == {}
+    assert list(record(only_main)["wraps"]) == ["spare"]  # named until someone erases it
 
 
-def test_first_uses_racing_agree_on_one_version(tmp_path: Path, provider: KekProvider) -> None:
+def test_first_uses_racing_agree_on_one_version(
+    tmp_path: Path, provider: MemoryKeyProvider
+) -> None:
     make_keys(tmp_path / "alice", {"main": provider}).create()
     sessions = [make_keys(tmp_path / "alice", {"main": provider}) for _ in range(6)]
     for session in sessions:
@@ -322,6 +314,7 @@ def test_first_uses_racing_agree_on_one_version(tmp_path: Path, provider: KekPro
 
     def first_use(session: AccountKeys) -> bytes:
         start.wait()
+        session.ensure("files")
         return raw(session, "files")
 
     with ThreadPoolExecutor(len(sessions)) as pool:
@@ -330,9 +323,12 @@ def test_first_uses_racing_agree_on_one_version(tmp_path: Path, provider: KekPro
     assert list(record(sessions[0])["keysets"]["files"]["versions"]) == ["1"]
 
 
-def test_ensure_creates_only_what_is_missing(keys: AccountKeys) -> None:
+def test_ensure_creates_only_what_is_missing(tmp_path: Path, provider: MemoryKeyProvider) -> None:
+    keys = make_keys(tmp_path / "alice", {"main": provider})
+    keys.create()
+    assert keys.ensure("files") == ["files"]
     first = raw(keys, "files")
-    keys.ensure("files", "signing", "signing")
+    assert keys.ensure("files", "signing", "signing") == ["signing"]
     assert raw(keys, "files") == first
     assert {k: v["primary"] for k, v in record(keys)["keysets"].items()} == {
         "files": 1,
@@ -340,7 +336,7 @@ def test_ensure_creates_only_what_is_missing(keys: AccountKeys) -> None:
     }
     keys.lock()
     with pytest.raises(KeyLockedError):
-        keys.ensure("other")
+        keys.ensure("store:other")
 
 
 def test_hooks_carry_no_key_material(
@@ -360,10 +356,11 @@ def test_hooks_carry_no_key_material(
     assert repr(secret)[2:-1] not in flat
 
 
-def test_idle_timeout_locks_the_session(tmp_path: Path, provider: KekProvider) -> None:
+def test_idle_timeout_locks_the_session(tmp_path: Path, provider: MemoryKeyProvider) -> None:
     events: list[tuple[str, dict[str, Any]]] = []
     keys = make_keys(tmp_path / "a", {"main": provider}, events, idle_timeout=0.2)
     keys.create()
+    keys.ensure("files")
     material = keys.data_key("files").material
     deadline = time.monotonic() + 5
     while keys.unlocked and time.monotonic() < deadline:
@@ -384,7 +381,9 @@ def test_status_shows_versions_and_no_secrets(keys: AccountKeys) -> None:
     assert secret.hex() not in repr(status)
 
 
-def test_a_corrupt_record_is_an_integrity_error(keys: AccountKeys, provider: KekProvider) -> None:
+def test_a_corrupt_record_is_an_integrity_error(
+    keys: AccountKeys, provider: MemoryKeyProvider
+) -> None:
     (keys.directory / "keys.json").write_text("{not json")
     with pytest.raises(IntegrityError, match="corrupt") as caught:
         make_keys(keys.directory, {"main": provider}).unlock()

@@ -17,16 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from strongroom._stack import Strongroom
-from strongroom.cli._io import writing_on_success
+from strongroom.cli._io import output as output_file
 from strongroom.cli._output import emit
 from strongroom.config import BUILTIN_SOURCE, DEFAULT_STACK, parse_config
 from strongroom.errors import IntegrityError, KeyUnavailableError
 from strongroom.formats.chunked import decrypt_stream, encrypt_stream
 from strongroom.formats.context import Context
+from strongroom.keys.purposes import FILES, store_purpose
 from strongroom.store import Store
 
 STORE = "default"
-FILE_PURPOSE = "files"
+FILE_PURPOSE = FILES
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,7 +114,7 @@ def _encrypt_a_file(
 
 def _rotate_and_reencrypt(stack: Strongroom, store: Store, say: Callable[[str], None]) -> None:
     keys = stack.keys
-    purpose = f"store:{STORE}"
+    purpose = store_purpose(STORE)
     new_version = keys.rotate(purpose)
     still = store.get("notes/shopping")
     say(
@@ -142,7 +143,7 @@ def _reject_tampering(
     output = root / "report.decrypted.txt"
     rejected = False
     try:
-        with sealed_file.open("rb") as source, writing_on_success(str(output)) as sink:
+        with sealed_file.open("rb") as source, output_file(str(output)) as sink:
             decrypt_stream(source, sink, stack.keys.key_lookup(FILE_PURPOSE), context)
     except IntegrityError:
         rejected = True

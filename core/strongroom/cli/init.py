@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from strongroom._stack import Strongroom
 from strongroom.cli._output import emit
 from strongroom.cli._session import opened
-from strongroom.cli.files import PURPOSE as FILES_PURPOSE
+from strongroom.errors import UsageError
+from strongroom.keys.purposes import FILES
 
 
 def run(args: argparse.Namespace) -> int:
     with opened(args, unlock=False) as stack:
-        stack.keys.create()  # refuses an existing hierarchy
+        if stack.keys.exists():
+            return _add_stores(args, stack)
+        stack.keys.create()
         stores = stack.config.instances("stores")
-        purposes = [p for name in stores for p in stack.store(name).key_purposes]
-        stack.keys.ensure(*purposes, FILES_PURPOSE)
+        stack.keys.ensure(*_purposes(stack), FILES)
         status = stack.keys.status()
     data = {
         "account": status.account,
@@ -34,4 +37,21 @@ def run(args: argparse.Namespace) -> int:
             f"keysets: {', '.join(keyset.purpose for keyset in status.keysets)}",
         ],
     )
+    return 0
+
+
+def _purposes(stack: Strongroom) -> list[str]:
+    return [p for name in stack.config.instances("stores") for p in stack.store(name).key_purposes]
+
+
+def _add_stores(args: argparse.Namespace, stack: Strongroom) -> int:
+    """On an existing account: create the keysets of stores added to the config since."""
+    stack.keys.unlock()
+    created = stack.keys.ensure(*_purposes(stack), FILES)
+    if not created:
+        raise UsageError(
+            f"account {stack.config.account!r} already has keys in {stack.config.account_dir}, "
+            "and every configured store has its keysets; refusing to overwrite them"
+        )
+    emit(args, {"created_keysets": created}, [f"created keysets: {', '.join(created)}"])
     return 0

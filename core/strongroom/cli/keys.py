@@ -7,11 +7,10 @@ import argparse
 from strongroom.cli import status
 from strongroom.cli._output import emit
 from strongroom.cli._progress import Progress
-from strongroom.cli._session import opened
+from strongroom.cli._session import opened, store_named
 from strongroom.errors import UsageError
 from strongroom.keys import KeysetStatus
-
-NAMES_SUFFIX = ":names"
+from strongroom.keys.purposes import is_rotatable
 
 
 def list_keys(args: argparse.Namespace) -> int:
@@ -28,8 +27,6 @@ def rotate(args: argparse.Namespace) -> int:
             keys.rewrap_for(args.provider)
             done = [f"master key wrapped afresh for provider {args.provider!r}"]
         else:
-            if args.purpose and args.purpose.endswith(NAMES_SUFFIX):
-                raise UsageError("record-name keys are not rotated: names would change")
             purposes = [args.purpose] if args.purpose else _rotatable(keys.status().keysets)
             done = [
                 f"{purpose}: new primary version {keys.rotate(purpose)}" for purpose in purposes
@@ -39,7 +36,7 @@ def rotate(args: argparse.Namespace) -> int:
 
 
 def _rotatable(keysets: list[KeysetStatus]) -> list[str]:
-    return [keyset.purpose for keyset in keysets if not keyset.purpose.endswith(NAMES_SUFFIX)]
+    return [keyset.purpose for keyset in keysets if is_rotatable(keyset.purpose)]
 
 
 def reencrypt(args: argparse.Namespace) -> int:
@@ -62,7 +59,7 @@ def reencrypt(args: argparse.Namespace) -> int:
 
 def retire(args: argparse.Namespace) -> int:
     with opened(args) as stack:
-        stack.keys.retire(args.purpose, args.version)
+        stack.keys.retire(args.purpose, args.version, force=args.force)
     line = f"{args.purpose} version {args.version} retired: it no longer decrypts"
     emit(args, {"retired": [args.purpose, args.version]}, [line])
     return 0
@@ -70,7 +67,41 @@ def retire(args: argparse.Namespace) -> int:
 
 def destroy(args: argparse.Namespace) -> int:
     with opened(args) as stack:
-        stack.keys.destroy(args.purpose, args.version)
+        stack.keys.destroy(args.purpose, args.version, force=args.force)
     line = f"{args.purpose} version {args.version} destroyed: what it encrypted is unreadable"
     emit(args, {"destroyed": [args.purpose, args.version]}, [line])
+    return 0
+
+
+def unreadable(args: argparse.Namespace) -> int:
+    """List (or with ``--purge`` delete) the objects no active key version opens."""
+    found: dict[str, list[dict[str, object]]] = {}
+    purged: dict[str, int] = {}
+    with opened(args) as stack:
+        names = [args.store] if args.store else stack.config.instances("stores")
+        for name in names:
+            store = store_named(stack, name)
+            try:
+                found[name] = [{"id": ident, "version": v} for ident, v in store.unreadable()]
+                if args.purge:
+                    purged[name] = store.purge_unreadable()
+            except NotImplementedError:
+                message = f"store {name!r} cannot tell which objects are unreadable"
+                raise UsageError(message) from None
+    lines = [
+        f"{name}: {item['id']} (key version {item['version']})"
+        for name, items in found.items()
+        for item in items
+    ]
+    if args.purge:
+        lines = [f"{name}: deleted {count} unreadable object(s)" for name, count in purged.items()]
+    emit(args, {"unreadable": found, **({"purged": purged} if args.purge else {})}, lines)
+    return 0
+
+
+def accept_rollback(args: argparse.Namespace) -> int:
+    with opened(args, unlock=False) as stack:
+        generation = stack.keys.accept_rollback()
+    line = f"kept the restored key record as generation {generation}; keys it lists are live again"
+    emit(args, {"generation": generation}, [line])
     return 0

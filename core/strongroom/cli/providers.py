@@ -27,7 +27,7 @@ def add(args: argparse.Namespace) -> int:
 
 
 def remove(args: argparse.Namespace) -> int:
-    with opened(args, unlock=False) as stack:
+    with opened(args) as stack:  # the record's MAC needs the master key
         stack.keys.remove_provider(args.name)
     line = f"provider {args.name!r} no longer unlocks account {stack.config.account!r}"
     emit(args, {"removed": args.name}, [line])

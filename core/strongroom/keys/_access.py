@@ -4,13 +4,20 @@ This is the base of :class:`~strongroom.keys.hierarchy.AccountKeys`, which
 adds everything that administers the hierarchy (creation, rotation,
 retirement, destruction, providers, wipe).  The split keeps the everyday
 path a store or command takes through the keys readable on its own.
-Keysets are still created here, because the first use of a purpose
-creates its keyset.
+
+Nothing in the record is used before it is authenticated: unlocking checks
+its MAC (and, where a provider keeps one, that it is not older than the
+newest generation written), and every later read of a changed record is
+checked again.  When another process has rotated the master key meanwhile,
+the session unwraps the new one through its providers before going on, so
+a key is only ever sealed under the master version of the record it is
+written into.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -34,19 +41,25 @@ from strongroom.keys._record import (
     KeyState,
     KeyVersion,
     ProviderWrap,
+    check_mac,
     load_record,
     save_record,
 )
 from strongroom.keys._session import DataKey, Session
 from strongroom.keys._wrapping import MASTER, SuiteResolver, open_data_key, seal_data_key
+from strongroom.keys.purposes import check_purpose
 from strongroom.secret import Secret
 
-__all__ = ["KEY_SIZE", "LOCK_FILE", "KeyAccess", "KeyLookup"]
+__all__ = ["KEY_SIZE", "LOCK_FILE", "KeyAccess", "KeyLookup", "ObjectCounter"]
+
+log = logging.getLogger(__name__)
 
 KEY_SIZE = 32
 LOCK_FILE = ".keys.lock"
 
 KeyLookup = Callable[[int], tuple[CipherSuite, memoryview]]
+#: ``(purpose, version) -> objects still under it``, or ``None`` if they cannot be counted.
+ObjectCounter = Callable[[str, int], int | None]
 
 
 class KeyAccess(Closeable):
@@ -63,6 +76,7 @@ class KeyAccess(Closeable):
         default_suite: str,
         notify: Callable[..., Any] = lambda _hook, **_kwargs: None,
         idle_timeout: float | None = None,
+        count_objects: ObjectCounter = lambda _purpose, _version: None,
     ) -> None:
         self.account = account
         self.directory = directory
@@ -72,9 +86,11 @@ class KeyAccess(Closeable):
         self._suite_for = suite_for
         self._default_suite = default_suite
         self._notify = notify
+        self._count_objects = count_objects
         self._guard = threading.RLock()
         self._session = Session(account, idle_timeout, self._guard, notify)
         self._cached: tuple[tuple[int, int, int], KeyRecord] | None = None
+        self._verified: KeyRecord | None = None
 
     # state on disk
 
@@ -83,9 +99,13 @@ class KeyAccess(Closeable):
         return (self.directory / RECORD_FILE).exists()
 
     def _read(self) -> KeyRecord:
-        """The current record; re-parsed only when the file was replaced.  Do not mutate it."""
+        """The record as on disk, not yet authenticated; re-parsed only when replaced.
+
+        Do not mutate it.  Only reports (``status``) use it unauthenticated.
+        """
+        path = self.directory / RECORD_FILE
         try:
-            info = (self.directory / RECORD_FILE).stat()
+            info = path.stat()
             stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
             if self._cached is not None and self._cached[0] == stamp:
                 return self._cached[1]
@@ -94,21 +114,84 @@ class KeyAccess(Closeable):
             raise KeyUnavailableError(
                 f"account {self.account!r} has no keys in {self.directory}; run 'strongroom init'"
             ) from None
+        except NotADirectoryError:
+            raise KeyUnavailableError(
+                f"{self.directory} is not a directory: account {self.account!r} has no keys there"
+            ) from None
         if record.account != self.account:
             raise IntegrityError(
-                f"{self.directory}: the key record belongs to another account, not {self.account!r}"
+                f"{path}: the key record belongs to another account, not {self.account!r}"
             )
         self._cached = (stamp, record)
         return record
 
+    def _current(self) -> KeyRecord:
+        """The record, authenticated under the session's master key.  Do not mutate it.
+
+        :raises strongroom.errors.KeyLockedError: the account is locked, or the
+            master key was rotated elsewhere and cannot be unwrapped again.
+        :raises strongroom.errors.IntegrityError: the record was altered.
+        """
+        with self._guard:
+            record = self._read()
+            self._authenticate(record)
+            return record
+
+    def _authenticate(self, record: KeyRecord) -> None:
+        master = self._session.master_key()  # raises if locked
+        if record.master_version != self._session.master_version:
+            self._reunlock(record)  # another process rotated the master key
+            master = self._session.master_key()
+        if self._verified is not record:
+            check_mac(record, master, self.directory)
+            self._verified = record
+
+    def _reunlock(self, record: KeyRecord) -> None:
+        try:
+            name, master = self._unwrap_master(record, None, prefer=self._unlocked_by)
+        except KeyUnavailableError as exc:
+            self.lock(reason="master key rotated")
+            raise KeyLockedError(
+                f"account {self.account!r}: the master key was rotated by another process "
+                f"and could not be unwrapped again ({exc}); unlock again"
+            ) from exc
+        try:
+            check_mac(record, master, self.directory)
+        except IntegrityError:
+            master.wipe()
+            raise
+        self._session.start(master, record.master_version)
+        self._verified = record
+        self._unlocked_by = name
+
     @contextlib.contextmanager
     def _changing(self) -> Iterator[KeyRecord]:
-        """Read-modify-write the record under an exclusive lock; written only on success."""
+        """Read-modify-write the authenticated record under an exclusive lock.
+
+        Written, MACed under the session's master key, only if the block
+        succeeds; then each provider that keeps one is told the new generation.
+        """
         make_private_dir(self.directory)
         with self._guard, locked(self.directory / LOCK_FILE):
-            record = self._read().model_copy(deep=True)
+            record = self._current().model_copy(deep=True)
             yield record
-            save_record(self.directory, record)
+            save_record(self.directory, record, self._session.master_key())
+            self._record_generation(record.generation)
+
+    def _record_generation(self, generation: int) -> None:
+        """Tell every configured provider the record's new generation; best effort.
+
+        The record is already saved: a provider that cannot keep the value
+        now keeps an older one, which weakens rollback protection until the
+        next write but loses nothing.
+        """
+        for name, provider in self._providers.items():
+            try:
+                provider.record_generation(self.account, generation)
+            except StrongroomError as exc:
+                log.warning(
+                    "provider %r could not keep key record generation %d: %s", name, generation, exc
+                )
 
     # locking
 
@@ -119,49 +202,96 @@ class KeyAccess(Closeable):
     def unlock(self, provider: str | None = None) -> str:
         """Unwrap the master key through ``provider``, or the first that works.
 
-        Returns the config name of the provider that unlocked it.
+        The record is then authenticated before anything in it is used, and
+        refused if a provider keeps a newer generation than it has.  Returns
+        the config name of the provider that unlocked it.
 
         :raises strongroom.errors.KeyUnavailableError: no provider could
             unwrap it; the message says what each one answered.
+        :raises strongroom.errors.IntegrityError: the record was altered, or
+            is older than a provider's kept generation (rolled back).
         """
+        return self._unlock(provider, check_rollback=True)
+
+    def _unlock(self, provider: str | None, *, check_rollback: bool) -> str:
         with self._guard:
             record = self._read()
             if self._session.unlocked and self._session.master_version == record.master_version:
+                self._authenticate(record)
                 return self._unlocked_by
-            candidates = (
-                [provider] if provider else [n for n in self._providers if n in record.wraps]
-            )
-            if provider and provider not in record.wraps:
-                raise UsageError(f"provider {provider!r} does not wrap account {self.account!r}")
-            failures: list[tuple[str, StrongroomError]] = []
-            for name in candidates:
-                try:
-                    material = self._provider(name).unwrap(
-                        record.wraps[name].blob,
-                        WrapContext(self.account, MASTER, record.master_version),
-                    )
-                except KeyUnavailableError as exc:
-                    failures.append((name, exc))
-                    continue
-                label = f"{self.account} master key v{record.master_version}"
-                self._session.start(Secret(bytearray(material), label=label), record.master_version)
-                self._unlocked_by = name
-                self._notify("strongroom_key_unlocked", account=self.account, provider=name)
-                return name
-            if not failures:
-                raise KeyUnavailableError(
-                    f"account {self.account!r}: none of its providers is configured "
-                    f"(it is wrapped by: {', '.join(record.wraps)})"
+            name, master = self._unwrap_master(record, provider)
+            try:
+                check_mac(record, master, self.directory)
+                if check_rollback:
+                    self._check_generation(record)
+            except BaseException:
+                master.wipe()
+                raise
+            self._session.start(master, record.master_version)
+            self._verified = record
+            self._unlocked_by = name
+        self._notify("strongroom_key_unlocked", account=self.account, provider=name)
+        return name
+
+    def _kept_generations(self) -> dict[str, int]:
+        """The generation each configured provider keeps, where one does and answers."""
+        kept: dict[str, int] = {}
+        for name, provider in self._providers.items():
+            try:
+                generation = provider.recorded_generation(self.account)
+            except KeyUnavailableError as exc:
+                log.info("provider %r could not report its generation: %s", name, exc)
+                continue
+            if generation is not None:
+                kept[name] = generation
+        return kept
+
+    def _check_generation(self, record: KeyRecord) -> None:
+        for name, kept in self._kept_generations().items():
+            if kept > record.generation:
+                raise IntegrityError(
+                    f"{self.directory / RECORD_FILE}: the key record is older than provider "
+                    f"{name!r} last saw (generation {record.generation} < {kept}): it was "
+                    "rolled back or restored from a backup, which could bring destroyed keys "
+                    "back; put the newest keys.json back, or run 'strongroom keys "
+                    "accept-rollback' to keep this one"
                 )
-            if len(failures) == 1:
-                raise failures[0][1]
-            reasons = "; ".join(f"{name}: {exc}" for name, exc in failures)
-            first = failures[0][1]
-            raise type(first)(f"could not unlock account {self.account!r}: {reasons}")
+
+    def _unwrap_master(
+        self, record: KeyRecord, provider: str | None, *, prefer: str = ""
+    ) -> tuple[str, Secret]:
+        """The master key of ``record`` from ``provider``, or the first provider that works."""
+        if provider and provider not in record.wraps:
+            raise UsageError(f"provider {provider!r} does not wrap account {self.account!r}")
+        names = [n for n in self._providers if n in record.wraps]
+        candidates = [provider] if provider else sorted(names, key=lambda n: n != prefer)
+        failures: list[tuple[str, StrongroomError]] = []
+        for name in candidates:
+            try:
+                material = self._provider(name).unwrap(
+                    record.wraps[name].blob,
+                    WrapContext(self.account, MASTER, record.master_version),
+                )
+            except (KeyUnavailableError, IntegrityError) as exc:
+                failures.append((name, exc))
+                continue
+            label = f"{self.account} master key v{record.master_version}"
+            return name, Secret(bytearray(material), label=label)
+        if not failures:
+            raise KeyUnavailableError(
+                f"account {self.account!r}: none of its providers is configured "
+                f"(it is wrapped by: {', '.join(record.wraps)})"
+            )
+        if len(failures) == 1:
+            raise failures[0][1]
+        reasons = "; ".join(f"{name}: {exc}" for name, exc in failures)
+        raise type(failures[0][1])(f"could not unlock account {self.account!r}: {reasons}")
 
     def lock(self, reason: str = "request") -> None:
         """Wipe the master key and every unwrapped data key from memory."""
-        self._session.lock(reason)
+        with self._guard:
+            self._verified = None
+            self._session.lock(reason)
 
     def close(self) -> None:
         self.lock(reason="close")
@@ -180,10 +310,8 @@ class KeyAccess(Closeable):
         return ProviderWrap(use=self._provider_backends.get(name, "?"), blob=blob)
 
     def _seal_data_key(self, purpose: str, version: int, material: Secret) -> bytes:
-        master = self._session.master_key()
         return seal_data_key(
-            self._suite_for,
-            master,
+            self._session.master_key(),
             self._session.master_version,
             material,
             account=self.account,
@@ -198,37 +326,42 @@ class KeyAccess(Closeable):
                 f"{purpose} key version {version} of account {self.account!r} was destroyed"
             )
         if entry.master_version != self._session.master_version:
-            raise KeyLockedError(
-                f"account {self.account!r}: the master key changed; lock and unlock again"
+            raise IntegrityError(
+                f"{self.directory / RECORD_FILE}: {purpose} key version {version} is sealed "
+                f"under master key version {entry.master_version}, which is not current"
             )
         return open_data_key(
-            self._suite_for,
-            master,
-            entry.wrapped,
-            account=self.account,
-            purpose=purpose,
-            version=version,
+            master, entry.wrapped, account=self.account, purpose=purpose, version=version
         )
+
+    def _keyset(self, record: KeyRecord, purpose: str) -> Keyset:
+        """``purpose``'s keyset; a missing one is never created here.
+
+        :raises strongroom.errors.UsageError: ``purpose`` is malformed.
+        :raises strongroom.errors.KeyUnavailableError: the account has no such keyset.
+        """
+        keyset = record.keysets.get(purpose)
+        if keyset is None:
+            check_purpose(purpose)
+            raise KeyUnavailableError(
+                f"account {self.account!r} has no {purpose} keyset; 'strongroom init' "
+                "creates the keysets of the stores in the config"
+            )
+        return keyset
 
     # data keys
 
     def data_key(self, purpose: str, version: int | None = None) -> DataKey:
-        """The primary data key of ``purpose`` (created on first use), or a given version.
+        """The primary data key of ``purpose``, or a given version.
 
         :raises strongroom.errors.KeyLockedError: the account is locked.
-        :raises strongroom.errors.KeyUnavailableError: the version is unknown,
-            retired or destroyed.
+        :raises strongroom.errors.KeyUnavailableError: the keyset or version is
+            unknown, retired or destroyed.
+        :raises strongroom.errors.IntegrityError: the key record was altered.
         """
         with self._guard:
-            record = self._read()
-            if purpose not in record.keysets:
-                self.ensure(purpose)
-                record = self._read()
-            keyset = record.keysets[purpose]
+            keyset = self._keyset(self._current(), purpose)
             wanted = keyset.primary if version is None else version
-            cached = self._session.cached(purpose, wanted)
-            if cached is not None:
-                return cached
             entry = keyset.versions.get(wanted)
             if entry is None:
                 raise KeyUnavailableError(
@@ -238,6 +371,9 @@ class KeyAccess(Closeable):
                 raise KeyUnavailableError(
                     f"{purpose} key version {wanted} of account {self.account!r} is {entry.state}"
                 )
+            cached = self._session.cached(purpose, wanted)
+            if cached is not None:
+                return cached
             key = DataKey(
                 purpose,
                 wanted,
@@ -256,33 +392,73 @@ class KeyAccess(Closeable):
 
         return lookup
 
-    def primary_version(self, purpose: str) -> int | None:
-        """The primary version of ``purpose``, or ``None`` if it has no keyset yet."""
-        keyset = self._read().keysets.get(purpose)
-        return keyset.primary if keyset else None
-
-    def ensure(self, *purposes: str) -> None:
-        """Create each keyset of ``purposes`` that does not exist yet, in one record write.
-
-        Keysets are created under the record's lock, so two processes making
-        the same keyset at once agree on its version 1 instead of racing to 2.
+    def primary_version(self, purpose: str) -> int:
+        """The primary version of ``purpose``.
 
         :raises strongroom.errors.KeyLockedError: the account is locked.
+        :raises strongroom.errors.KeyUnavailableError: the account has no such keyset.
+        """
+        return self._keyset(self._current(), purpose).primary
+
+    def floor(self, purpose: str) -> int:
+        """The re-encryption floor of ``purpose``: 0, or the oldest version still in use.
+
+        A store raises it with :meth:`raise_floor` once every object is under
+        that version or newer; from then on it refuses an object under an
+        older version as rolled back.  It lives in the authenticated record,
+        so deleting or restoring a file cannot lower it.
+
+        :raises strongroom.errors.KeyLockedError: the account is locked.
+        :raises strongroom.errors.KeyUnavailableError: the keyset does not exist.
+        """
+        return self._keyset(self._current(), purpose).floor
+
+    def raise_floor(self, purpose: str, version: int) -> None:
+        """Record that every object of ``purpose`` is under ``version`` or newer.
+
+        Lowering is a no-op: the floor only rises.
+
+        :raises strongroom.errors.KeyLockedError: the account is locked.
+        :raises strongroom.errors.UsageError: ``version`` is not a version of the keyset.
         """
         with self._guard:
-            missing = [p for p in dict.fromkeys(purposes) if p not in self._read().keysets]
-            if missing:
-                self._add_versions(missing, create_only=True)
+            if version <= self.floor(purpose):
+                return
+            with self._changing() as record:
+                keyset = self._keyset(record, purpose)
+                if version not in keyset.versions:
+                    raise UsageError(f"{purpose} has no key version {version}")
+                keyset.floor = max(keyset.floor, version)
+
+    def ensure(self, *purposes: str) -> list[str]:
+        """Create each keyset of ``purposes`` that does not exist yet, in one record write.
+
+        Only ``strongroom init`` (and code that sets up an account the same
+        way) calls this: a missing keyset is never created on first use.
+        Keysets are created under the record's lock, so two processes making
+        the same keyset at once agree on its version 1.  Returns those created.
+
+        :raises strongroom.errors.UsageError: a purpose is malformed.
+        :raises strongroom.errors.KeyLockedError: the account is locked.
+        """
+        wanted = [check_purpose(p) for p in dict.fromkeys(purposes)]
+        with self._guard:
+            if all(p in self._current().keysets for p in wanted):
+                return []
+            return list(self._add_versions(wanted, create_only=True))
 
     def _add_versions(self, purposes: list[str], *, create_only: bool) -> dict[str, int]:
-        """Add a primary version to each keyset (creating it), or only create missing ones."""
+        """Add a primary version to each existing keyset, or create each missing one."""
         added: dict[str, int] = {}
         with self._changing() as record:
             for purpose in purposes:
-                keyset = record.keysets.get(purpose)
-                if keyset is not None and create_only:
-                    continue
-                version = max(keyset.versions, default=0) + 1 if keyset else 1
+                if create_only:
+                    if purpose in record.keysets:
+                        continue
+                    keyset = None
+                else:
+                    keyset = self._keyset(record, purpose)
+                version = max(keyset.versions) + 1 if keyset else 1
                 material = Secret.generate(KEY_SIZE, label=f"{self.account} {purpose} key (new)")
                 try:
                     wrapped = self._seal_data_key(purpose, version, material)
@@ -290,7 +466,7 @@ class KeyAccess(Closeable):
                     material.wipe()
                 entry = KeyVersion(
                     suite=self._default_suite,
-                    master_version=self._session.master_version,
+                    master_version=record.master_version,
                     wrapped=wrapped,
                 )
                 if keyset is None:

@@ -3,19 +3,29 @@
 It holds only wrapped material: the master key wrapped by each provider,
 and every data key version wrapped under the master key.  A crash at any
 point leaves the previous record or the next one (see ``strongroom._fs``).
-``docs/formats.md`` documents the layout.
+
+Everything in it but the provider wraps is authenticated by ``mac``, an
+HMAC-SHA256 under a key derived from the master key, so states,
+primaries, suites, floors, the generation and the set of keysets cannot be
+edited by anyone without the master key.  The wraps are left out: each is
+authenticated by its own provider, and changing one can only stop that
+provider unlocking.  ``docs/formats.md`` documents the layout.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -26,11 +36,16 @@ from pydantic import (
 )
 
 from strongroom._fs import atomic_write
-from strongroom.errors import IntegrityError
+from strongroom.errors import IntegrityError, StoreError
+from strongroom.secret import Secret
 
 RECORD_FILE = "keys.json"
 FORMAT = "strongroom-keys"
 FORMAT_VERSION = 1
+#: HKDF-SHA256 info of the record's MAC key (no salt, 32 bytes).
+MAC_INFO = b"strongroom/v1/key-record-mac"
+#: Prepended to the canonical JSON before it is MACed.
+MAC_LABEL = b"strongroom/key-record/v1\x00"
 
 
 def _decode_blob(value: object) -> object:
@@ -84,6 +99,9 @@ class Keyset(_Model):
 
     primary: int
     versions: dict[int, KeyVersion]
+    #: Re-encryption floor: every object of this purpose is under this version
+    #: or newer, so an object under an older one is a copy put back.  0: none.
+    floor: int = 0
 
 
 class ProviderWrap(_Model):
@@ -106,16 +124,54 @@ class KeyRecord(_Model):
     #: Provider config table name (``key_providers.<name>``) -> wrap.
     wraps: dict[str, ProviderWrap] = Field(default_factory=dict)
     keysets: dict[str, Keyset] = Field(default_factory=dict)
+    #: HMAC-SHA256 of :func:`authenticated_bytes` under the master-derived key;
+    #: ``None`` only while a wipe is under way.
+    mac: Blob | None = None
+
+
+def authenticated_bytes(record: KeyRecord) -> bytes:
+    """What the MAC covers: a label, then canonical JSON of all but ``mac`` and ``wraps``.
+
+    Canonical: keys sorted, no spaces, ASCII only, integers as JSON numbers
+    and version numbers as string keys.
+    """
+    body = record.model_dump(mode="json", exclude={"mac", "wraps"})
+    return MAC_LABEL + json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+def record_mac(record: KeyRecord, master: Secret) -> bytes:
+    """The MAC of ``record`` under the key derived from ``master``."""
+    mac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=MAC_INFO).derive(
+        master.view()
+    )
+    mac = crypto_hmac.HMAC(mac_key, hashes.SHA256())
+    mac.update(authenticated_bytes(record))
+    return mac.finalize()
+
+
+def check_mac(record: KeyRecord, master: Secret, where: Path) -> None:
+    """:raises IntegrityError: ``record`` was changed by someone without the master key."""
+    if record.mac is None or not hmac.compare_digest(record.mac, record_mac(record, master)):
+        raise IntegrityError(
+            f"{where / RECORD_FILE}: the key record was altered (its MAC does not verify); "
+            "nothing in it was used"
+        )
 
 
 def load_record(directory: Path) -> KeyRecord:
-    """Read and validate the account's record.
+    """Read and validate the account's record; the MAC is checked by the caller.
 
     :raises FileNotFoundError: the account has no record.
     :raises IntegrityError: the record is not valid JSON of this format.
+    :raises StoreError: the record cannot be read (permissions, a directory).
     """
     path = directory / RECORD_FILE
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the key record ({exc.strerror})") from exc
     try:
         record = KeyRecord.model_validate(json.loads(raw))
     except (ValueError, ValidationError):
@@ -125,8 +181,18 @@ def load_record(directory: Path) -> KeyRecord:
     return record
 
 
-def save_record(directory: Path, record: KeyRecord) -> None:
-    """Write ``record`` atomically with its generation advanced."""
+def save_record(directory: Path, record: KeyRecord, master: Secret | None) -> None:
+    """Write ``record`` atomically with its generation advanced, MACed under ``master``.
+
+    ``master`` is ``None`` only for a wipe, which leaves the record unauthenticated.
+
+    :raises StoreError: the record cannot be written; the previous one is intact.
+    """
     record.generation += 1
+    record.mac = None if master is None else record_mac(record, master)
     text = record.model_dump_json(indent=1)
-    atomic_write(directory / RECORD_FILE, text.encode())
+    path = directory / RECORD_FILE
+    try:
+        atomic_write(path, text.encode())
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot write the key record ({exc.strerror})") from exc

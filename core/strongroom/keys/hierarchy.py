@@ -14,20 +14,23 @@ Retiring a version stops it decrypting; destroying it erases its wrapped
 key, crypto-shredding what it protected.
 
 Every change is one atomic replace of the account's record under an
-exclusive lock, so concurrent processes and crashes leave the old state or
-the new one.  The unlocked master key lives in a :class:`Secret` and is
-wiped on :meth:`AccountKeys.lock`, on close, and after the idle timeout.
+exclusive lock, MACed under a key derived from the master key, so
+concurrent processes and crashes leave the old state or the new one, and
+an edit by anyone without the master key is refused.  The unlocked
+master key lives in a :class:`Secret` and is wiped on
+:meth:`AccountKeys.lock`, on close, and after the idle timeout.
 """
 
 from __future__ import annotations
 
 from strongroom._fs import locked, make_private_dir
-from strongroom.errors import UsageError
+from strongroom.errors import IntegrityError, StoreError, StrongroomError, UsageError
 from strongroom.keys._access import KEY_SIZE, LOCK_FILE, KeyAccess
-from strongroom.keys._record import KeyRecord, KeyState, save_record
+from strongroom.keys._record import KeyRecord, KeyState, KeyVersion, load_record, save_record
 from strongroom.keys._session import DataKey
 from strongroom.keys._status import KeysetStatus, KeyStatus, describe
 from strongroom.keys._wrapping import MASTER
+from strongroom.keys.purposes import check_purpose, is_rotatable
 from strongroom.secret import Secret
 
 __all__ = ["AccountKeys", "DataKey", "KeyStatus", "KeysetStatus"]
@@ -39,7 +42,10 @@ class AccountKeys(KeyAccess):
     ``providers`` maps config names (``key_providers.<name>``) to built
     providers and ``provider_backends`` the same names to backend names;
     ``suite_for`` turns a cipher-suite name into a suite;
-    ``notify(hook_name, **kwargs)`` fires a lifecycle hook.
+    ``notify(hook_name, **kwargs)`` fires a lifecycle hook;
+    ``count_objects(purpose, version)`` counts the objects still under a
+    version (``None``: cannot tell), so that a version in use is not
+    retired or destroyed by mistake.
 
     Unlocking and data keys come from :class:`~strongroom.keys._access.KeyAccess`;
     what changes the hierarchy is here.
@@ -64,20 +70,51 @@ class AccountKeys(KeyAccess):
                     "refusing to overwrite them"
                 )
             master = Secret.generate(KEY_SIZE, label=f"{self.account} master key v1")
-            record = KeyRecord(account=self.account, master_version=1)
-            for name in names:
-                record.wraps[name] = self._wrap_master(name, master, 1)
-            save_record(self.directory, record)
+            try:
+                record = KeyRecord(account=self.account, master_version=1)
+                # A provider that already keeps a generation for this account
+                # (an earlier one wiped here) must not see this record as older.
+                record.generation = max(self._kept_generations().values(), default=0)
+                for name in names:
+                    record.wraps[name] = self._wrap_master(name, master, 1)
+                save_record(self.directory, record, master)
+            except BaseException:
+                master.wipe()
+                raise
+            self._record_generation(record.generation)
             self._session.start(master, 1)
             self._unlocked_by = names[0]
+
+    def accept_rollback(self) -> int:
+        """Unlock an account whose record is older than a provider's kept generation, and keep it.
+
+        For a record restored on purpose (a device restored from a backup):
+        the record is authenticated as usual, then written again with a
+        generation above every kept one.  Keys it lists as live come back,
+        including any destroyed after it was saved.  Returns the new generation.
+
+        :raises strongroom.errors.KeyUnavailableError: no provider could unlock it.
+        :raises strongroom.errors.IntegrityError: the record was altered.
+        """
+        with self._guard:
+            self._unlock(None, check_rollback=False)
+            newest = max(self._kept_generations().values(), default=0)
+            with self._changing() as record:
+                record.generation = max(record.generation, newest)
+            return record.generation
 
     # rotation, retirement, destruction
 
     def rotate(self, purpose: str) -> int:
         """Add a new primary version to ``purpose``; return its number.
 
+        :raises UsageError: ``purpose`` is malformed, or is a store's names
+            keyset, which is never rotated (every record name would change).
+        :raises strongroom.errors.KeyUnavailableError: the keyset does not exist.
         :raises strongroom.errors.KeyLockedError: the account is locked.
         """
+        if not is_rotatable(check_purpose(purpose)):
+            raise UsageError(f"{purpose} is never rotated: every record name would change")
         with self._guard:
             old = self.primary_version(purpose)
             new = self._add_versions([purpose], create_only=False)[purpose]
@@ -85,7 +122,7 @@ class AccountKeys(KeyAccess):
             "strongroom_key_rotated",
             account=self.account,
             purpose=purpose,
-            old_version=old or 0,
+            old_version=old,
             new_version=new,
         )
         return new
@@ -100,11 +137,12 @@ class AccountKeys(KeyAccess):
             nothing was changed.
         """
         with self._guard:
-            old_master, old_version = self._session.master_key(), self._session.master_version
-            unwrapped: dict[tuple[str, int], Secret] = {}
             new_master = Secret.generate(KEY_SIZE, label=f"{self.account} master key (new)")
+            unwrapped: dict[tuple[str, int], Secret] = {}
+            old: tuple[Secret, int] | None = None
             try:
                 with self._changing() as record:
+                    old = self._session.master_key(), self._session.master_version
                     unwrapped = {
                         (purpose, number): self._unseal_data_key(purpose, number, entry)
                         for purpose, keyset in record.keysets.items()
@@ -125,13 +163,14 @@ class AccountKeys(KeyAccess):
                     record.master_version = new_version
             except BaseException:
                 # Nothing was saved (or the save failed): keep sealing under the old key.
-                self._session.switch(old_master, old_version)
+                if old is not None:
+                    self._session.switch(*old)
                 new_master.wipe()
                 raise
             finally:
                 for material in unwrapped.values():
                     material.wipe()
-            old_master.wipe()
+            old[0].wipe()
             self._session.start(new_master, new_version)
         self._notify(
             "strongroom_key_rotated",
@@ -150,15 +189,15 @@ class AccountKeys(KeyAccess):
 
         :raises strongroom.errors.KeyLockedError: the account is locked.
         """
-        with self._guard:
+        with self._guard, self._changing() as record:
             master = self._session.master_key()
-            with self._changing() as record:
-                record.wraps[provider] = self._wrap_master(provider, master, record.master_version)
+            record.wraps[provider] = self._wrap_master(provider, master, record.master_version)
 
     def remove_provider(self, provider: str) -> None:
         """Stop ``provider`` wrapping the master key and erase its root for this account.
 
         :raises UsageError: it is the last provider: the keys would be lost.
+        :raises strongroom.errors.KeyLockedError: the account is locked.
         """
         with self._guard, self._changing() as record:
             if provider not in record.wraps:
@@ -172,78 +211,141 @@ class AccountKeys(KeyAccess):
         if provider in self._providers:
             self._providers[provider].destroy(self.account)
 
-    def retire(self, purpose: str, version: int) -> None:
+    def retire(self, purpose: str, version: int, *, force: bool = False) -> None:
         """Stop ``version`` decrypting; it still exists until destroyed.
 
-        :raises UsageError: it is the primary version, or does not exist.
+        Refused while objects remain under it (or they cannot be counted),
+        unless ``force``: those objects then stay unreadable until deleted.
+
+        :raises UsageError: it is the primary version, does not exist, or is still in use.
         """
-        self._set_state(purpose, version, KeyState.RETIRED)
+        self._set_state(purpose, version, KeyState.RETIRED, force=force)
         self._notify(
             "strongroom_key_retired", account=self.account, purpose=purpose, version=version
         )
 
-    def destroy(self, purpose: str, version: int) -> None:
+    def destroy(self, purpose: str, version: int, *, force: bool = False) -> None:
         """Erase ``version``: everything it encrypted becomes unreadable.
 
-        :raises UsageError: it is the primary version, or does not exist.
+        Refused while objects remain under it (or they cannot be counted),
+        unless ``force``: what they hold is then crypto-shredded.
+
+        :raises UsageError: it is the primary version, does not exist, or is still in use.
         """
-        self._set_state(purpose, version, KeyState.DESTROYED)
+        self._set_state(purpose, version, KeyState.DESTROYED, force=force)
         self._notify(
             "strongroom_key_destroyed", account=self.account, purpose=purpose, version=version
         )
 
-    def _set_state(self, purpose: str, version: int, state: KeyState) -> None:
-        with self._guard, self._changing() as record:
-            keyset = record.keysets.get(purpose)
-            entry = keyset.versions.get(version) if keyset else None
-            if keyset is None or entry is None:
-                raise UsageError(f"{purpose} has no key version {version}")
-            if version == keyset.primary:
-                raise UsageError(
-                    f"{purpose} key version {version} is primary; rotate the keyset first"
-                )
-            if entry.state is KeyState.DESTROYED:
-                raise UsageError(f"{purpose} key version {version} is already destroyed")
-            entry.state = state
-            if state is KeyState.DESTROYED:
-                entry.wrapped = None
-        self._session.forget(purpose, version)
+    def _set_state(self, purpose: str, version: int, state: KeyState, *, force: bool) -> None:
+        with self._guard:
+            self._check_changeable(self._current(), purpose, version)
+            if not force:
+                self._check_unused(purpose, version, state)
+            with self._changing() as record:
+                entry = self._check_changeable(record, purpose, version)
+                entry.state = state
+                if state is KeyState.DESTROYED:
+                    entry.wrapped = None
+            self._session.forget(purpose, version)
+
+    def _check_changeable(self, record: KeyRecord, purpose: str, version: int) -> KeyVersion:
+        keyset = self._keyset(record, check_purpose(purpose))
+        entry = keyset.versions.get(version)
+        if entry is None:
+            raise UsageError(f"{purpose} has no key version {version}")
+        if version == keyset.primary:
+            raise UsageError(f"{purpose} key version {version} is primary; rotate the keyset first")
+        if entry.state is KeyState.DESTROYED:
+            raise UsageError(f"{purpose} key version {version} is already destroyed")
+        return entry
+
+    def _check_unused(self, purpose: str, version: int, state: KeyState) -> None:
+        verb = "retire" if state is KeyState.RETIRED else "destroy"
+        count = self._count_objects(purpose, version)
+        if count is None:
+            raise UsageError(
+                f"cannot count what {purpose} key version {version} still encrypts; "
+                f"to {verb} it anyway, force it"
+            )
+        if count:
+            raise UsageError(
+                f"{count} object(s) of {purpose} are still under key version {version}; "
+                f"run 'strongroom keys reencrypt' first, or force it to {verb} them too"
+            )
 
     # reporting and wiping
 
     def status(self) -> KeyStatus:
-        """What the hierarchy holds, without any key material."""
+        """What the hierarchy holds, without any key material.
+
+        Read without unlocking, so it is not authenticated: it reports what
+        the file says, for display only.
+        """
         return describe(self.account, self._read(), unlocked=self.unlocked)
 
     def destroy_all(self) -> list[str]:
         """Wipe step one: erase every data key, then each provider's root, then the wraps.
 
-        Afterwards nothing this account encrypted can be decrypted.  Each step
-        is idempotent and the record names the wrapping providers until their
-        roots are gone, so a wipe interrupted anywhere finishes when run again.
-        The data itself is removed by the caller afterwards.  Returns the
-        providers that wrapped the account but are not configured here, whose
-        roots (if they keep one outside the wrap) are left for the operator.
-
-        :raises strongroom.errors.KeyUnavailableError: a provider could not
-            erase its root; the data keys are already gone.
+        Works whatever state the record is in (corrupt, edited, unreadable,
+        half wiped) and needs no unlock.  Each step is idempotent and the
+        record names the wrapping providers until their roots are gone, so a
+        wipe interrupted anywhere finishes when run again.  The data itself
+        is removed by the caller afterwards.  Returns one line for each thing
+        it could not do (a provider not configured here or unreachable, whose
+        root is left for the operator), never raising for them.
         """
+        left: list[str] = []
         with self._guard:
-            if not self.exists():
-                self.lock(reason="wipe")
-                return []
-            with self._changing() as record:
-                for keyset in record.keysets.values():
-                    for entry in keyset.versions.values():
-                        entry.wrapped = None
-                        entry.state = KeyState.DESTROYED
-                wraps = dict(record.wraps)
             self.lock(reason="wipe")
-            for name in wraps:
-                if name in self._providers:
-                    self._providers[name].destroy(self.account)
-            with self._changing() as record:
-                record.wraps.clear()
-        return [
-            f"{name} ({wrap.use})" for name, wrap in wraps.items() if name not in self._providers
-        ]
+            if not self.exists():
+                return left
+            make_private_dir(self.directory)
+            with locked(self.directory / LOCK_FILE):
+                record = self._readable_record(left)
+                wrapping = set(self._providers) if record is None else set(record.wraps)
+                if record is not None:
+                    for keyset in record.keysets.values():
+                        for entry in keyset.versions.values():
+                            entry.wrapped = None
+                            entry.state = KeyState.DESTROYED
+                    self._save_unauthenticated(record, left)
+                kept = set()  # still named, so that a second wipe tries them again
+                for name in sorted(wrapping):
+                    failed = self._destroy_root(name, record)
+                    if failed:
+                        left.append(failed)
+                        kept.add(name)
+                if record is not None:
+                    record.wraps = {n: w for n, w in record.wraps.items() if n in kept}
+                    self._save_unauthenticated(record, left)
+        return left
+
+    def _readable_record(self, left: list[str]) -> KeyRecord | None:
+        """The record as on disk, or ``None`` (noted in ``left``) if it cannot be parsed."""
+        try:
+            return load_record(self.directory)
+        except (IntegrityError, StoreError) as exc:
+            left.append(f"{exc}; erasing the roots of every configured provider instead")
+            return None
+
+    def _save_unauthenticated(self, record: KeyRecord, left: list[str]) -> None:
+        try:
+            save_record(self.directory, record, None)
+        except StoreError as exc:
+            left.append(str(exc))
+
+    def _destroy_root(self, name: str, record: KeyRecord | None) -> str:
+        """Erase ``name``'s root for the account; what went wrong, or ``""``."""
+        provider = self._providers.get(name)
+        if provider is None:
+            use = record.wraps[name].use if record is not None else "?"
+            return (
+                f"provider {name} ({use}) is not configured here; erase its root for "
+                f"account {self.account!r} by hand if it keeps one"
+            )
+        try:
+            provider.destroy(self.account)
+        except StrongroomError as exc:
+            return f"provider {name} could not erase its root: {exc}"
+        return ""
