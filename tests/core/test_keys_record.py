@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import shutil
 from collections.abc import Callable
@@ -14,6 +17,8 @@ from accounts import PURPOSES, make_keys
 from strongroom.errors import IntegrityError, KeyUnavailableError, UsageError
 from strongroom.key_provider import WrapContext
 from strongroom.keys import AccountKeys
+from strongroom.keys._record import KeyRecord, check_mac
+from strongroom.secret import Secret
 from strongroom.testing import MemoryKeyProvider
 
 Edit = Callable[[dict[str, Any]], None]
@@ -228,3 +233,29 @@ def test_wipe_cannot_be_blocked_by_a_damaged_record(
     assert any("erasing the roots of every configured provider" in line for line in left)
     with pytest.raises(KeyUnavailableError):  # the configured provider's root is gone
         provider.unwrap(wrapped, WrapContext("alice", "master", 1))
+
+
+VECTOR = json.loads((Path(__file__).parents[1] / "vectors" / "key-record.json").read_text())
+
+
+def _independent_mac(record: dict[str, Any], master: bytes) -> tuple[bytes, bytes]:
+    """RFC 5869 HKDF-SHA256 and HMAC-SHA256 over the canonical JSON, from docs/formats.md alone."""
+    prk = hmac.new(b"\0" * 32, master, hashlib.sha256).digest()
+    mac_key = hmac.new(prk, b"strongroom/v1/key-record-mac\x01", hashlib.sha256).digest()
+    body = {k: v for k, v in record.items() if k not in ("mac", "wraps")}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
+    return mac_key, hmac.new(
+        mac_key, b"strongroom/key-record/v1\0" + canonical, hashlib.sha256
+    ).digest()
+
+
+def test_the_record_mac_matches_its_known_answer_vector(tmp_path: Path) -> None:
+    master = bytes.fromhex(VECTOR["master_key"])
+    mac_key, mac = _independent_mac(VECTOR["record"], master)
+    assert mac_key.hex() == VECTOR["mac_key"]
+    assert base64.b64encode(mac).decode() == VECTOR["record"]["mac"]
+    record = KeyRecord.model_validate(VECTOR["record"])
+    check_mac(record, Secret(bytearray(master), label="vector master"), tmp_path)
+    record.keysets["files"].primary = 1
+    with pytest.raises(IntegrityError, match="altered"):
+        check_mac(record, Secret(bytearray(master), label="vector master"), tmp_path)

@@ -11,18 +11,17 @@ from strongroom.errors import UsageError
 
 
 def run(args: argparse.Namespace) -> int:
+    """Wipe whatever state the key record is in; each thing left behind is a warning."""
     if not args.yes:
         raise UsageError("wipe destroys the account's keys and data for good; add --yes")
     with opened(args, unlock=False) as stack:
         account, directory = stack.config.account, stack.config.account_dir
-        unconfigured = stack.wipe()
-    for name in unconfigured:
-        print(
-            f"strongroom: warning: provider {name} is not configured here; "
-            f"erase its root for account {account!r} by hand if it keeps one",
-            file=sys.stderr,
-        )
+        left = stack.wipe()
+    for line in left:
+        print(f"strongroom: warning: {line}", file=sys.stderr)
     line = f"account {account!r} wiped: keys destroyed, provider roots erased, {directory} removed"
-    data = {"wiped": account, "directory": str(directory), "roots_left": unconfigured}
+    if left:
+        line += f" ({len(left)} warning(s) above)"
+    data = {"wiped": account, "directory": str(directory), "left": left}
     emit(args, data, [line])
     return 0
