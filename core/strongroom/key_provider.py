@@ -71,6 +71,19 @@ class KeyProvider(Backend, ABC):
         :raises strongroom.errors.UnlockFailedError: the user's passphrase or PIN was refused.
         """
 
+    def rewrap(self, secret: bytes, context: WrapContext) -> bytes:
+        """Wrap ``secret`` afresh for an account this provider already wraps.
+
+        Called when the user changes what the provider's root depends on
+        (``strongroom keys rotate --provider NAME``): the passphrase
+        provider asks for a *new* passphrase here, never the current one.
+        The default wraps as :meth:`wrap` does.
+
+        :raises strongroom.errors.KeyUnavailableError: as :meth:`wrap`, or no
+            new secret was supplied.
+        """
+        return self.wrap(secret, context)
+
     def destroy(self, account: str) -> None:
         """Erase the provider's root for ``account``, where it holds one.
 

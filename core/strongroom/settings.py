@@ -76,7 +76,7 @@ class SecretRef:
         return cls(scheme, target.strip())
 
     def resolve(self) -> bytes:
-        """Read the secret, with one trailing newline removed.
+        """Read the secret, with one trailing line ending (``\\n`` or ``\\r\\n``) removed.
 
         :raises SecretSourceError: the variable is unset, the file is missing
             or readable by others, or the command failed.
@@ -137,7 +137,11 @@ class SecretRef:
 
 
 def _chomp(data: bytes) -> bytes:
-    return data[:-1] if data.endswith(b"\n") else data
+    """Drop exactly one line ending: a file saved on Windows must give the same secret."""
+    for ending in (b"\r\n", b"\n"):
+        if data.endswith(ending):
+            return data[: -len(ending)]
+    return data
 
 
 def _read_private_file(path: Path, label: str) -> bytes:

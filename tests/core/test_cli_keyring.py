@@ -6,12 +6,15 @@ environment; ``secret-tool`` checks from outside what the keyring holds.
 Two configs share one data directory: ``both`` wraps the master key with
 ``[key_providers.os] use = "keyring"`` and a passphrase recovery provider,
 ``keyring_only`` configures the keyring provider alone, to show what happens
-when the keyring cannot answer.  The helpers come from ``test_cli_data.py``.
+when the keyring cannot answer.  The keyring also keeps the key record's
+generation, so an older record put back is refused while the keyring is
+configured.  The helpers come from ``test_cli_data.py``.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from services import GnomeKeyring, running_gnome_keyring
 
 KEYRING_TABLE = '[key_providers.os]\nuse = "keyring"\n'
 KEK_ITEM = {"service": "strongroom", "username": "alice:kek"}
+GENERATION_ITEM = {"service": "strongroom", "username": "alice:generation"}
 LOCKED = "the OS keyring (keyring.backends.SecretService.Keyring) is locked; unlock it and retry"
 UNREACHABLE = "no OS keyring service is reachable"
 
@@ -134,3 +138,48 @@ def test_init_needs_a_keyring_service(tmp_path: Path) -> None:
     line = keyring_only.error("init", code=4)
     assert line.startswith(UNREACHABLE)
     assert not keyring_only.keys_file.exists()
+
+
+def test_a_key_record_put_back_is_refused_while_the_keyring_keeps_its_generation(
+    gnome_keyring: GnomeKeyring, tmp_path: Path
+) -> None:
+    both, keyring_only = accounts(tmp_path, clean_environ())
+    passphrase_only = Account(
+        write_config(
+            tmp_path / "passphrase.toml",
+            both.data_dir,
+            passphrase_table("recovery", tmp_path / "recovery.pass"),
+            stores=("default",),
+        ),
+        both.data_dir,
+        both.env,
+    )
+    both.run("init")
+    keyring_only.run("put", "default", "k", stdin=b"value")
+
+    def kept() -> int:
+        stored = gnome_keyring.secret_tool_lookup(**GENERATION_ITEM)
+        assert stored is not None
+        return int(stored)
+
+    assert kept() == both.record()["generation"]
+    backup = both.keys_file.read_bytes()
+    keyring_only.run("keys", "rotate", "--purpose", "store:default")
+    assert kept() == both.record()["generation"] > json.loads(backup)["generation"]
+
+    both.keys_file.write_bytes(backup)  # an older copy put back: rotation undone
+    for account in (keyring_only, both):  # whichever provider unwraps, the keyring refuses
+        line = account.error("get", "default", "k", code=3)
+        assert "older than provider 'os' last saw" in line
+    # The passphrase keeps no state: without the keyring configured, the rollback passes.
+    assert passphrase_only.run("get", "default", "k").stdout == b"value"
+
+    # Recovery on purpose: keep the restored record, above the kept generation.
+    keyring_only.run("keys", "accept-rollback")
+    assert kept() == both.record()["generation"]
+    assert keyring_only.run("get", "default", "k").stdout == b"value"
+
+    # Wiping erases the generation with the KEK: a new account of the same name starts over.
+    both.run("wipe", "--yes")
+    assert gnome_keyring.secret_tool_lookup(**KEK_ITEM) is None
+    assert gnome_keyring.secret_tool_lookup(**GENERATION_ITEM) is None

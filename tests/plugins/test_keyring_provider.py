@@ -13,6 +13,7 @@ import gc
 import os
 import warnings
 from collections.abc import Iterator
+from functools import partial
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import cast
@@ -35,10 +36,12 @@ from strongroom.errors import (
     ProviderUnreachableError,
     UnlockFailedError,
 )
-from strongroom.key_provider import WrapContext
+from strongroom.key_provider import KeyProvider, WrapContext
+from strongroom.testing import KeyProviderContract
 from strongroom_plugins.providers.os_keyring import (
     KeyringSettings,
     OsKeyringProvider,
+    generation_username,
     kek_username,
 )
 
@@ -197,9 +200,94 @@ def test_destroy_removes_the_kek(gnome_keyring: GnomeKeyring) -> None:
         provider.unwrap(blob, CONTEXT)
 
 
+class TestOsKeyringProviderContract(KeyProviderContract):
+    """The shared provider contract, on the real gnome-keyring."""
+
+    @pytest.fixture
+    def provider(self, gnome_keyring: GnomeKeyring) -> Iterator[KeyProvider]:
+        with OsKeyringProvider() as provider:
+            yield provider
+
+
+GENERATION_ITEM = {"service": "strongroom", "username": "alice:generation"}
+
+
+def test_the_generation_is_kept_in_its_own_item_and_only_rises(
+    gnome_keyring: GnomeKeyring,
+) -> None:
+    provider = OsKeyringProvider()
+    blob = provider.wrap(SECRET, CONTEXT)
+    kek = gnome_keyring.secret_tool_lookup(service="strongroom", username="alice:kek")
+    assert provider.recorded_generation("alice") is None
+    assert gnome_keyring.secret_tool_lookup(**GENERATION_ITEM) is None
+
+    provider.record_generation("alice", 12)
+    assert gnome_keyring.secret_tool_lookup(**GENERATION_ITEM) == b"12"
+    provider.record_generation("alice", 9)  # lower: the kept value stays
+    assert gnome_keyring.secret_tool_lookup(**GENERATION_ITEM) == b"12"
+    assert OsKeyringProvider().recorded_generation("alice") == 12  # another process reads it
+    provider.record_generation("alice", 13)
+    assert OsKeyringProvider().recorded_generation("alice") == 13
+    assert provider.recorded_generation("bob") is None
+    # The KEK item is never rewritten: the blob still opens.
+    assert gnome_keyring.secret_tool_lookup(service="strongroom", username="alice:kek") == kek
+    assert provider.unwrap(blob, CONTEXT) == SECRET
+    listing = gnome_keyring.run("secret-tool", "search", "--all", "service", "strongroom")
+    assert listing.stdout.count(b"secret = ") == 2
+    assert generation_username("alice") == "alice:generation"
+
+
+def test_the_generation_follows_the_service_setting(gnome_keyring: GnomeKeyring) -> None:
+    OsKeyringProvider(KeyringSettings(service="other-app")).record_generation("alice", 4)
+    assert gnome_keyring.secret_tool_lookup(service="other-app", username="alice:generation")
+    assert OsKeyringProvider().recorded_generation("alice") is None
+
+
+def test_destroy_erases_the_generation_after_the_kek(gnome_keyring: GnomeKeyring) -> None:
+    provider = OsKeyringProvider()
+    provider.wrap(SECRET, CONTEXT)
+    provider.record_generation("alice", 5)
+    provider.record_generation("bob", 6)
+    provider.destroy("alice")
+    assert gnome_keyring.secret_tool_lookup(service="strongroom", username="alice:kek") is None
+    assert gnome_keyring.secret_tool_lookup(**GENERATION_ITEM) is None
+    assert provider.recorded_generation("bob") == 6
+    provider.destroy("alice")  # both absent: quiet
+
+
+@pytest.mark.parametrize(
+    "stored", ["x", "-1", "1.5", " 3", "3 ", "0x10", "\u0663", "9" * 20], ids=repr
+)
+def test_a_malformed_generation_is_an_integrity_error(
+    gnome_keyring: GnomeKeyring, stored: str
+) -> None:
+    done = gnome_keyring.run(
+        "secret-tool",
+        "store",
+        "--label=planted",
+        "service",
+        "strongroom",
+        "username",
+        "alice:generation",
+        stdin=stored.encode(),
+    )
+    assert done.returncode == 0, done.stderr
+    provider = OsKeyringProvider()
+    with pytest.raises(
+        IntegrityError, match="'alice:generation' does not hold a key-record"
+    ) as caught:
+        provider.recorded_generation("alice")
+    assert "\n" not in str(caught.value)
+    # Recording never overwrites what it cannot compare: fail closed.
+    with pytest.raises(IntegrityError):
+        provider.record_generation("alice", 10**6)
+    assert gnome_keyring.secret_tool_lookup(**GENERATION_ITEM) == stored.encode()
+
+
 def test_a_locked_keyring_raises_key_locked(gnome_keyring: GnomeKeyring) -> None:
     provider = OsKeyringProvider()
     blob = provider.wrap(SECRET, CONTEXT)
+    provider.record_generation("alice", 1)
     gnome_keyring.lock()
     assert gnome_keyring.is_locked()
 
@@ -212,6 +300,8 @@ def test_a_locked_keyring_raises_key_locked(gnome_keyring: GnomeKeyring) -> None
             lambda: provider.unwrap(blob, CONTEXT),
             lambda: provider.wrap(SECRET, CONTEXT),
             lambda: provider.destroy("alice"),
+            lambda: provider.record_generation("alice", 2),
+            lambda: provider.recorded_generation("alice"),
         ):
             with pytest.raises(KeyLockedError, match="locked; unlock it and retry") as caught:
                 attempt()
@@ -251,6 +341,8 @@ def test_no_dbus_session_is_unreachable(dead_bus: Path) -> None:
         lambda: provider.wrap(SECRET, CONTEXT),
         lambda: provider.unwrap(b"SRKR\x01" + bytes(40), CONTEXT),
         lambda: provider.destroy("alice"),
+        lambda: provider.record_generation("alice", 1),
+        lambda: provider.recorded_generation("alice"),
     ):
         with pytest.raises(ProviderUnreachableError, match="no OS keyring service is reachable"):
             attempt()
@@ -287,6 +379,10 @@ def test_a_plaintext_grade_backend_is_never_used() -> None:
         provider.unwrap(b"SRKR\x01" + bytes(40), CONTEXT)
     with pytest.raises(ProviderUnreachableError):
         provider.destroy("alice")
+    with pytest.raises(ProviderUnreachableError):
+        provider.record_generation("alice", 1)
+    with pytest.raises(ProviderUnreachableError):
+        provider.recorded_generation("alice")
     assert weak.calls == []
     assert weak.items == {}
 
@@ -364,9 +460,24 @@ def test_library_errors_are_translated() -> None:
         (RuntimeError("dbus"), ProviderUnreachableError, "failed: RuntimeError"),
     ]
     for error, expected, message in cases:
-        with pytest.raises(expected, match=message) as caught:
-            dict_provider(Failing(error)).unwrap(b"SRKR\x01" + bytes(40), CONTEXT)
-        assert caught.value.__cause__ is error
+        provider = dict_provider(Failing(error))
+        for call in (
+            partial(provider.unwrap, b"SRKR\x01" + bytes(40), CONTEXT),
+            partial(provider.record_generation, "alice", 1),
+            partial(provider.recorded_generation, "alice"),
+        ):
+            with pytest.raises(expected, match=message) as caught:
+                call()
+            assert caught.value.__cause__ is error
+
+
+def test_a_generation_the_backend_did_not_keep_is_unreachable() -> None:
+    class Forgetful(DictKeyring):
+        def set_password(self, service: str, username: str, password: str) -> None:
+            self.calls.append("set")  # says yes, keeps nothing
+
+    with pytest.raises(ProviderUnreachableError, match="did not keep the key-record generation"):
+        dict_provider(Forgetful()).record_generation("alice", 3)
 
 
 def test_destroy_of_an_absent_kek_is_quiet() -> None:

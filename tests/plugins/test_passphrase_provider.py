@@ -33,11 +33,15 @@ from strongroom.errors import (
     StrongroomError,
     UnlockFailedError,
 )
-from strongroom.key_provider import WrapContext
+from strongroom.key_provider import KeyProvider, WrapContext
+from strongroom.settings import SecretRef
+from strongroom.testing import KeyProviderContract
 from strongroom_plugins.providers import passphrase as passphrase_module
 from strongroom_plugins.providers.passphrase import (
     COMMAND_VARIABLE,
     FILE_VARIABLE,
+    NEW_COMMAND_VARIABLE,
+    NEW_FILE_VARIABLE,
     PassphraseProvider,
     PassphraseRequest,
     PassphraseSettings,
@@ -47,12 +51,14 @@ SMALL = PassphraseSettings(memory_kib=19456, iterations=2, lanes=1)
 SECRET = b"\x00master key bytes\xff"
 CONTEXT = WrapContext("alice", "master", 1)
 PASSPHRASE = "correct horse battery staple"  # noqa: S105 - the test passphrase
+NEW_PASSPHRASE = "a new horse for a new stable"  # noqa: S105
+VARIABLES = (FILE_VARIABLE, COMMAND_VARIABLE, NEW_FILE_VARIABLE, NEW_COMMAND_VARIABLE)
 
 
 @pytest.fixture(autouse=True)
 def no_passphrase_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(FILE_VARIABLE, raising=False)
-    monkeypatch.delenv(COMMAND_VARIABLE, raising=False)
+    for variable in VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
 
 
 def fixed(
@@ -186,6 +192,132 @@ def test_an_empty_passphrase_is_refused(tmp_path: Path, monkeypatch: pytest.Monk
         PassphraseProvider(SMALL).wrap(SECRET, CONTEXT)
 
 
+@pytest.mark.parametrize(
+    ("content", "passphrase"),
+    [
+        (b"pass word\r\n", "pass word"),  # saved on Windows
+        (b"pass word\n", "pass word"),
+        (b"pass word", "pass word"),
+        (b" pass word \r\n", " pass word "),  # other whitespace is part of it
+        (b"pass word\t\n", "pass word\t"),
+        (b"pass word\r", "pass word\r"),  # a lone CR is not a line ending
+        (b"pass word\r\n\r\n", "pass word\r\n"),  # exactly one line ending goes
+        (b"pass word\n\n", "pass word\n"),
+    ],
+    ids=["crlf", "lf", "none", "spaces", "tab", "cr", "two-crlf", "two-lf"],
+)
+def test_a_file_loses_exactly_one_line_ending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, passphrase: str
+) -> None:
+    monkeypatch.setenv(FILE_VARIABLE, str(private_file(tmp_path / "passphrase", content)))
+    blob = PassphraseProvider(SMALL).wrap(SECRET, CONTEXT)
+    assert PassphraseProvider(SMALL, passphrase=fixed(passphrase)).unwrap(blob, CONTEXT) == SECRET
+
+
+def test_a_command_printing_crlf_gives_the_same_passphrase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "crlf.py"
+    script.write_text(f"import sys; sys.stdout.buffer.write({PASSPHRASE.encode()!r} + b'\\r\\n')\n")
+    monkeypatch.setenv(COMMAND_VARIABLE, shlex.join([sys.executable, str(script)]))
+    blob = PassphraseProvider(SMALL).wrap(SECRET, CONTEXT)
+    assert PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE)).unwrap(blob, CONTEXT) == SECRET
+
+
+# -- changing the passphrase -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["file", "command"])
+def test_a_change_reads_the_new_passphrase_from_its_own_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheme: str
+) -> None:
+    monkeypatch.setenv(FILE_VARIABLE, str(private_file(tmp_path / "old", PASSPHRASE.encode())))
+    if scheme == "file":
+        new = private_file(tmp_path / "new", NEW_PASSPHRASE.encode() + b"\r\n")
+        monkeypatch.setenv(NEW_FILE_VARIABLE, str(new))
+    else:
+        script = tmp_path / "new.py"
+        script.write_text(f"print({NEW_PASSPHRASE!r})\n")
+        monkeypatch.setenv(NEW_COMMAND_VARIABLE, shlex.join([sys.executable, str(script)]))
+    provider = PassphraseProvider(SMALL)
+    old_blob = provider.wrap(SECRET, CONTEXT)  # a wrap that is not a change: the old one
+    assert provider.unwrap(old_blob, CONTEXT) == SECRET  # the old one still unlocks meanwhile
+
+    new_blob = provider.rewrap(SECRET, CONTEXT)
+    typed_new = PassphraseProvider(SMALL, passphrase=fixed(NEW_PASSPHRASE))
+    assert typed_new.unwrap(new_blob, CONTEXT) == SECRET
+    with pytest.raises(UnlockFailedError, match="wrong passphrase"):
+        PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE)).unwrap(new_blob, CONTEXT)
+    with pytest.raises(UnlockFailedError, match="wrong passphrase"):
+        typed_new.unwrap(old_blob, CONTEXT)
+
+
+def test_a_change_without_a_new_passphrase_is_refused_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = private_file(tmp_path / "old", PASSPHRASE.encode())
+    monkeypatch.setenv(FILE_VARIABLE, str(old))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(PASSPHRASE))  # not a TTY: never read
+    configured = PassphraseSettings(
+        memory_kib=19456, iterations=2, lanes=1, passphrase=SecretRef("file", str(old))
+    )
+    # The current passphrase is at hand from the variable or the setting; neither is taken.
+    for provider in (PassphraseProvider(SMALL), PassphraseProvider(configured)):
+        with pytest.raises(KeyLockedError) as caught:
+            provider.rewrap(SECRET, CONTEXT)
+        assert str(caught.value) == (
+            f"no new passphrase available: set {NEW_FILE_VARIABLE} or {NEW_COMMAND_VARIABLE}, "
+            "or run on a terminal to be asked; the passphrase was not changed"
+        )
+        assert caught.value.exit_code == 4
+
+
+def test_the_new_passphrase_setting_comes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new = private_file(tmp_path / "new", NEW_PASSPHRASE.encode())
+    elsewhere = private_file(tmp_path / "elsewhere", b"from the environment")
+    monkeypatch.setenv(NEW_FILE_VARIABLE, str(elsewhere))
+    settings = PassphraseSettings(
+        memory_kib=19456, iterations=2, lanes=1, new_passphrase=SecretRef("file", str(new))
+    )
+    blob = PassphraseProvider(settings).rewrap(SECRET, CONTEXT)
+    typed_new = PassphraseProvider(SMALL, passphrase=fixed(NEW_PASSPHRASE))
+    assert typed_new.unwrap(blob, CONTEXT) == SECRET
+    with pytest.raises(ValidationError):  # a literal is refused like any secret setting
+        PassphraseSettings.model_validate({"new_passphrase": NEW_PASSPHRASE})
+
+
+def test_an_injected_source_is_told_it_is_a_change() -> None:
+    calls: list[PassphraseRequest] = []
+    provider = PassphraseProvider(SMALL, passphrase=fixed(NEW_PASSPHRASE, calls))
+    provider.rewrap(SECRET, CONTEXT)
+    assert calls == [PassphraseRequest(CONTEXT, new=True, change=True)]
+    with pytest.raises(UnlockFailedError, match="empty passphrase"):
+        PassphraseProvider(SMALL, passphrase=fixed("")).rewrap(SECRET, CONTEXT)
+
+
+def test_a_bad_new_passphrase_file_is_refused_by_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = private_file(tmp_path / "new", NEW_PASSPHRASE.encode(), 0o644)
+    monkeypatch.setenv(NEW_FILE_VARIABLE, str(path))
+    with pytest.raises(SecretSourceError, match=rf"^{NEW_FILE_VARIABLE}: .*chmod 600") as caught:
+        PassphraseProvider(SMALL).rewrap(SECRET, CONTEXT)
+    assert NEW_PASSPHRASE not in error_text(caught.value)
+
+
+class TestPassphraseProviderContract(KeyProviderContract):
+    """The shared provider contract; a passphrase has no root to erase and keeps no state."""
+
+    refusal = UnlockFailedError  # a wrong passphrase and an altered blob look alike
+    destroys_root = False
+    keeps_generation = False
+
+    def make_provider(self) -> KeyProvider:
+        return PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE))
+
+
 # -- the terminal ----------------------------------------------------------------------------
 
 CHILD = r"""
@@ -264,6 +396,50 @@ def test_the_terminal_prompt_asks_twice_for_a_new_wrap_without_echo() -> None:
         child.wait()
         os.close(master)
     assert b"typed secretly" not in terminal.transcript  # echo was off
+
+
+CHANGE_CHILD = r"""
+import fcntl, os, sys, termios
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+from strongroom.key_provider import WrapContext
+from strongroom_plugins.providers.passphrase import PassphraseProvider, PassphraseSettings
+
+provider = PassphraseProvider(PassphraseSettings(memory_kib=19456, iterations=2, lanes=1))
+context = WrapContext("alice", "master", 1)
+blob = provider.rewrap(b"pty secret", context)
+os.environ["STRONGROOM_PASSPHRASE_FILE"] = sys.argv[1]  # unwrap with the file, not the terminal
+print("UNWRAPPED", provider.unwrap(blob, context).decode(), flush=True)
+"""
+
+
+def test_the_terminal_asks_twice_for_a_new_passphrase(tmp_path: Path) -> None:
+    typed = private_file(tmp_path / "typed", b"typed secretly 4")
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
+    env[FILE_VARIABLE] = str(private_file(tmp_path / "old", PASSPHRASE.encode()))
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHANGE_CHILD, str(typed)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        env=env,
+    )
+    os.close(slave)
+    terminal = Terminal(master)
+    try:
+        # The current passphrase's variable is set, but a change never takes it.
+        terminal.expect(b"New passphrase for 'alice' (master): ")
+        terminal.type("typed secretly 4")
+        terminal.expect(b"Repeat the passphrase: ")
+        terminal.type("typed secretly 4")
+        terminal.expect(b"UNWRAPPED pty secret")
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
+        child.wait()
+        os.close(master)
+    assert b"typed secretly" not in terminal.transcript
 
 
 # -- the wrap --------------------------------------------------------------------------------
@@ -439,6 +615,8 @@ def test_repr_and_state_hold_no_passphrase(tmp_path: Path, monkeypatch: pytest.M
     state = repr(vars(provider))
     assert PASSPHRASE not in state
     assert "caller" in repr(PassphraseProvider(passphrase=fixed(PASSPHRASE)))
+    configured = PassphraseSettings(passphrase=SecretRef("file", str(tmp_path / "p")))
+    assert repr(PassphraseProvider(configured)).endswith(f"passphrase from file:{tmp_path}/p>")
     assert PASSPHRASE not in repr(PassphraseProvider(passphrase=fixed(PASSPHRASE)))
 
 

@@ -304,9 +304,13 @@ class KeyAccess(Closeable):
         except KeyError:
             raise UsageError(f"no [key_providers.{name}] is configured") from None
 
-    def _wrap_master(self, name: str, master: Secret, version: int) -> ProviderWrap:
+    def _wrap_master(
+        self, name: str, master: Secret, version: int, *, afresh: bool = False
+    ) -> ProviderWrap:
+        """``master`` wrapped by provider ``name``; ``afresh``: under a new root secret."""
         provider = self._provider(name)
-        blob = provider.wrap(bytes(master.view()), WrapContext(self.account, MASTER, version))
+        wrap = provider.rewrap if afresh else provider.wrap
+        blob = wrap(bytes(master.view()), WrapContext(self.account, MASTER, version))
         return ProviderWrap(use=self._provider_backends.get(name, "?"), blob=blob)
 
     def _seal_data_key(self, purpose: str, version: int, material: Secret) -> bytes:

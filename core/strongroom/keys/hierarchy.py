@@ -127,11 +127,15 @@ class AccountKeys(KeyAccess):
         )
         return new
 
-    def rotate_master(self) -> int:
+    def rotate_master(self, *, rewrap: str | None = None) -> int:
         """Replace the master key; re-wrap every live data key and every provider wrap.
 
-        Data is not touched.  Returns the new master version.
+        Data is not touched.  Returns the new master version.  ``rewrap``
+        names a provider to wrap the new master key for afresh (a new
+        passphrase), so a passphrase change and a master rotation are one
+        atomic write.
 
+        :raises UsageError: ``rewrap`` does not wrap the account.
         :raises strongroom.errors.KeyLockedError: the account is locked.
         :raises strongroom.errors.KeyUnavailableError: a provider cannot wrap;
             nothing was changed.
@@ -149,9 +153,15 @@ class AccountKeys(KeyAccess):
                         for number, entry in keyset.versions.items()
                         if entry.wrapped is not None
                     }
+                    if rewrap is not None and rewrap not in record.wraps:
+                        raise UsageError(
+                            f"provider {rewrap!r} does not wrap account {self.account!r}"
+                        )
                     new_version = record.master_version + 1
                     wraps = {
-                        name: self._wrap_master(name, new_master, new_version)
+                        name: self._wrap_master(
+                            name, new_master, new_version, afresh=name == rewrap
+                        )
                         for name in record.wraps
                     }
                     self._session.switch(new_master, new_version)
@@ -191,7 +201,9 @@ class AccountKeys(KeyAccess):
         """
         with self._guard, self._changing() as record:
             master = self._session.master_key()
-            record.wraps[provider] = self._wrap_master(provider, master, record.master_version)
+            record.wraps[provider] = self._wrap_master(
+                provider, master, record.master_version, afresh=provider in record.wraps
+            )
 
     def remove_provider(self, provider: str) -> None:
         """Stop ``provider`` wrapping the master key and erase its root for this account.

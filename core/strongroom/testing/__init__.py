@@ -14,16 +14,24 @@ Subclass a contract in your own tests (pytest is required)::
         def open_store(self, binding):
             return MyStore(binding=binding)
 
-:class:`MemoryKeyProvider` is a key provider for tests only: it keeps its
-key in memory and no config can select it.
+    from strongroom.testing import KeyProviderContract
+
+    class TestMyProvider(KeyProviderContract):
+        def make_provider(self):
+            return MyProvider()
+
+:class:`MemoryKeyProvider` is the key provider for tests: it keeps its keys
+in memory, can be told to refuse or fail, and no config can select it.
 """
 
 from strongroom.testing.cipher_suite import CipherSuiteContract, KnownAnswer
+from strongroom.testing.key_provider import KeyProviderContract
 from strongroom.testing.providers import MemoryKeyProvider
 from strongroom.testing.store import StoreContract, make_account_keys
 
 __all__ = [
     "CipherSuiteContract",
+    "KeyProviderContract",
     "KnownAnswer",
     "MemoryKeyProvider",
     "StoreContract",

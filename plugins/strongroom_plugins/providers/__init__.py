@@ -9,6 +9,8 @@
     the ``keyring`` extra).
 
 Both seal the secret with AES-256-GCM in the envelope described in
-:mod:`strongroom_plugins.providers._wrapping`.  This package imports none of
+:mod:`strongroom_plugins.providers._wrapping`.  Only ``keyring`` keeps the
+key record's generation beside its root, and so protects against a key
+record rolled back; ``passphrase`` keeps no state.  This package imports none of
 its modules, so loading one provider never imports the other's library.
 """

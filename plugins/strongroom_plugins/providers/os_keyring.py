@@ -7,10 +7,10 @@ For each account the OS keyring holds one random 256-bit key-encryption key
 (KEK), base64-encoded, as the item ``(service, f"{account}:kek")``; the
 service is the ``service`` setting (``"strongroom"`` by default).  ``wrap``
 creates the item when it is missing; ``unwrap`` only reads it; ``destroy``
-deletes it, after which nothing this provider wrapped for the account can be
-recovered through it (crypto-shredding).  The wrapped secret itself never
-enters the keyring: only the blob, which is worthless without the KEK, is
-returned.
+deletes it (and the generation item below), after which nothing this
+provider wrapped for the account can be recovered through it
+(crypto-shredding).  The wrapped secret itself never enters the keyring:
+only the blob, which is worthless without the KEK, is returned.
 
 Wrap blob, version 1::
 
@@ -24,6 +24,25 @@ Wrap blob, version 1::
 
 A failed tag (an altered blob, another context, or a KEK replaced since the
 wrap) raises the detail-free :class:`~strongroom.errors.AuthenticationError`.
+
+**Rollback protection.**  Beside the KEK the keyring keeps the key record's
+generation, the count of its writes, as a second item
+``(service, f"{account}:generation")`` holding the number in decimal.
+:meth:`~OsKeyringProvider.record_generation` only ever raises it (read,
+compare, write, read back); the key hierarchy refuses a key record older
+than it, such as a backup copied back over the data directory to revive
+destroyed keys.  A separate item rather than a field of the KEK's: the KEK
+item is written once and never rewritten, so keeping a counter can neither
+corrupt nor replace a KEK, and blobs and KEKs keep the same format.  A value
+that is not a decimal number raises :class:`~strongroom.errors.IntegrityError`
+naming the item; deleting that item (``secret-tool clear service strongroom
+username alice:generation``) gives up the protection until the next write.
+The protection holds only while the keyring is not rolled back with the data:
+a backup that holds the login keyring as well (GNOME's ``login.keyring``,
+macOS's login keychain) restores both.  The passphrase provider keeps no
+state and gives none.  Items are named by service and account only, so two
+stacks that use the same account name on one machine must set different
+``service`` values, or they share one KEK and one generation.
 
 **Backend choice.**  The backend is ``keyring.get_keyring()`` (or one given
 to the constructor), checked on every call: a backend whose ``priority`` is
@@ -59,6 +78,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
@@ -87,13 +107,15 @@ from strongroom_plugins.providers._wrapping import (
     wipe,
 )
 
-__all__ = ["KeyringSettings", "OsKeyringProvider", "kek_username"]
+__all__ = ["KeyringSettings", "OsKeyringProvider", "generation_username", "kek_username"]
 
 MAGIC: Final = b"SRKR"
 VERSION: Final = 1
 PREFIX_SIZE: Final = len(MAGIC) + 1
 #: keyring's own advice: a priority of 1 or more is a recommended backend.
 MIN_PRIORITY: Final = 1.0
+#: A kept generation: a decimal number, ASCII digits only, at most 19 of them (fits u63).
+_GENERATION = re.compile(r"[0-9]{1,19}")
 
 
 class KeyringSettings(BackendSettings):
@@ -107,13 +129,18 @@ def kek_username(account: str) -> str:
     return f"{account}:kek"
 
 
+def generation_username(account: str) -> str:
+    """The keyring user name under which ``account``'s key-record generation is kept."""
+    return f"{account}:generation"
+
+
 def _describe(backend: KeyringBackend) -> str:
     kind = type(backend)
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
 class OsKeyringProvider(KeyProvider):
-    """Wraps under a random per-account KEK kept in the OS keyring.
+    """Wraps under a random per-account KEK kept in the OS keyring, with the record's generation.
 
     :param settings: the keyring service name.
     :param backend: a keyring backend to use instead of ``keyring.get_keyring()``;
@@ -173,21 +200,73 @@ class OsKeyringProvider(KeyProvider):
             wipe(kek)
 
     def destroy(self, account: str) -> None:
-        """Delete the account's KEK from the OS keyring; nothing happens if it is absent.
+        """Delete the account's KEK, then its generation; nothing happens for an absent item.
 
         :raises strongroom.errors.KeyLockedError: the OS keyring is locked.
         :raises strongroom.errors.ProviderUnreachableError: no acceptable keyring
             backend or service is reachable, or it refused the deletion.
         """
         backend = self._backend()
-        username = kek_username(account)
         with _translated(backend):
-            try:
-                backend.delete_password(self.service, username)
-            except PasswordDeleteError:
-                # keyring reports a missing item this way; anything else is a failure.
-                if backend.get_password(self.service, username) is not None:
-                    raise
+            # The KEK first: once it is gone, the account is shredded whatever follows.
+            for username in (kek_username(account), generation_username(account)):
+                try:
+                    backend.delete_password(self.service, username)
+                except PasswordDeleteError:
+                    # keyring reports a missing item this way; anything else is a failure.
+                    if backend.get_password(self.service, username) is not None:
+                        raise
+
+    def record_generation(self, account: str, generation: int) -> None:
+        """Raise the generation kept for ``account`` to ``generation``; never lower it.
+
+        :raises strongroom.errors.KeyLockedError: the OS keyring is locked.
+        :raises strongroom.errors.ProviderUnreachableError: no acceptable keyring
+            backend or service is reachable, or it did not keep the value.
+        :raises strongroom.errors.IntegrityError: the kept value is malformed; it
+            is left as it is.
+        """
+        if generation < 0:
+            raise ValueError("a key-record generation is not negative")
+        backend = self._backend()
+        username = generation_username(account)
+        with _translated(backend):
+            kept = self._generation(backend, account, backend.get_password(self.service, username))
+            if kept is not None and kept >= generation:
+                return
+            backend.set_password(self.service, username, str(generation))
+            kept = self._generation(backend, account, backend.get_password(self.service, username))
+        if kept is None or kept < generation:
+            raise ProviderUnreachableError(
+                f"{self._where(backend)} did not keep the key-record generation for {account!r}"
+            )
+
+    def recorded_generation(self, account: str) -> int | None:
+        """The generation kept for ``account``, or ``None`` when the keyring holds none.
+
+        :raises strongroom.errors.KeyLockedError: the OS keyring is locked.
+        :raises strongroom.errors.ProviderUnreachableError: no acceptable keyring
+            backend or service is reachable.
+        :raises strongroom.errors.IntegrityError: the kept value is malformed.
+        """
+        backend = self._backend()
+        with _translated(backend):
+            stored = backend.get_password(self.service, generation_username(account))
+        return self._generation(backend, account, stored)
+
+    def _generation(self, backend: KeyringBackend, account: str, stored: str | None) -> int | None:
+        """Parse a kept value: anything but ASCII digits is refused, never guessed at."""
+        if stored is None:
+            return None
+        if _GENERATION.fullmatch(stored) is None:
+            raise IntegrityError(
+                f"{self._where(backend)}: the item {generation_username(account)!r} does not "
+                "hold a key-record generation (a decimal number)"
+            )
+        return int(stored)
+
+    def _where(self, backend: KeyringBackend) -> str:
+        return f"the OS keyring ({_describe(backend)}), service {self.service!r}"
 
     def _kek(self, account: str, *, create: bool) -> bytearray:
         backend = self._backend()
@@ -201,7 +280,7 @@ class OsKeyringProvider(KeyProvider):
                 backend.set_password(self.service, username, encoded)
                 # Read back: if another process created the item meanwhile, use its KEK.
                 stored = backend.get_password(self.service, username)
-        where = f"the OS keyring ({_describe(backend)}), service {self.service!r}"
+        where = self._where(backend)
         if stored is None:
             if create:
                 raise ProviderUnreachableError(f"{where} did not keep the new KEK for {account!r}")

@@ -3,25 +3,49 @@
 The root of trust is the user's passphrase.  Each wrap draws a fresh salt,
 derives a 256-bit key-encryption key (KEK) from the passphrase with Argon2id
 (RFC 9106) and seals the secret with AES-256-GCM.  Nothing is cached, on
-disk or in memory: every wrap and unwrap asks for the passphrase again.
+disk or in memory: every wrap and unwrap reads the passphrase once, afresh.
 
 Where the passphrase comes from, first match wins:
 
-1. ``STRONGROOM_PASSPHRASE_FILE``: a file readable by its owner only (mode
-   0600 or stricter; one trailing newline is dropped);
-2. ``STRONGROOM_PASSPHRASE_COMMAND``: the standard output of a program, run
+1. the ``passphrase`` setting, a secret reference (``file:``, ``env:``,
+   ``command:``);
+2. ``STRONGROOM_PASSPHRASE_FILE``: a file readable by its owner only (mode
+   0600 or stricter);
+3. ``STRONGROOM_PASSPHRASE_COMMAND``: the standard output of a program, run
    without a shell (``pass show strongroom``, a password manager's CLI);
-3. a prompt on the terminal (``getpass``, no echo), only when standard
+4. a prompt on the terminal (``getpass``, no echo), only when standard
    input is a TTY; a new wrap asks twice and compares;
-4. otherwise :class:`~strongroom.errors.KeyLockedError`, whose one line says
+5. otherwise :class:`~strongroom.errors.KeyLockedError`, whose one line says
    to set one of the two variables.
 
-There is deliberately no command-line option: arguments are visible to every
-user through ``ps``.  A library caller can supply its own source instead
+A file or command output loses exactly one trailing line ending (``\\n`` or
+``\\r\\n``); any other whitespace is part of the passphrase.  There is
+deliberately no command-line option: arguments are visible to every user
+through ``ps``.  A library caller can supply its own source instead
 (``PassphraseProvider(passphrase=ask_in_my_gui)``, see
 :class:`PassphraseRequest`).  An empty passphrase is refused.  Text is
 normalised to Unicode NFC before UTF-8 encoding, so the same passphrase
 typed on different systems, or read from a file, derives the same key.
+
+**Changing the passphrase.**  :meth:`PassphraseProvider.rewrap` wraps afresh
+for an account this provider already wraps, under a *new* passphrase, read
+from its own sources so that the old one can still unlock the account in
+the same run: the ``new_passphrase`` setting, then
+``STRONGROOM_NEW_PASSPHRASE_FILE``, then ``STRONGROOM_NEW_PASSPHRASE_COMMAND``,
+then a prompt ("New passphrase for ...", asked twice); with none of them,
+:class:`~strongroom.errors.KeyLockedError`.  It never falls back to the
+current passphrase: a change that silently kept it would mislead.  A change
+re-wraps the *same* master key, so an old copy of the key record (a backup)
+still opens with the old passphrase, and yields every data key that copy
+holds, including those that encrypt data written after the change.
+Replacing the master key and the data keys as well puts data written
+afterwards out of that copy's reach, and re-encrypting moves existing data
+there too.
+
+**Rollback.**  The provider keeps no state, so it records no key-record
+generation (:meth:`~strongroom.key_provider.KeyProvider.record_generation`
+is the default no-op) and gives no protection against a restored older key
+record; pair it with the ``keyring`` provider for that.
 
 Wrap blob, version 1 (all integers big-endian)::
 
@@ -92,6 +116,8 @@ from strongroom_plugins.providers._wrapping import (
 __all__ = [
     "COMMAND_VARIABLE",
     "FILE_VARIABLE",
+    "NEW_COMMAND_VARIABLE",
+    "NEW_FILE_VARIABLE",
     "PassphraseProvider",
     "PassphraseRequest",
     "PassphraseSettings",
@@ -101,6 +127,8 @@ __all__ = [
 
 FILE_VARIABLE: Final = "STRONGROOM_PASSPHRASE_FILE"
 COMMAND_VARIABLE: Final = "STRONGROOM_PASSPHRASE_COMMAND"
+NEW_FILE_VARIABLE: Final = "STRONGROOM_NEW_PASSPHRASE_FILE"
+NEW_COMMAND_VARIABLE: Final = "STRONGROOM_NEW_PASSPHRASE_COMMAND"
 
 #: OWASP's smallest recommended Argon2id configuration is 19 MiB with 2 passes.
 MIN_MEMORY_KIB: Final = 19456
@@ -119,6 +147,10 @@ _NO_SOURCE = (
     f"no passphrase available: set {FILE_VARIABLE} or {COMMAND_VARIABLE}, "
     "or run on a terminal to be asked"
 )
+_NO_NEW_SOURCE = (
+    f"no new passphrase available: set {NEW_FILE_VARIABLE} or {NEW_COMMAND_VARIABLE}, "
+    "or run on a terminal to be asked; the passphrase was not changed"
+)
 
 
 class PassphraseSettings(BackendSettings):
@@ -136,6 +168,11 @@ class PassphraseSettings(BackendSettings):
         description="where the passphrase comes from (env:, file:, command:); "
         f"default: ${FILE_VARIABLE}, ${COMMAND_VARIABLE}, then a prompt",
     )
+    new_passphrase: SecretRef | None = Field(
+        None,
+        description="where a changed passphrase comes from, read only to wrap afresh; "
+        f"default: ${NEW_FILE_VARIABLE}, ${NEW_COMMAND_VARIABLE}, then a prompt",
+    )
 
 
 @dataclass(frozen=True)
@@ -146,6 +183,9 @@ class PassphraseRequest:
     context: WrapContext
     #: ``True`` for a new wrap: an interactive source should ask twice and compare.
     new: bool
+    #: ``True`` when the passphrase is being changed (:meth:`PassphraseProvider.rewrap`):
+    #: answer with the *new* passphrase, never the current one.
+    change: bool = False
 
 
 #: Returns the passphrase as text or bytes, or raises a
@@ -156,13 +196,21 @@ PassphraseSource = Callable[[PassphraseRequest], str | bytes]
 def read_passphrase(request: PassphraseRequest) -> bytes:
     """The default source: the file variable, the command variable, else a TTY prompt.
 
+    A change (``request.change``) reads the ``NEW_`` variables instead and
+    prompts for a new passphrase; it never falls back to the current one.
+
     :raises strongroom.errors.SecretSourceError: the variable names a file that
         is missing or readable by others, or a command that failed.
     :raises strongroom.errors.UnlockFailedError: the two passphrases typed differ.
     :raises strongroom.errors.KeyLockedError: no variable is set and standard
         input is not a terminal, or the prompt got end-of-file.
     """
-    for variable, scheme in ((FILE_VARIABLE, "file"), (COMMAND_VARIABLE, "command")):
+    file_variable, command_variable = (
+        (NEW_FILE_VARIABLE, NEW_COMMAND_VARIABLE)
+        if request.change
+        else (FILE_VARIABLE, COMMAND_VARIABLE)
+    )
+    for variable, scheme in ((file_variable, "file"), (command_variable, "command")):
         target = os.environ.get(variable, "").strip()
         if target:
             try:
@@ -170,8 +218,18 @@ def read_passphrase(request: PassphraseRequest) -> bytes:
             except SecretSourceError as exc:
                 raise SecretSourceError(f"{variable}: {exc}") from None
     if not _stdin_is_tty():
-        raise KeyLockedError(_NO_SOURCE)
+        raise KeyLockedError(_NO_NEW_SOURCE if request.change else _NO_SOURCE)
     return _prompt(request).encode()
+
+
+def _configured(current: SecretRef | None, new: SecretRef | None) -> PassphraseSource:
+    """The settings' references first (``new`` for a change), else :func:`read_passphrase`."""
+
+    def source(request: PassphraseRequest) -> bytes:
+        reference = new if request.change else current
+        return reference.resolve() if reference is not None else read_passphrase(request)
+
+    return source
 
 
 def _stdin_is_tty() -> bool:
@@ -184,8 +242,9 @@ def _stdin_is_tty() -> bool:
 def _prompt(request: PassphraseRequest) -> str:
     context = request.context
     where = f"{context.account!r} ({context.purpose})"
+    kind = "New passphrase" if request.change else "Passphrase"
     try:
-        first = getpass.getpass(f"Passphrase for {where}: ")
+        first = getpass.getpass(f"{kind} for {where}: ")
         if request.new and first:
             again = getpass.getpass("Repeat the passphrase: ")
             if not hmac.compare_digest(first.encode(), again.encode()):
@@ -225,9 +284,11 @@ class PassphraseProvider(KeyProvider):
     """Wraps under a KEK derived from the user's passphrase with Argon2id.
 
     :param settings: Argon2id cost for new wraps.
-    :param passphrase: where the passphrase comes from; by default the
-        ``passphrase`` setting if set, else :func:`read_passphrase`
-        (environment variables, else a TTY prompt).
+    :param passphrase: where the passphrase comes from, for every request
+        (a change included: see :attr:`PassphraseRequest.change`); by
+        default the ``passphrase`` setting (``new_passphrase`` for a change)
+        if set, else :func:`read_passphrase` (environment variables, else a
+        TTY prompt).
     """
 
     Settings = PassphraseSettings
@@ -249,11 +310,12 @@ class PassphraseProvider(KeyProvider):
         self._params: PassphraseSettings = (
             settings if settings is not None else PassphraseSettings()
         )
-        configured = self._params.passphrase
-        if passphrase is None and configured is not None:
-            passphrase = lambda _request: configured.resolve()  # noqa: E731
-        self._source: PassphraseSource = passphrase if passphrase is not None else read_passphrase
         self._custom_source = passphrase is not None
+        self._source: PassphraseSource = (
+            passphrase
+            if passphrase is not None
+            else _configured(self._params.passphrase, self._params.new_passphrase)
+        )
 
     def wrap(self, secret: bytes, context: WrapContext) -> bytes:
         """Seal ``secret`` under a KEK derived from the passphrase and a fresh salt.
@@ -264,7 +326,26 @@ class PassphraseProvider(KeyProvider):
         :raises strongroom.errors.SecretSourceError: the passphrase file or
             command named by the environment cannot be used.
         """
-        passphrase = self._passphrase(context, new=True)
+        return self._seal(secret, context, self._passphrase(context, new=True))
+
+    def rewrap(self, secret: bytes, context: WrapContext) -> bytes:
+        """Seal ``secret`` under a *new* passphrase: change the passphrase of ``context``'s account.
+
+        For an account this provider already wraps.  The new passphrase comes
+        from the change sources (the ``new_passphrase`` setting,
+        ``STRONGROOM_NEW_PASSPHRASE_FILE``, ``STRONGROOM_NEW_PASSPHRASE_COMMAND``,
+        a prompt), never from those that give the current one, so the
+        current one can still unlock in the same run.
+
+        :raises strongroom.errors.KeyLockedError: no new-passphrase source is available.
+        :raises strongroom.errors.UnlockFailedError: the new passphrase is empty,
+            or the two typed at the prompt differ.
+        :raises strongroom.errors.SecretSourceError: the new passphrase's file
+            or command cannot be used.
+        """
+        return self._seal(secret, context, self._passphrase(context, new=True, change=True))
+
+    def _seal(self, secret: bytes, context: WrapContext, passphrase: bytes) -> bytes:
         params = self._params
         salt = os.urandom(SALT_SIZE)
         prefix = (
@@ -312,15 +393,22 @@ class PassphraseProvider(KeyProvider):
         finally:
             wipe(kek)
 
-    def _passphrase(self, context: WrapContext, *, new: bool) -> bytes:
-        passphrase = _normalise(self._source(PassphraseRequest(context, new)))
+    def _passphrase(self, context: WrapContext, *, new: bool, change: bool = False) -> bytes:
+        passphrase = _normalise(self._source(PassphraseRequest(context, new, change)))
         if not passphrase:
             raise UnlockFailedError(f"an empty passphrase is refused (for {context.account!r})")
         return passphrase
 
     def __repr__(self) -> str:
         params = self._params
-        source = "caller" if self._custom_source else "environment or terminal"
+        configured = params.passphrase
+        source = (
+            "caller"
+            if self._custom_source
+            else str(configured)
+            if configured is not None
+            else "environment or terminal"
+        )
         return (
             f"<PassphraseProvider argon2id memory_kib={params.memory_kib} "
             f"iterations={params.iterations} lanes={params.lanes}, passphrase from {source}>"
