@@ -25,6 +25,7 @@ from strongroom.cipher_suite import CipherSuite
 from strongroom.config import BackendChoice, Config, load_config
 from strongroom.key_provider import KeyProvider
 from strongroom.keys import AccountKeys
+from strongroom.keys.purposes import FILES
 from strongroom.settings import BackendSettings
 from strongroom.store import Store, StoreBinding
 from strongroom.transport import Transport
@@ -170,6 +171,27 @@ class Strongroom(Closeable):
                 count_objects=self._count_objects,
             )
         return self._keys
+
+    def initialise(self) -> list[str]:
+        """Create the account's keys and the keysets of every configured store.
+
+        On an account that exists already, unlock it and create only the
+        keysets of stores added to the config since.  This (with ``strongroom
+        init``) is the one place keysets are made: none is made on first use.
+        Returns the keysets created.
+
+        :raises strongroom.errors.KeyUnavailableError: a provider cannot wrap or unwrap.
+        """
+        purposes = [
+            purpose
+            for name in self.config.instances("stores")
+            for purpose in self.store(name).key_purposes
+        ]
+        if self.keys.exists():
+            self.keys.unlock()
+        else:
+            self.keys.create()
+        return self.keys.ensure(*purposes, FILES)
 
     def _count_objects(self, purpose: str, version: int) -> int | None:
         """How many objects the configured stores hold under ``purpose`` #``version``.

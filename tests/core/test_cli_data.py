@@ -15,6 +15,7 @@ Helpers here are shared with ``test_cli_keyring.py``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,14 +91,25 @@ def clean_environ(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def cli_command() -> list[str]:
+    """The installed ``strongroom`` script, or the module where it is not installed."""
+    return [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "strongroom.cli.main"]
+
+
 def strongroom(
-    *args: str | Path, env: Mapping[str, str], stdin: bytes | None = None
+    *args: str | Path,
+    env: Mapping[str, str],
+    stdin: bytes | None = None,
+    launcher: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run the CLI and check what every run promises, whatever its exit code."""
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "strongroom.cli.main"]
+    """Run the CLI and check what every run promises, whatever its exit code.
+
+    ``launcher`` is put before the command: a program that sets the scene
+    (a resource limit, another user, a closed descriptor) and runs the rest.
+    """
     feed: dict[str, Any] = {"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin}
     result = subprocess.run(
-        [*command, *map(str, args)],
+        [*launcher, *cli_command(), *map(str, args)],
         capture_output=True,
         env=dict(env),
         timeout=60,
@@ -116,6 +128,67 @@ def strongroom(
     for secret in SECRETS:
         assert secret.encode() not in result.stdout + result.stderr
     return result
+
+
+#: uid and gid of ``nobody``, which tests running as root take on so permissions count.
+NOBODY = 65534
+
+
+@dataclass(frozen=True)
+class Unprivileged:
+    """How to run a program as a user whom permission bits and ptrace rules bind.
+
+    As root, that is ``nobody`` through ``setpriv``, keeping only
+    ``CAP_DAC_READ_SEARCH`` so it can still read the interpreter under a
+    private home: it can read anything but write only what it owns.  As
+    any other user, it is that user, unchanged.
+    """
+
+    launcher: tuple[str, ...]
+    uid: int
+
+    def give(self, *paths: Path) -> None:
+        """Make ``paths``, and everything under them, the user's own."""
+        if self.uid == os.geteuid():
+            return
+        for path in paths:
+            os.chown(path, self.uid, self.uid, follow_symlinks=False)
+            for directory, subdirectories, files in os.walk(path):
+                for name in [*subdirectories, *files]:
+                    os.chown(
+                        os.path.join(directory, name), self.uid, self.uid, follow_symlinks=False
+                    )
+
+    @contextlib.contextmanager
+    def read_only(self, directory: Path) -> Iterator[None]:
+        """``directory`` cannot gain or lose entries for the user while this lasts."""
+        before = directory.stat()
+        if self.uid == os.geteuid():
+            directory.chmod(0o555)
+        else:
+            os.chown(directory, 0, 0)
+        try:
+            yield
+        finally:
+            directory.chmod(stat.S_IMODE(before.st_mode))
+            os.chown(directory, before.st_uid, before.st_gid)
+
+
+def unprivileged() -> Unprivileged:
+    """:class:`Unprivileged` for this test run; skips as root where ``setpriv`` is missing."""
+    if os.geteuid() != 0:
+        return Unprivileged((), os.geteuid())
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root, and setpriv (util-linux) is not installed")
+    launcher = (
+        "setpriv",
+        f"--reuid={NOBODY}",
+        f"--regid={NOBODY}",
+        "--clear-groups",
+        "--inh-caps=+dac_read_search",
+        "--ambient-caps=+dac_read_search",
+    )
+    return Unprivileged(launcher, NOBODY)
 
 
 def concurrently(*calls: Callable[[], Any]) -> list[Any]:
@@ -148,9 +221,15 @@ class Account:
         code: int = 0,
         stdin: bytes | None = None,
         env: Mapping[str, str] | None = None,
+        launcher: Sequence[str] = (),
     ) -> subprocess.CompletedProcess[bytes]:
         result = strongroom(
-            "--config", self.config, *args, env=self.env if env is None else env, stdin=stdin
+            "--config",
+            self.config,
+            *args,
+            env=self.env if env is None else env,
+            stdin=stdin,
+            launcher=launcher,
         )
         assert result.returncode == code, result.stderr.decode(errors="replace")
         return result
@@ -168,9 +247,10 @@ class Account:
         code: int,
         stdin: bytes | None = None,
         env: Mapping[str, str] | None = None,
+        launcher: Sequence[str] = (),
     ) -> str:
         """The one error line of a run that must fail with ``code``, without its prefix."""
-        result = self.run(*args, code=code, stdin=stdin, env=env)
+        result = self.run(*args, code=code, stdin=stdin, env=env, launcher=launcher)
         return result.stderr.decode().strip().removeprefix("strongroom: error: ")
 
     def record(self) -> dict[str, Any]:
@@ -222,7 +302,8 @@ def assert_holds_only_wrapped_keys(keys_file: Path, *secrets: bytes) -> None:
     for secret in [s.encode() for s in SECRETS] + list(secrets):
         assert secret not in raw
         assert base64.b64encode(secret) not in raw
-    blobs = [text for text in strings_in(json.loads(raw)) if len(text) >= 32]
+    record = {k: v for k, v in json.loads(raw).items() if k != "mac"}  # the MAC is no key
+    blobs = [text for text in strings_in(record) if len(text) >= 32]
     assert blobs  # the master key's wrap at least
     for text in blobs:
         assert base64.b64decode(text, validate=True)[:4] in WRAP_MAGICS
@@ -291,7 +372,8 @@ def test_init_creates_the_account_once_and_status_shows_no_secret(tmp_path: Path
     written = snapshot(account.data_dir)
     line = account.error("init", code=2)
     assert line == (
-        f"account 'alice' already has keys in {account.directory}; refusing to overwrite them"
+        f"account 'alice' already has keys in {account.directory}, and every configured "
+        "store has its keysets; refusing to overwrite them"
     )
     assert snapshot(account.data_dir) == written
 
@@ -535,18 +617,24 @@ def test_rotate_reencrypt_retire_and_destroy(account: Account) -> None:
     )
     assert retired == "store:default version 1 retired: it no longer decrypts\n"
     assert primary == "store:default key version 2 is primary; rotate the keyset first"
-    assert names == "record-name keys are not rotated: names would change"
+    assert names == "store:default:names is never rotated: every record name would change"
 
-    # Destroying a version that still encrypts data shreds that data.
+    # Destroying a version that still encrypts data is refused unless forced; forced, it
+    # shreds that data.
     account.run("keys", "rotate", "--purpose", "store:default")
-    destroyed = account.text("keys", "destroy", "store:default", "2")
+    refused = account.error("keys", "destroy", "store:default", "2", code=2)
+    assert refused.startswith("3 object(s) of store:default are still under key version 2")
+    destroyed = account.text("keys", "destroy", "store:default", "2", "--force")
     assert destroyed == "store:default version 2 destroyed: what it encrypted is unreadable\n"
     assert account.record()["keysets"]["store:default"]["versions"]["2"]["wrapped"] is None
     line, listing = concurrently(
         lambda: account.error("get", "default", "a", code=4),
         lambda: account.json("keys", "list"),
     )
-    assert line == "store:default key version 2 of account 'alice' is destroyed"
+    assert line == (
+        "store 'default': an object is under key version 2, which is destroyed; "
+        "it can only be purged"
+    )
     assert keyset(listing, "store:default") == (
         3,
         [(1, "retired"), (2, "destroyed"), (3, "active")],
@@ -646,7 +734,10 @@ def test_wipe_names_a_wrapping_provider_the_config_no_longer_has(tmp_path: Path)
     write_config(config, tmp_path / "data", tables[0])  # recovery dropped from the config
 
     result = account.run("wipe", "--yes", "--json")
-    assert json.loads(result.stdout)["roots_left"] == ["recovery (passphrase)"]
+    assert json.loads(result.stdout)["left"] == [
+        "provider recovery (passphrase) is not configured here; "
+        "erase its root for account 'alice' by hand if it keeps one"
+    ]
     assert result.stderr.decode() == (
         "strongroom: warning: provider recovery (passphrase) is not configured here; "
         "erase its root for account 'alice' by hand if it keeps one\n"

@@ -75,3 +75,38 @@ def test_a_passphrase_changes_non_interactively_and_only_the_new_one_unlocks(
     account.run("put", "default", "later", stdin=b"written after the change", env=with_new)
     account.keys_file.write_bytes(before)
     assert account.run("get", "default", "later").stdout == b"written after the change"
+
+
+def test_a_change_with_a_master_rotation_leaves_an_old_record_behind(tmp_path: Path) -> None:
+    """``keys rotate --provider NAME --master``: data written afterwards is out of its reach."""
+    old = write_private(tmp_path / "old.pass", PASSPHRASE)
+    new = write_private(tmp_path / "new.pass", NEW_PASSPHRASE)
+    data_dir = tmp_path / "data"
+    config = write_config(
+        tmp_path / "strongroom.toml", data_dir, passphrase_table("recovery"), stores=("default",)
+    )
+    with_old = clean_environ(**{FILE_VARIABLE: str(old)})
+    with_new = clean_environ(**{FILE_VARIABLE: str(new)})
+    account = Account(config, data_dir, with_old)
+    account.run("init")
+    account.run("put", "default", "k", stdin=b"value")
+    before = account.keys_file.read_bytes()
+
+    changing = {**with_old, NEW_FILE_VARIABLE: str(new)}
+    command = ("keys", "rotate", "--provider", "recovery", "--master")
+    done = account.run(*command, env=changing).stdout.decode().splitlines()
+    assert done == [
+        "master key is now version 2, wrapped afresh for provider 'recovery'",
+        "files: new primary version 2",
+        "store:default: new primary version 2",
+        "run 'strongroom keys reencrypt' to move older data to the new keys",
+    ]
+    assert account.record()["master_version"] == 2
+    assert account.error("get", "default", "k", code=4) == REFUSED  # the old passphrase
+    assert account.run("get", "default", "k", env=with_new).stdout == b"value"
+
+    account.run("put", "default", "later", stdin=b"written after the change", env=with_new)
+    account.keys_file.write_bytes(before)  # the old record, with the old passphrase
+    line = account.error("get", "default", "later", code=3)
+    assert line == "store 'default': an object names a key version the store never had"
+    assert "combine" in account.error(*command[:2], "--purpose", "files", "--master", code=2)

@@ -61,11 +61,10 @@ def _demo_config(root: Path) -> Any:
 
 def _story(stack: Strongroom, root: Path, say: Callable[[str], None]) -> None:
     config = stack.config
-    keys = stack.keys
     backends = ", ".join(f"[{choice.table}] {choice.use}" for choice in config.backends)
     say(f"stack: {backends}")
 
-    keys.create()
+    stack.initialise()
     say(
         f"init: account 'demo' in {config.account_dir.relative_to(root)}; a random 256-bit master "
         "key, wrapped by an Argon2id passphrase key, is all that keys.json holds"

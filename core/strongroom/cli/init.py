@@ -8,16 +8,14 @@ from strongroom._stack import Strongroom
 from strongroom.cli._output import emit
 from strongroom.cli._session import opened
 from strongroom.errors import UsageError
-from strongroom.keys.purposes import FILES
 
 
 def run(args: argparse.Namespace) -> int:
     with opened(args, unlock=False) as stack:
         if stack.keys.exists():
             return _add_stores(args, stack)
-        stack.keys.create()
+        stack.initialise()
         stores = stack.config.instances("stores")
-        stack.keys.ensure(*_purposes(stack), FILES)
         status = stack.keys.status()
     data = {
         "account": status.account,
@@ -40,14 +38,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _purposes(stack: Strongroom) -> list[str]:
-    return [p for name in stack.config.instances("stores") for p in stack.store(name).key_purposes]
-
-
 def _add_stores(args: argparse.Namespace, stack: Strongroom) -> int:
     """On an existing account: create the keysets of stores added to the config since."""
-    stack.keys.unlock()
-    created = stack.keys.ensure(*_purposes(stack), FILES)
+    created = stack.initialise()
     if not created:
         raise UsageError(
             f"account {stack.config.account!r} already has keys in {stack.config.account_dir}, "
