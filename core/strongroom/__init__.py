@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # the lazy exports below, for type checkers
     from typing import Any
 
+    from strongroom._process import harden_process
     from strongroom._stack import Strongroom
     from strongroom.cipher_suite import CipherSuite, KeyedAead
     from strongroom.config import Config, load_config
@@ -37,6 +38,7 @@ _EXPORTS = {
     "SyncRequest": "strongroom.transport",
     "SyncResponse": "strongroom.transport",
     "Transport": "strongroom.transport",
+    "harden_process": "strongroom._process",
     "hookimpl": "strongroom.hookspecs",
     "load_config": "strongroom.config",
 }
@@ -56,6 +58,7 @@ __all__ = [  # kept in step with _EXPORTS by tests/core/test_exported_members.py
     "SyncResponse",
     "Transport",
     "__version__",
+    "harden_process",
     "hookimpl",
     "load_config",
 ]

@@ -8,12 +8,22 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from strongroom.cli._io import STDOUT, closed_stream, naming
+
 
 def emit(args: argparse.Namespace, data: Any, text: Iterable[str]) -> None:
-    """Print ``data`` as JSON under ``--json``, else the ``text`` lines."""
-    if getattr(args, "json", False):
-        json.dump(data, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
-    else:
-        for line in text:
-            print(line)
+    """Print ``data`` as JSON under ``--json``, else the ``text`` lines.
+
+    :raises OSError: standard output is closed or cannot be written; it names it.
+    """
+    out = sys.stdout
+    if out is None:
+        raise closed_stream(STDOUT)
+    with naming(STDOUT):
+        if getattr(args, "json", False):
+            json.dump(data, out, indent=2, sort_keys=True)
+            out.write("\n")
+        else:
+            for line in text:
+                print(line, file=out)
+        out.flush()

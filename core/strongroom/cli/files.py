@@ -2,19 +2,20 @@
 
 Files are encrypted under the account's ``files`` keyset and bound to the
 account (not to a file name, so they can be renamed).  Decryption writes
-only authenticated chunks, into an output that appears only once the whole
-input has verified: on failure no output file exists.
+only authenticated chunks.  A regular output file appears only once the
+whole input has verified, so on failure none exists; stdout and devices
+(``/dev/null``, a FIFO) are written in place as chunks verify (see
+``strongroom.cli._io``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from typing import BinaryIO
 
 from strongroom._stack import Strongroom
 from strongroom.cipher_suite import CipherSuite
-from strongroom.cli._io import reading, writing_on_success
+from strongroom.cli._io import Input, check_output, output, reading
 from strongroom.cli._output import emit
 from strongroom.cli._progress import Progress
 from strongroom.cli._session import opened
@@ -27,38 +28,46 @@ PURPOSE = "files"
 
 
 def encrypt(args: argparse.Namespace) -> int:
-    with opened(args) as stack:
+    check_output(args.target)
+    with reading(args.source) as source, opened(args) as stack:
         key = stack.keys.data_key(PURPOSE)
-        context = Context(account=stack.config.account, store=PURPOSE, record="")
-        with reading(args.source) as source, writing_on_success(args.target) as target:
-            progress = Progress("encrypting", _size(source))
+        with output(args.target) as target:
+            quiet = target.is_stdout
+            progress = Progress("encrypting", size_of(source))
             encrypt_stream(
-                _Counting(source, progress),
+                Counting(source, progress),
                 target,
                 key.suite,
                 key.material.view(),
                 key.version,
-                context,
+                file_context(stack),
             )
             progress.finish()
-    if args.target != "-":
+    if not quiet:  # the output is stdout: the data alone goes there
         emit(args, {"encrypted": args.target}, [f"encrypted {args.source} -> {args.target}"])
     return 0
 
 
 def decrypt(args: argparse.Namespace) -> int:
-    with opened(args) as stack:
-        context = Context(account=stack.config.account, store=PURPOSE, record="")
-        with reading(args.source) as source, writing_on_success(args.target) as target:
-            progress = Progress("decrypting", _size(source))
-            decrypt_stream(_Counting(source, progress), target, _known_versions(stack), context)
-            progress.finish()
-    if args.target != "-":
+    check_output(args.target)
+    with reading(args.source) as source, opened(args) as stack, output(args.target) as target:
+        quiet = target.is_stdout
+        progress = Progress("decrypting", size_of(source))
+        decrypt_stream(
+            Counting(source, progress), target, known_versions(stack), file_context(stack)
+        )
+        progress.finish()
+    if not quiet:
         emit(args, {"decrypted": args.target}, [f"decrypted {args.source} -> {args.target}"])
     return 0
 
 
-def _known_versions(stack: Strongroom) -> KeyLookup:
+def file_context(stack: Strongroom) -> Context:
+    """What every file of the account is bound to."""
+    return Context(account=stack.config.account, store=PURPOSE, record="")
+
+
+def known_versions(stack: Strongroom) -> KeyLookup:
     """The ``files`` key lookup, refusing a version the account never had.
 
     A header naming one was altered or made elsewhere: an integrity failure
@@ -78,17 +87,18 @@ def _known_versions(stack: Strongroom) -> KeyLookup:
     return known
 
 
-def _size(source: BinaryIO) -> int | None:
+def size_of(source: Input) -> int | None:
+    """The input's size for the progress display, if it is a file."""
     try:
         return os.fstat(source.fileno()).st_size or None
     except (OSError, ValueError):
         return None
 
 
-class _Counting:
-    """A reader that reports progress; forwards ``read``, ``readinto`` and ``seekable``."""
+class Counting:
+    """A reader that reports progress; forwards ``read`` and ``readinto``."""
 
-    def __init__(self, inner: BinaryIO, progress: Progress) -> None:
+    def __init__(self, inner: Input, progress: Progress) -> None:
         self._inner = inner
         self._progress = progress
 
@@ -97,10 +107,7 @@ class _Counting:
         self._progress.advance(len(data))
         return data
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        count = self._inner.readinto(buffer)  # type: ignore[attr-defined]
+    def readinto(self, buffer: bytearray | memoryview) -> int | None:
+        count = self._inner.readinto(buffer)
         self._progress.advance(count or 0)
-        return int(count or 0)
-
-    def seekable(self) -> bool:
-        return False
+        return count

@@ -9,7 +9,7 @@ from strongroom.cli._output import emit
 from strongroom.cli._progress import Progress
 from strongroom.cli._session import opened, store_named
 from strongroom.errors import UsageError
-from strongroom.keys import KeysetStatus
+from strongroom.keys import AccountKeys, KeysetStatus
 from strongroom.keys.purposes import is_rotatable
 
 
@@ -18,9 +18,13 @@ def list_keys(args: argparse.Namespace) -> int:
 
 
 def rotate(args: argparse.Namespace) -> int:
+    if args.purpose and (args.master or args.provider):
+        raise UsageError("--purpose rotates one keyset; it does not combine with --master")
     with opened(args) as stack:
         keys = stack.keys
-        if args.master:
+        if args.master and args.provider:
+            done = _change_provider_and_keys(keys, args.provider)
+        elif args.master:
             version = keys.rotate_master()
             done = [f"master key is now version {version}; data keys re-wrapped, data untouched"]
         elif args.provider:
@@ -33,6 +37,23 @@ def rotate(args: argparse.Namespace) -> int:
             ]
     emit(args, {"rotated": done}, done)
     return 0
+
+
+def _change_provider_and_keys(keys: AccountKeys, provider: str) -> list[str]:
+    """A passphrase change that an old copy of the record cannot follow.
+
+    The master key is replaced and wrapped afresh for ``provider`` in one
+    write, then every data keyset gets a new primary: an old ``keys.json``
+    with the old passphrase opens what was written before, never after.
+    """
+    version = keys.rotate_master(rewrap=provider)
+    done = [f"master key is now version {version}, wrapped afresh for provider {provider!r}"]
+    done += [
+        f"{purpose}: new primary version {keys.rotate(purpose)}"
+        for purpose in _rotatable(keys.status().keysets)
+    ]
+    done.append("run 'strongroom keys reencrypt' to move older data to the new keys")
+    return done
 
 
 def _rotatable(keysets: list[KeysetStatus]) -> list[str]:

@@ -1,8 +1,15 @@
 """The ``strongroom`` command: parsing, dispatch, and the error-to-exit-code map.
 
-Exit codes (``docs/cli.md``): 0 ok, 1 other failure, 2 usage or config
-error, 3 integrity or authentication failure, 4 key unavailable, 130
-interrupted.  Expected errors print one line to stderr, never a traceback.
+Exit codes (``docs/cli.md``): 0 ok, 1 other failure (among them an
+``OSError`` from the medium: disk full, file too large, permission denied,
+a closed standard stream), 2 usage or config error, 3 integrity or
+authentication failure, 4 key unavailable, 130 interrupted.  Expected
+errors print one line to stderr, never a traceback; an ``OSError`` prints
+the path it names and the system's reason, nothing of the data.
+
+Every command runs in a hardened process (:func:`strongroom.harden_process`:
+no core dump, no same-user ptrace), set up after the arguments are parsed
+and before any config, key or input is read.
 
 Module-level imports stay minimal: ``--version`` and ``--help`` must not
 pay for the framework, and no command imports a backend it does not use.
@@ -28,6 +35,7 @@ DEBUG_ENV = "STRONGROOM_DEBUG"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
+    _reserve_standard_fds()
     args_in = list(sys.argv[1:] if argv is None else argv)
     if args_in == ["--version"]:  # answered before argparse is even imported
         from strongroom import __version__
@@ -35,10 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG} {__version__}")
         return EXIT_OK
 
+    from strongroom._process import harden_process
     from strongroom.errors import StrongroomError
 
     try:
         args = build_parser().parse_args(args_in)
+        harden_process()
+        _warnings_to_stderr()
         result: int = args.run(args)
     except StrongroomError as exc:
         _error(str(exc))
@@ -46,10 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # stdout went away (``strongroom plugins | head``): not our failure
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+    except OSError as exc:
+        if os.environ.get(DEBUG_ENV) and not _reader_left(exc):
+            raise
+        return _os_failure(exc)
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
@@ -59,8 +70,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
+def _warnings_to_stderr() -> None:
+    """Warnings the library logs reach the operator as ``strongroom: warning:`` lines."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"{PROG}: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logging.getLogger().addHandler(handler)
+
+
 def _error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    if sys.stderr is not None:
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an ``OSError``: the path(s) it names and the system's reason, nothing else."""
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else type(exc).__name__)
+    paths = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+    if not paths:
+        return f"input/output failed: {reason}"
+    return f"{' -> '.join(paths)}: {reason}"
+
+
+def _os_failure(exc: OSError) -> int:
+    if _reader_left(exc):
+        # stdout went away (``strongroom plugins | head``): not our failure
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        return EXIT_OK
+    _error(describe_os_error(exc))
+    return EXIT_FAILURE
+
+
+def _reader_left(exc: OSError) -> bool:
+    """A broken pipe on standard output: whoever read it stopped (``| head``)."""
+    return isinstance(exc, BrokenPipeError) and exc.filename in (None, "standard output")
+
+
+def _reserve_standard_fds() -> None:
+    """Put ``/dev/null`` on a closed descriptor 0, 1 or 2.
+
+    Otherwise the next file opened would take its number, and a stray write
+    meant for stdout could land in it.  ``sys.stdin``/``sys.stdout`` stay
+    ``None``, so a command that needs the closed stream still fails.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,8 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
     from strongroom.errors import UsageError
 
     class Parser(argparse.ArgumentParser):
+        _intermixing = False
+
         def error(self, message: str) -> NoReturn:
             raise UsageError(f"{message} (see '{self.prog} --help')")
+
+        def parse_known_args(  # type: ignore[override]
+            self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+        ) -> tuple[argparse.Namespace, list[str]]:
+            """A command's options may stand between its operands (``put S K --blob FILE``)."""
+            if self._subparsers is not None or self._intermixing:
+                return super().parse_known_args(args, namespace)
+            self._intermixing = True
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._intermixing = False
 
     # Options accepted both before and after the command; SUPPRESS keeps a
     # command's absent option from overwriting the global one.
@@ -83,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog=PROG,
         description="Secure offline-first application data at rest and in transit.",
-        epilog="Exit codes: 0 ok, 1 failure, 2 usage or config error, "
+        epilog="Exit codes: 0 ok, 1 failure (and I/O errors), 2 usage or config error, "
         "3 integrity or authentication failure, 4 key unavailable.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -126,7 +202,13 @@ def _data_commands(commands: Any, command: Callable[..., Any]) -> None:
     for name, verb in (("encrypt", "encrypt"), ("decrypt", "decrypt")):
         crypt = command(commands, name, f"files:{verb}", f"{verb} a file (chunked format)")
         crypt.add_argument("source", metavar="IN", help="a file, or - for stdin")
-        crypt.add_argument("target", metavar="OUT", help="a file, or - for stdout")
+        crypt.add_argument(
+            "target", metavar="OUT", help="a file, a device or FIFO (written in place), or -"
+        )
+    verify = command(
+        commands, "verify", "verify:run", "check an encrypted file fully, writing no plaintext"
+    )
+    verify.add_argument("source", metavar="FILE", help="a file, or - for stdin")
 
 
 def _key_commands(commands: Any, command: Callable[..., Any]) -> None:
@@ -134,15 +216,33 @@ def _key_commands(commands: Any, command: Callable[..., Any]) -> None:
     key_commands = keys.add_subparsers(metavar="ACTION", required=True)
     command(key_commands, "list", "keys:list_keys", "list keysets and their versions")
     rotate = command(key_commands, "rotate", "keys:rotate", "rotate data keys (default: all)")
-    which = rotate.add_mutually_exclusive_group()
-    which.add_argument("--purpose", help="rotate one keyset, e.g. store:notes")
-    which.add_argument("--master", action="store_true", help="replace the master key")
-    which.add_argument("--provider", metavar="NAME", help="wrap the master key afresh")
+    rotate.add_argument("--purpose", help="rotate one keyset, e.g. store:notes")
+    rotate.add_argument("--master", action="store_true", help="replace the master key")
+    rotate.add_argument(
+        "--provider",
+        metavar="NAME",
+        help="wrap the master key afresh (a new passphrase); with --master, also replace "
+        "the master key and every data keyset's primary in the same change",
+    )
     command(key_commands, "reencrypt", "keys:reencrypt", "re-encrypt old data (resumable)")
     for verb in ("retire", "destroy"):
         change = command(key_commands, verb, f"keys:{verb}", f"{verb} one key version")
         change.add_argument("purpose")
         change.add_argument("version", type=int)
+        change.add_argument(
+            "--force", action="store_true", help=f"{verb} it even if objects are still under it"
+        )
+    unreadable = command(
+        key_commands, "unreadable", "keys:unreadable", "list objects no active key opens"
+    )
+    unreadable.add_argument("store", nargs="?", help="one store (default: all)")
+    unreadable.add_argument("--purge", action="store_true", help="delete them")
+    command(
+        key_commands,
+        "accept-rollback",
+        "keys:accept_rollback",
+        "keep a key record older than a provider last saw",
+    )
 
     providers = commands.add_parser("providers", help="list, add or remove key providers")
     provider_commands = providers.add_subparsers(metavar="ACTION", required=True)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from strongroom.cli._io import chunks, reading
+from strongroom.cli._io import chunks, reading, stdout
 from strongroom.cli._output import emit
 from strongroom.cli._session import opened, store_named
 from strongroom.errors import RecordNotFoundError
 
 
 def put(args: argparse.Namespace) -> int:
-    with opened(args) as stack, reading(args.source) as source:
+    with reading(args.source) as source, opened(args) as stack:  # a bad input fails first
         store = store_named(stack, args.store)
         if args.blob:
             store.put_blob(args.key, chunks(source))
@@ -23,9 +22,9 @@ def put(args: argparse.Namespace) -> int:
 
 
 def get(args: argparse.Namespace) -> int:
+    out = stdout()  # a closed stdout fails before anything is unlocked
     with opened(args) as stack:
         store = store_named(stack, args.store)
-        out = sys.stdout.buffer
         try:
             out.write(store.get(args.key))
         except RecordNotFoundError:

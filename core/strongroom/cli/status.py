@@ -1,4 +1,9 @@
-"""``strongroom status``: the stack, key versions, lock state and providers; never a secret."""
+"""``strongroom status``: the stack, key versions, lock state and providers; never a secret.
+
+It validates the config as ``config check`` does (every backend resolved,
+every setting checked) and fails the same way, exit 2: a status that
+reports a stack which cannot run would mislead.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from strongroom.cli._session import opened
 
 def run(args: argparse.Namespace) -> int:
     with opened(args, unlock=False) as stack:
+        stack.resolve_all()  # every backend importable and its settings valid, as config check
         config = stack.config
         exists = stack.keys.exists()
         status = stack.keys.status() if exists else None
