@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
+import select
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import pytest
+from files_store_support import (
+    CHUNK,
+    bind,
+    blob_paths,
+    files_under,
+    header_version,
+    open_files_store,
+    path_of,
+)
 from pydantic import ValidationError
 
 from strongroom.errors import IntegrityError, RecordNotFoundError, StoreError, UsageError
@@ -25,18 +35,15 @@ from strongroom.testing import MemoryKeyProvider, StoreContract, make_account_ke
 from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores.files import FilesStore, FilesStoreSettings
 
-CHUNK = 4096
-
-
-def open_files_store(binding: StoreBinding, chunk_size: int = CHUNK) -> FilesStore:
-    return FilesStore(FilesStoreSettings(chunk_size=chunk_size), binding=binding)
-
 
 class TestFilesStoreContract(StoreContract):
     blob_size = 5 * CHUNK + 123
 
     def open_store(self, binding: StoreBinding) -> Store:
         return open_files_store(binding)
+
+    def counting(self, store: Store) -> dict[int, int]:
+        return store.versions_in_use()  # never skipped: the files store counts
 
 
 # fixtures for the files-specific tests
@@ -50,40 +57,15 @@ def account_keys(tmp_path: Path) -> Iterator[AccountKeys]:
     keys.close()
 
 
-def bind(keys: AccountKeys, name: str = "notes") -> StoreBinding:
-    directory = keys.directory / "stores" / name
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return StoreBinding(keys.account, name, directory, keys)
-
-
 @pytest.fixture
 def store(account_keys: AccountKeys) -> Iterator[FilesStore]:
     with open_files_store(bind(account_keys)) as store:
         yield store
 
 
-def files_under(root: Path) -> list[Path]:
-    return sorted(path for path in root.rglob("*") if path.is_file())
-
-
-def path_of(store: FilesStore, key: str, kind: str = "records") -> Path:
-    """Where the store keeps ``key`` (a private detail this file is entitled to)."""
-    name = store._name(key.encode())
-    return store.binding.directory / kind / name[:2] / name
-
-
-def blob_paths(store: FilesStore, key: str) -> tuple[Path, Path]:
-    blob = path_of(store, key, "blobs")
-    return blob, blob.with_name(blob.name + ".name")
-
-
 def only_record(store: FilesStore) -> Path:
     [path] = files_under(store.binding.directory / "records")
     return path
-
-
-def header_version(path: Path) -> int:
-    return peek_key_version(path.read_bytes()[:16])
 
 
 def assert_integrity_failure(call: Callable[[], object]) -> IntegrityError:
@@ -159,7 +141,7 @@ def test_file_names_are_opaque_and_files_hold_no_plaintext(store: FilesStore) ->
     root = store.binding.directory
     for path in files_under(root):
         parts = path.relative_to(root).parts
-        if parts in {("floor",), (".lock",)}:
+        if parts == (".lock",):
             continue
         kind, shard, name = parts
         assert kind in {"records", "blobs"}
@@ -292,17 +274,6 @@ def test_a_blob_rolled_back_across_a_reencryption_is_refused(store: FilesStore) 
     assert_integrity_failure(lambda: list(store.keys()))
 
 
-def test_a_tampered_floor_is_refused(store: FilesStore) -> None:
-    store.put("k", b"v")
-    store.binding.keys.rotate(store.binding.purpose)
-    list(store.reencrypt())
-    floor = store.binding.directory / "floor"
-    data = bytearray(floor.read_bytes())
-    data[8] ^= 0x01  # the floor version itself
-    floor.write_bytes(bytes(data))
-    assert_integrity_failure(lambda: store.get("k"))
-
-
 def test_a_header_naming_a_future_key_version_is_refused(store: FilesStore) -> None:
     store.put("k", b"v")
     path = only_record(store)
@@ -372,7 +343,7 @@ def test_reading_an_old_record_reseals_it_under_the_primary(store: FilesStore) -
     assert header_version(path) == 1
     assert store.get("k") == b"v"
     assert header_version(path) == 2
-    store.binding.keys.destroy(store.binding.purpose, 1)
+    store.binding.keys.destroy(store.binding.purpose, 1, force=True)
     assert store.get("k") == b"v"
 
 
@@ -431,17 +402,18 @@ def test_reencrypt_touches_only_stale_files_and_resumes(store: FilesStore) -> No
     versions = [peek_key_version(data[:16]) for data in partial.values()]
     assert 1 in versions
     assert 2 in versions
-    assert not (store.binding.directory / "floor").exists()
+    assert keys.floor(purpose) == 0
 
     assert list(store.reencrypt())[-1] == (11, 11)  # resumes and completes
     done = snapshot(store.binding.directory)
-    assert {header_version(path) for path in done if path.name != "floor"} == {2}
+    assert {header_version(path) for path in done} == {2}
+    assert keys.floor(purpose) == 2
     for path, data in partial.items():
         if peek_key_version(data[:16]) == 2:
             assert done[path] == data, "a current file was rewritten"
     assert list(store.reencrypt())[-1] == (11, 11)
     assert snapshot(store.binding.directory) == done
-    keys.destroy(purpose, 1)
+    keys.destroy(purpose, 1, force=True)
     assert [store.get(f"r{index}") for index in range(10)] == [
         bytes([index]) * 100 for index in range(10)
     ]
@@ -456,7 +428,7 @@ def test_reencrypt_does_not_lower_or_skip_the_floor(store: FilesStore) -> None:
     store.put("fresh", b"under v3")
     list(store.reencrypt())
     assert header_version(path_of(store, "k")) == 3
-    assert store._floor.read() == 3
+    assert keys.floor(purpose) == 3
 
 
 def test_a_write_with_a_key_older_than_a_new_floor_is_redone(
@@ -543,119 +515,147 @@ def test_a_record_and_blob_left_side_by_side_are_both_readable(store: FilesStore
 
 # two processes at once
 
+OWN, SHARED, STEPS, EVERY = 12, 5, 120, 20
+EVERYTHING = sorted(
+    [f"p{me}-{index}" for me in (0, 1) for index in range(OWN)]
+    + [f"shared-{index}" for index in range(SHARED)]
+)
+
 WORKER = r"""
-import json, os, sys, time
+import json, os, random, sys
 from pathlib import Path
 
-from strongroom.errors import RecordNotFoundError
 from strongroom.store import StoreBinding
 from strongroom.testing import MemoryKeyProvider, make_account_keys
 from strongroom_plugins.stores.files import FilesStore, FilesStoreSettings
 
-me, other, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-account_dir = Path(sys.argv[4])
+me, seed, account_dir = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+OWN, SHARED, STEPS, EVERY = (int(arg) for arg in sys.argv[4:8])
+everything = json.loads(sys.argv[8])
 keys = make_account_keys(
     account_dir, account="alice", provider=MemoryKeyProvider(kek=bytes.fromhex(os.environ["KEK"]))
 )
 keys.unlock()
 binding = StoreBinding("alice", "notes", account_dir / "stores" / "notes", keys)
 store = FilesStore(FilesStoreSettings(chunk_size=4096), binding=binding)
+rng = random.Random(seed * 2 + me)
 last = {}
-deadline = time.monotonic() + seconds
-step = 0
-while time.monotonic() < deadline:
-    step += 1
-    own = f"p{me}-{step % 15}"
-    value = f"{me}:{step}:".encode() * (step % 50)
-    store.put(own, value)
-    last[own] = value.hex()
-    shared = f"shared-{step % 5}"
-    value = f"shared {me}:{step}".encode()
-    if step % 7 == 0:
-        store.put_blob(shared, [value * 900])
-        last[shared] = (value * 900).hex()
+
+
+def write(key, value):
+    # switch forms often: a key is a record or a blob at random
+    if rng.random() < 0.4:
+        store.put_blob(key, [value[i : i + 3000] for i in range(0, len(value), 3000)])
     else:
-        store.put(shared, value)
-        last[shared] = value.hex()
-    try:
-        store.get(f"p{other}-{step % 15}")  # may re-seal the other process's record
-    except RecordNotFoundError:
-        pass
-    if step % 20 == 0:
-        for key in store.keys():
-            try:
-                store.get(key)
-            except RecordNotFoundError:
-                b"".join(store.get_blob(key))
-print(json.dumps({"steps": step, "last": last}))
+        store.put(key, value)
+    last[key] = value.hex()
+
+
+for step in range(1, STEPS + 1):
+    write(f"p{me}-{rng.randrange(OWN)}", f"{me}:{step}:".encode() * rng.randrange(1, 400))
+    write(f"shared-{rng.randrange(SHARED)}", f"shared {me}:{step}".encode() * rng.randrange(1, 400))
+    # every key exists throughout, so every read and listing must find it in some form
+    b"".join(store.get_any(f"p{1 - me}-{rng.randrange(OWN)}"))
+    if step % 10 == 0:
+        listed = list(store.keys())
+        assert listed == everything, (step, sorted(set(listed) ^ set(everything)))
+        for key in listed:
+            b"".join(store.get_any(key))
+    if step % EVERY == 0:
+        print(f"at {step}", flush=True)
+print(json.dumps({"steps": step, "last": last}), flush=True)
 """
 
 
+@pytest.fixture
+def seed() -> int:
+    """A seed for every random choice; pytest shows it when the test fails."""
+    value = int(os.environ.get("STRONGROOM_TEST_SEED") or random.SystemRandom().randrange(1 << 32))
+    print(f"seed {value}: replay with STRONGROOM_TEST_SEED={value}")
+    return value
+
+
+def read_line(worker: subprocess.Popen[bytes], timeout: float = 120.0) -> str:
+    """The worker's next line; fails with its error output if it died or stalled."""
+    assert worker.stdout is not None
+    ready, _, _ = select.select([worker.stdout], [], [], timeout)
+    line = worker.stdout.readline() if ready else b""
+    if not line:
+        worker.kill()
+        _, err = worker.communicate()
+        raise AssertionError(f"worker stopped without a line: {err.decode()}")
+    return line.decode().strip()
+
+
 def read_any(store: FilesStore, key: str) -> bytes:
-    try:
-        return store.get(key)
-    except RecordNotFoundError:
-        return b"".join(store.get_blob(key))
+    return b"".join(store.get_any(key))
 
 
-def check_last_writes_won(store: FilesStore, reports: list[dict[str, Any]]) -> set[str]:
+def check_last_writes_won(store: FilesStore, reports: list[dict[str, Any]]) -> None:
     """Each process's own keys hold its last value; shared ones the last of either."""
-    assert all(report["steps"] > 20 for report in reports), reports
     for report in reports:
         for key, value in report["last"].items():
             if key.startswith("p"):
-                assert store.get(key) == bytes.fromhex(value), key
-    shared = {key for report in reports for key in report["last"] if key.startswith("shared")}
-    for key in shared:
-        finals = {bytes.fromhex(report["last"][key]) for report in reports if key in report["last"]}
-        assert read_any(store, key) in finals, key
-    return shared
+                assert read_any(store, key) == bytes.fromhex(value), key
+    for key in EVERYTHING:
+        if key.startswith("shared"):
+            finals = {bytes.fromhex(r["last"][key]) for r in reports if key in r["last"]}
+            assert read_any(store, key) in (finals or {b"initial"}), key
 
 
-def test_two_processes_lose_nothing(tmp_path: Path) -> None:
-    kek = os.urandom(32)
+def test_two_processes_lose_nothing(tmp_path: Path, seed: int) -> None:
+    """Two writers switch keys between forms while the keys rotate and re-encrypt.
+
+    What each process writes is drawn from the seed; the rotations and
+    passes happen at checkpoints both workers have passed, so every run has
+    them mid-flight whatever the machine's speed.  Each worker asserts that
+    every read and listing finds every key (they all exist throughout).
+    """
+    kek = random.Random(seed).randbytes(32)
     keys = make_account_keys(tmp_path / "alice", provider=MemoryKeyProvider(kek=kek))
     keys.create()
     store = open_files_store(bind(keys))
-    for me in (0, 1):
-        for index in range(15):
-            store.put(f"p{me}-{index}", b"initial")
-    env = {**os.environ, "KEK": kek.hex()}
+    for key in EVERYTHING:
+        store.put(key, b"initial")
+    arguments = [str(keys.directory), str(OWN), str(SHARED), str(STEPS), str(EVERY)]
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(me), str(1 - me), "2.0", str(keys.directory)],
+            [sys.executable, "-c", WORKER, str(me), str(seed), *arguments, json.dumps(EVERYTHING)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=env,
+            env={**os.environ, "KEK": kek.hex()},
         )
         for me in (0, 1)
     ]
     try:
-        # Meanwhile: rotate, so the workers' reads re-seal each other's records,
-        # and re-encrypt everything twice, so their writes race the floor too.
-        for round_ in range(6):
-            time.sleep(0.25)
+        for checkpoint in range(EVERY, STEPS, EVERY):
+            for worker in workers:
+                assert read_line(worker) == f"at {checkpoint}"
+            # Both are past the checkpoint and still writing: rotate under them, so their
+            # reads re-seal each other's records, and re-encrypt, so writes race the floor.
             keys.rotate(store.binding.purpose)
-            if round_ % 2:
+            if checkpoint % (2 * EVERY) == 0:
                 list(store.reencrypt())
-        results = [worker.communicate(timeout=30) for worker in workers]
+            assert list(store.keys()) == EVERYTHING
+        reports = []
+        for worker in workers:
+            assert read_line(worker) == f"at {STEPS}"
+            reports.append(json.loads(read_line(worker)))
+            assert worker.wait(timeout=60) == 0
     finally:
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
-                worker.wait()
-    reports = []
-    for worker, (out, err) in zip(workers, results, strict=True):
-        assert worker.returncode == 0, err.decode()
-        reports.append(json.loads(out))
-    shared = check_last_writes_won(store, reports)
-    listed = list(store.keys())
-    assert len(listed) == 30 + len(shared)
-    for key in listed:
+            worker.communicate()
+    assert [report["steps"] for report in reports] == [STEPS, STEPS]
+    check_last_writes_won(store, reports)
+    assert list(store.keys()) == EVERYTHING
+    assert list(store.reencrypt())[-1] == (len(EVERYTHING),) * 2
+    primary = keys.primary_version(store.binding.purpose)
+    assert primary == len(range(EVERY, STEPS, EVERY)) + 1
+    for version in range(1, primary):
+        keys.destroy(store.binding.purpose, version, force=True)
+    for key in EVERYTHING:
         read_any(store, key)
-    list(store.reencrypt())
-    for version in range(1, 7):
-        keys.destroy(store.binding.purpose, version)
-    assert [read_any(store, key) for key in listed]
     store.close()
     keys.close()

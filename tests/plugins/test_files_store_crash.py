@@ -1,100 +1,163 @@
-"""The ``files`` store killed with SIGKILL at random points: old or new, never neither.
+"""The ``files`` store killed with SIGKILL before every disk step of every write.
 
 A helper process imports strongroom and unlocks the account once, then
-forks a fresh worker for every round: the worker writes (or re-encrypts)
-until the test kills it with SIGKILL at a random moment.  After each kill
-the test opens the store and checks every record and blob.
+forks a fresh worker for every round.  The worker runs one operation with
+its disk steps counted (creating a temporary file, fsync, rename, unlink,
+mkdir): it announces each step on the pipe before taking it, and stops
+before step N to wait for the SIGKILL the test then sends.  Each operation
+is killed before each of its steps in turn, then let finish.  Nothing is
+random and nothing is timed.
+
+After every kill the test computes, from the steps the worker announced,
+what must be on disk and checks it exactly: each key's record and blob
+(old or new as the renames and removals say, never neither), the listing,
+the key versions and the floor after a re-encryption (which must then
+resume to completion), and the temporary files left behind (exactly those
+made and not yet renamed, holding no plaintext).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import secrets
 import select
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from files_store_support import (
+    bind,
+    blob_paths,
+    header_version,
+    open_files_store,
+    path_of,
+    temporaries,
+)
 
 from strongroom.errors import RecordNotFoundError
-from strongroom.formats import peek_key_version
 from strongroom.keys import AccountKeys
-from strongroom.store import StoreBinding
 from strongroom.testing import MemoryKeyProvider, make_account_keys
-from strongroom_plugins.stores.files import FilesStore, FilesStoreSettings
+from strongroom_plugins.stores.files import FilesStore
 
-CHUNK = 4096
-RECORDS = {
-    f"record-{index}": (b"A" * (index * 300), b"B" * (index * 300 + 77)) for index in range(8)
+KEK = bytes(range(32))
+MARKER = b"PLAINTEXT-MARKER-5c1e"
+#: The key record's file: a re-encryption pass raises the floor by replacing it.
+KEY_RECORD = "keys.json"
+
+
+def value(name: str, size: int) -> bytes:
+    return (MARKER + name.encode()) * (size // (len(MARKER) + len(name)) + 1)
+
+
+#: Every key, its form and value before each round (``None``: absent).
+BASELINE: dict[str, tuple[str | None, bytes]] = {
+    "record": ("record", value("old record", 900)),
+    "to-record": ("blob", value("old blob to-record", 3 * 4096 + 5)),
+    "blob": ("blob", value("old blob", 5 * 4096)),
+    "to-blob": ("record", value("old to-blob", 300)),
+    "gone-record": ("record", value("gone record", 100)),
+    "gone-blob": ("blob", value("gone blob", 2 * 4096)),
+    "fresh-record": (None, b""),
+    "fresh-blob": (None, b""),
 }
-BLOB = (bytes(range(256)) * 50, bytes(range(255, -1, -1)) * 70)  # 3 and 5 chunks
-SWITCH = (b"switch as a record", b"switch as a blob" * 400)
-EXPECTED_KEYS = sorted([*RECORDS, "blob", "switch"])
+#: Each write: the key it changes and its new form and value (``None``: deleted).
+WRITES: dict[str, tuple[str, str | None, bytes]] = {
+    "put over a record": ("record", "record", value("new record", 1200)),
+    "put over a blob": ("to-record", "record", value("new to-record", 500)),
+    "put_blob over a blob": ("blob", "blob", value("new blob", 4 * 4096 + 1)),
+    "put_blob over a record": ("to-blob", "blob", value("new blob to-blob", 3 * 4096)),
+    "put a new key": ("fresh-record", "record", value("fresh record", 700)),
+    "put_blob a new key": ("fresh-blob", "blob", value("fresh blob", 2 * 4096 + 9)),
+    "delete a record": ("gone-record", None, b""),
+    "delete a blob": ("gone-blob", None, b""),
+}
 
 HELPER = r"""
-import os, sys
+import json, os, signal, sys
 from pathlib import Path
 
 from strongroom.store import StoreBinding
 from strongroom.testing import MemoryKeyProvider, make_account_keys
+from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores.files import FilesStore, FilesStoreSettings
 
-RECORDS = {
-    f"record-{index}": (b"A" * (index * 300), b"B" * (index * 300 + 77)) for index in range(8)
-}
-BLOB = (bytes(range(256)) * 50, bytes(range(255, -1, -1)) * 70)
-SWITCH = (b"switch as a record", b"switch as a blob" * 400)
-
-account_dir = Path(sys.argv[1])
-keys = make_account_keys(
-    account_dir, provider=MemoryKeyProvider(kek=bytes.fromhex(os.environ["STRONGROOM_TEST_KEK"]))
-)
+account_dir, writes = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text())
+keys = make_account_keys(account_dir, provider=MemoryKeyProvider(kek=bytes(range(32))))
 keys.unlock()
+binding = StoreBinding("alice", "notes", account_dir / "stores" / "notes", keys)
 
 
 def say(line):
     os.write(1, (line + "\n").encode())
 
 
-def pieces(data):
-    return (data[start : start + 1000] for start in range(0, len(data), 1000))
+def count_steps(stop_at):
+    # Announce every disk step before it is taken; wait to be killed before step stop_at.
+    taken = 0
+
+    def step(kind, paths):
+        nonlocal taken
+        taken += 1
+        say(" ".join(["step", str(taken), kind, *(os.fspath(p) for p in paths)]))
+        if taken == stop_at:
+            while True:
+                signal.pause()
+
+    def counted(name):
+        real = getattr(os, name)
+
+        def call(*args, **kwargs):
+            step(name, [a for a in args if isinstance(a, (str, os.PathLike))])
+            return real(*args, **kwargs)
+
+        setattr(os, name, call)
+
+    for name in ("mkdir", "fsync", "replace", "unlink"):
+        counted(name)
+    create = _disk._create_temp
+
+    def creating(target):
+        step("create", [target])
+        temp, fd = create(target)
+        say(f"made {temp}")
+        return temp, fd
+
+    _disk._create_temp = creating
 
 
-def write_forever(store):
-    say("started")
-    turn = 0
-    while True:
-        turn += 1
-        for key, values in RECORDS.items():
-            store.put(key, values[turn % 2])
-        store.put_blob("blob", pieces(BLOB[turn % 2]))
-        if turn % 2:
-            store.put("switch", SWITCH[0])
+def run(store, operation):
+    if operation == "reencrypt":
+        list(store.reencrypt())
+    elif operation == "get":
+        store.get("record")
+    else:
+        key, form, new = writes[operation]
+        if form is None:
+            store.delete(key)
+        elif form == "record":
+            store.put(key, bytes.fromhex(new))
         else:
-            store.put_blob("switch", [SWITCH[1]])
-
-
-def reencrypt(store):
-    for done, total in store.reencrypt():
-        say(f"progress {done} {total}")
-    say("finished")
+            data = bytes.fromhex(new)
+            store.put_blob(key, (data[i : i + 1000] for i in range(0, len(data), 1000)))
 
 
 say("ready")
-binding = StoreBinding("alice", "notes", account_dir / "stores" / "notes", keys)
 for command in sys.stdin:
-    # Unwrap the keys (and load the suite) here once, so that each worker starts writing at once.
+    operation, stop_at = command.rsplit(" ", 1)
+    # Unwrap the keys here once, so that each worker starts at once.
     keys.data_key(binding.purpose)
     keys.data_key(binding.names_purpose, 1)
     pid = os.fork()
     if pid == 0:
         store = FilesStore(FilesStoreSettings(chunk_size=4096), binding=binding)
-        (write_forever if command.strip() == "write" else reencrypt)(store)
+        count_steps(int(stop_at))
+        run(store, operation)
+        say("finished")
         os._exit(0)
     say(f"pid {pid}")
     _, status = os.waitpid(pid, 0)
@@ -102,71 +165,98 @@ for command in sys.stdin:
 """
 
 
+@dataclass
+class Steps:
+    """What a worker announced before it was killed, or finished."""
+
+    taken: list[tuple[str, list[str]]] = field(default_factory=list)
+    made: list[Path] = field(default_factory=list)
+    finished: bool = False
+
+    def replaced(self, target: Path) -> bool:
+        return any(kind == "replace" and paths[1:] == [str(target)] for kind, paths in self.taken)
+
+    def unlinked(self, path: Path) -> bool:
+        return any(kind == "unlink" and paths == [str(path)] for kind, paths in self.taken)
+
+    def gone(self) -> set[Path]:
+        """Paths renamed away or removed."""
+        return {
+            Path(paths[0]) for kind, paths in self.taken if kind in {"replace", "unlink"} and paths
+        }
+
+
 class Helper:
     """The forking helper process and its line protocol."""
 
-    def __init__(self, account_dir: Path, kek: bytes) -> None:
+    def __init__(self, account_dir: Path, writes_file: Path) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", HELPER, str(account_dir)],
+            [sys.executable, "-c", HELPER, str(account_dir), str(writes_file)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**os.environ, "STRONGROOM_TEST_KEK": kek.hex()},
         )
         self._buffer = b""
         self._lines: list[str] = []
         self.worker: int | None = None
-        self.expect("ready", timeout=30)
+        assert self._next(("ready",)) == "ready"
 
-    def expect(self, prefix: str, timeout: float = 10.0) -> str:
-        """The first line not yet taken that starts with ``prefix``, waiting for it.
+    def run(self, operation: str, stop_at: int) -> Steps:
+        """Run ``operation`` in a new worker, killed before its step ``stop_at``."""
+        stdin = self.process.stdin
+        assert stdin is not None
+        stdin.write(f"{operation} {stop_at}\n".encode())
+        stdin.flush()
+        steps = Steps()
+        while True:
+            line = self._next(("pid ", "step ", "made ", "finished"))
+            if line.startswith("pid "):
+                self.worker = int(line.split()[1])
+            elif line.startswith("made "):
+                steps.made.append(Path(line.removeprefix("made ")))
+            elif line == "finished":
+                steps.finished = True
+                break
+            else:
+                _, number, kind, *paths = line.split(" ")
+                if int(number) == stop_at:
+                    break
+                steps.taken.append((kind, paths))
+        if self.worker is None:
+            self.worker = int(self._next(("pid ",)).split()[1])
+        if not steps.finished:
+            os.kill(self.worker, signal.SIGKILL)
+        status = int(self._next(("exit ",)).split()[1])
+        assert status == (0 if steps.finished else signal.SIGKILL), (operation, stop_at, status)
+        self.worker = None
+        return steps
 
-        The worker and the helper write to the same pipe, so their lines may
-        come in either order; lines are taken by prefix, not by position.
+    def _next(self, prefixes: tuple[str, ...], timeout: float = 30.0) -> str:
+        """The first line not yet taken that starts with one of ``prefixes``.
+
+        The worker and the helper share the pipe: a line is taken by prefix,
+        and the worker's own lines stay in the order it wrote them.
         """
-        deadline = time.monotonic() + timeout
         stdout = self.process.stdout
         assert stdout is not None
         while True:
             for index, line in enumerate(self._lines):
-                if line.startswith(prefix):
+                if line.startswith(prefixes):
                     return self._lines.pop(index)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"helper did not say {prefix!r} in time: {self._lines}")
-            ready, _, _ = select.select([stdout], [], [], remaining)
-            if ready:
-                data = os.read(stdout.fileno(), 65536)
-                if not data:
-                    raise AssertionError(f"helper exited before saying {prefix!r}")
-                *complete, self._buffer = (self._buffer + data).split(b"\n")
-                self._lines.extend(line.decode() for line in complete)
-
-    def start(self, command: str) -> int:
-        """Fork a worker running ``command``; return its process id."""
-        stdin = self.process.stdin
-        assert stdin is not None
-        stdin.write(command.encode() + b"\n")
-        stdin.flush()
-        self.worker = int(self.expect("pid ").split()[1])
-        return self.worker
-
-    def kill_worker(self) -> str:
-        """SIGKILL the worker (if still running) and return the helper's ``exit`` line."""
-        assert self.worker is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.worker, signal.SIGKILL)
-        status = self.expect("exit ")
-        self.worker = None
-        self._lines.clear()  # the worker is gone: whatever it said is stale
-        return status
+            ready, _, _ = select.select([stdout], [], [], timeout)
+            data = os.read(stdout.fileno(), 65536) if ready else b""
+            if not data:
+                raise AssertionError(f"the helper went quiet waiting for {prefixes}: {self._lines}")
+            *complete, self._buffer = (self._buffer + data).split(b"\n")
+            self._lines.extend(line.decode() for line in complete)
 
     def close(self) -> None:
         if self.worker is not None:  # a failed test left it running
-            self.kill_worker()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.worker, signal.SIGKILL)
         if self.process.stdin is not None:
             self.process.stdin.close()
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:  # pragma: no cover
             self.process.kill()
             self.process.wait()
@@ -175,125 +265,186 @@ class Helper:
 
 
 @pytest.fixture
-def kek() -> bytes:
-    return os.urandom(32)
-
-
-@pytest.fixture
-def account_keys(tmp_path: Path, kek: bytes) -> Iterator[AccountKeys]:
-    keys = make_account_keys(tmp_path / "alice", provider=MemoryKeyProvider(kek=kek))
+def account_keys(tmp_path: Path) -> Iterator[AccountKeys]:
+    keys = make_account_keys(tmp_path / "alice", provider=MemoryKeyProvider(kek=KEK))
     keys.create()
-    (keys.directory / "stores" / "notes").mkdir(mode=0o700, parents=True)
     yield keys
     keys.close()
 
 
 @pytest.fixture
 def store(account_keys: AccountKeys) -> Iterator[FilesStore]:
-    binding = StoreBinding(
-        "alice", "notes", account_keys.directory / "stores" / "notes", account_keys
-    )
-    with FilesStore(FilesStoreSettings(chunk_size=CHUNK), binding=binding) as store:
+    with open_files_store(bind(account_keys)) as store:
         yield store
 
 
 @pytest.fixture
-def helper(account_keys: AccountKeys, kek: bytes) -> Iterator[Helper]:
-    helper = Helper(account_keys.directory, kek)
+def helper(account_keys: AccountKeys, store: FilesStore, tmp_path: Path) -> Iterator[Helper]:
+    writes = {name: (key, form, new.hex()) for name, (key, form, new) in WRITES.items()}
+    (tmp_path / "writes.json").write_text(json.dumps(writes))
+    helper = Helper(account_keys.directory, tmp_path / "writes.json")
     yield helper
     helper.close()
 
 
-def temporaries(store: FilesStore) -> list[Path]:
-    return [p for p in store.binding.directory.rglob("*.tmp") if p.is_file()]
+def reset(store: FilesStore) -> None:
+    for key, (form, data) in BASELINE.items():
+        if form == "record":
+            store.put(key, data)
+        elif form == "blob":
+            store.put_blob(key, [data])
+        else:
+            with contextlib.suppress(RecordNotFoundError):
+                store.delete(key)
 
 
-def joined(store: FilesStore, key: str) -> bytes:
-    return b"".join(store.get_blob(key))
-
-
-def check_written_state(store: FilesStore) -> None:
-    assert list(store.keys()) == EXPECTED_KEYS
-    for key, values in RECORDS.items():
-        assert store.get(key) in values, key
-    assert joined(store, "blob") in BLOB
-    present = []
-    for read, value in ((store.get, SWITCH[0]), (lambda key: joined(store, key), SWITCH[1])):
+def read(store: FilesStore, key: str) -> tuple[bytes | None, bytes | None]:
+    """``key``'s record and blob, each ``None`` if absent."""
+    found: list[bytes | None] = []
+    for reader in (store.get, lambda key: b"".join(store.get_blob(key))):
         try:
-            assert read("switch") == value
-            present.append(value)
+            found.append(reader(key))
         except RecordNotFoundError:
-            pass
-    assert present, "the switching key vanished"
+            found.append(None)
+    return found[0], found[1]
 
 
-def test_killed_writers_leave_old_or_new_values(store: FilesStore, helper: Helper) -> None:
-    for key, values in RECORDS.items():
-        store.put(key, values[0])
-    store.put_blob("blob", [BLOB[0]])
-    store.put("switch", SWITCH[0])
-    rng = secrets.SystemRandom()
-    deadline = time.monotonic() + 12
-    rounds = leftovers = 0
-    while rounds < 25 and time.monotonic() < deadline:
-        rounds += 1
-        helper.start("write")
-        helper.expect("started")
-        time.sleep(rng.uniform(0, 0.2))
-        helper.kill_worker()
-        check_written_state(store)
-        leftovers = max(leftovers, len(temporaries(store)))
-    assert rounds >= 10
-    store.put("record-1", b"after the crashes")  # writes still work with leftovers about
-    assert store.get("record-1") == b"after the crashes"
+def expected_forms(store: FilesStore, operation: str, steps: Steps) -> dict[str, tuple]:
+    """Each key's (record, blob) as the steps taken say they must be."""
+    expected: dict[str, tuple[bytes | None, bytes | None]] = {
+        key: (data if form == "record" else None, data if form == "blob" else None)
+        for key, (form, data) in BASELINE.items()
+    }
+    if operation not in WRITES:
+        return expected
+    key, form, new = WRITES[operation]
+    record, (blob, _key_file) = path_of(store, key), blob_paths(store, key)
+    old_record, old_blob = expected[key]
+    if form is None:  # delete: the record, the blob, then the key file
+        expected[key] = (
+            None if steps.unlinked(record) else old_record,
+            None if steps.unlinked(blob) else old_blob,
+        )
+    elif form == "record":  # rename the record, then remove the blob and its key file
+        expected[key] = (
+            new if steps.replaced(record) else old_record,
+            None if steps.unlinked(blob) else old_blob,
+        )
+    else:  # rename the key file, then the blob, then remove the record
+        expected[key] = (
+            None if steps.unlinked(record) else old_record,
+            new if steps.replaced(blob) else old_blob,
+        )
+    return expected
 
 
-def versions(store: FilesStore) -> list[int]:
-    return [
-        peek_key_version(path.read_bytes()[:16])
-        for path in sorted(store.binding.directory.rglob("*"))
-        if path.is_file()
-        and path.parent.parent.name in {"records", "blobs"}
-        and not path.name.startswith(".")
-    ]
+def check(store: FilesStore, operation: str, steps: Steps, leftovers: set[Path]) -> None:
+    where = f"{operation}, killed after {len(steps.taken)} steps: {steps.taken[-3:]}"
+    expected = expected_forms(store, operation, steps)
+    deleted = WRITES[operation][0] if WRITES.get(operation, ("", "", b""))[1] is None else None
+    for key, (form, _) in BASELINE.items():  # old or new, never neither
+        if form is not None and key != deleted:
+            assert expected[key] != (None, None), f"{key!r} vanished after {where}"
+    for key, forms in expected.items():
+        assert read(store, key) == forms, f"{key!r} after {where}"
+    present = sorted(key for key, forms in expected.items() if forms != (None, None))
+    assert list(store.keys()) == present, where
+    for key in present:  # whichever form: the record wins when both are left
+        record, blob = expected[key]
+        assert b"".join(store.get_any(key)) == (record if record is not None else blob), where
+    assert temporaries(store.binding.directory) == leftovers, where
+    for temp in leftovers:
+        assert MARKER not in temp.read_bytes(), f"plaintext in {temp.name} after {where}"
 
 
-def test_killed_reencryption_resumes_to_completion(store: FilesStore, helper: Helper) -> None:
+def run_to_every_step(
+    helper: Helper,
+    store: FilesStore,
+    operation: str,
+    prepare: Callable[[], object] = lambda: None,
+) -> Iterator[tuple[int, Steps, set[Path]]]:
+    """Run ``operation`` killed before step 1, 2, ... and finally to the end.
+
+    Before each run the store is reset to ``BASELINE`` and ``prepare()`` is called.
+    """
+    root, leftovers = store.binding.directory, set[Path]()
+    stop_at = 0
+    while True:
+        stop_at += 1
+        reset(store)
+        prepare()
+        steps = helper.run(operation, stop_at)
+        leftovers |= {path for path in steps.made if path.is_relative_to(root)}
+        leftovers -= steps.gone()
+        yield stop_at, steps, leftovers
+        if steps.finished:
+            assert stop_at > 3, f"{operation} took too few steps to be worth killing"
+            return
+
+
+@pytest.mark.parametrize("operation", WRITES)
+def test_a_write_killed_before_any_step_leaves_old_or_new(
+    helper: Helper, store: FilesStore, operation: str
+) -> None:
+    for _, steps, leftovers in run_to_every_step(helper, store, operation):
+        check(store, operation, steps, leftovers)
+    assert steps.finished
+    deletes = WRITES[operation][1] is None
+    assert bool(leftovers) != deletes, "a kill after a temporary file was made leaves it"
+    store.put("record", b"after the crashes")  # leftovers do not get in the way
+    assert store.get("record") == b"after the crashes"
+
+
+def test_a_lazy_reseal_killed_before_any_step_leaves_a_readable_record(
+    helper: Helper, store: FilesStore
+) -> None:
+    record = path_of(store, "record")
     keys, purpose = store.binding.keys, store.binding.purpose
-    values = {f"r{index:03}": os.urandom(index % 40 * 50) for index in range(60)}
-    blobs = {f"b{index}": os.urandom(3 * CHUNK + index) for index in range(3)}
-    for key, value in values.items():
-        store.put(key, value)
-    for key, blob in blobs.items():
-        store.put_blob(key, [blob])
-    target = keys.rotate(purpose)
-    rng = secrets.SystemRandom()
-    deadline = time.monotonic() + 8
-    upgraded = 0
-    rounds = completed = 0
-    while rounds < 15 and time.monotonic() < deadline:
-        rounds += 1
-        helper.start("reencrypt")
-        helper.expect("progress 0 ")
-        time.sleep(rng.uniform(0, 0.15))
-        status = helper.kill_worker()
-        # listing authenticates every record and blob key file; blobs are read in full
-        assert list(store.keys()) == sorted([*values, *blobs])
-        for key, blob in blobs.items():
-            assert joined(store, key) == blob
-        current = sum(version >= target for version in versions(store))
-        assert current >= upgraded, "re-encryption lost progress"
-        upgraded = current
-        if status != "exit 9":  # it finished before the kill: give it more to do
-            completed += 1
-            assert store._floor.read() == target
-            target = keys.rotate(purpose)
-            upgraded = 0
-    assert rounds >= 5
-    assert list(store.reencrypt())[-1] == (len(values) + len(blobs),) * 2
-    assert set(versions(store)) == {target}
-    assert store._floor.read() == target
-    for version in range(1, target):
-        keys.destroy(purpose, version)
-    assert {key: store.get(key) for key in values} == values
-    assert {key: joined(store, key) for key in blobs} == blobs
+    for _, steps, leftovers in run_to_every_step(
+        helper, store, "get", lambda: keys.rotate(purpose)
+    ):
+        primary = store.binding.keys.primary_version(store.binding.purpose)
+        assert header_version(record) == (primary if steps.replaced(record) else primary - 1)
+        check(store, "get", steps, leftovers)
+    assert steps.replaced(record)
+
+
+def test_a_reencryption_killed_before_any_step_resumes_to_completion(
+    helper: Helper, store: FilesStore
+) -> None:
+    keys, purpose, root = store.binding.keys, store.binding.purpose, store.binding.directory
+    orphan = blob_paths(store, "orphan")[1]
+
+    def prepare() -> None:
+        store.put_blob("orphan", [b"x"])
+        blob_paths(store, "orphan")[0].unlink()  # as a killed put_blob leaves a key file
+        keys.rotate(purpose)  # everything is stale
+
+    def objects() -> list[Path]:
+        return sorted(
+            path
+            for path in root.rglob("*")
+            if path.is_file() and path.parent.parent != root and not path.name.startswith(".")
+        )
+
+    present = [key for key, (form, _) in BASELINE.items() if form is not None]
+    completed, floor = 0, keys.floor(purpose)
+    for _, steps, leftovers in run_to_every_step(helper, store, "reencrypt", prepare):
+        target = keys.primary_version(purpose)
+        for path in objects():  # each file is upgraded by one rename, or not yet
+            assert header_version(path) == (target if steps.replaced(path) else target - 1), path
+        assert orphan.exists() != steps.unlinked(orphan)
+        raised = any(
+            kind == "replace" and paths[-1].endswith(KEY_RECORD) for kind, paths in steps.taken
+        )
+        assert keys.floor(purpose) == (target if raised else floor)
+        if raised:
+            assert not orphan.exists(), "orphans go before the floor rises"
+        check(store, "reencrypt", steps, leftovers)
+        completed += steps.finished
+        assert list(store.reencrypt())[-1] == (len(present),) * 2  # resumes
+        floor = keys.floor(purpose)
+        assert floor == target
+        assert {header_version(path) for path in objects()} == {target}
+        assert not orphan.exists()
+    assert completed == 1

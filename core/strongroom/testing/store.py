@@ -27,9 +27,15 @@ import pytest
 
 from strongroom._loading import SLOTS_BY_TABLE, load_backend
 from strongroom.cipher_suite import CipherSuite
-from strongroom.errors import KeyLockedError, KeyUnavailableError, RecordNotFoundError
+from strongroom.errors import (
+    KeyLockedError,
+    KeyUnavailableError,
+    RecordNotFoundError,
+    UsageError,
+)
 from strongroom.keys import AccountKeys
 from strongroom.store import Store, StoreBinding
+from strongroom.testing._store_versions import VersionContract
 from strongroom.testing.providers import MemoryKeyProvider
 
 __all__ = ["StoreContract", "make_account_keys", "suite_resolver"]
@@ -64,11 +70,14 @@ def make_account_keys(
     provider: MemoryKeyProvider | None = None,
     suite: str = "aes-256-gcm",
     notify: Callable[..., Any] | None = None,
+    count_objects: Callable[[str, int], int | None] | None = None,
 ) -> AccountKeys:
     """An :class:`AccountKeys` in ``directory`` with one test provider, not yet created.
 
     Call ``create()`` on it for a new account, or ``unlock()`` to open one
     that a provider with the same KEK created (in another process, say).
+    ``count_objects`` is what retiring and destroying a version consult;
+    without it nothing can be counted, so both need ``force=True``.
     """
     return AccountKeys(
         account=account,
@@ -78,6 +87,7 @@ def make_account_keys(
         suite_for=suite_resolver(),
         default_suite=suite,
         notify=notify if notify is not None else (lambda _hook, **_kwargs: None),
+        count_objects=count_objects if count_objects is not None else (lambda _p, _v: None),
     )
 
 
@@ -96,12 +106,14 @@ def _joined(chunks: Iterable[bytes]) -> bytes:
     return b"".join(chunks)
 
 
-class StoreContract:
+class StoreContract(VersionContract):
     """Subclass with :meth:`open_store` (or override the ``store`` fixture).
 
     ``blob_size`` must exceed the store's chunk size several times over, so
     that streaming is exercised; shrink the store's chunk size in
-    :meth:`open_store` rather than growing this.
+    :meth:`open_store` rather than growing this.  The tests of counting and
+    purging by key version (``VersionContract``) are skipped for a store
+    whose ``versions_in_use`` raises ``NotImplementedError``.
     """
 
     account: ClassVar[str] = "alice"
@@ -114,21 +126,40 @@ class StoreContract:
         raise NotImplementedError("override open_store() or the store fixture")
 
     @pytest.fixture
-    def account_keys(self, tmp_path: Path) -> Iterator[AccountKeys]:
-        keys = make_account_keys(tmp_path / self.account, account=self.account, suite=self.suite)
+    def counted(self) -> list[Store]:
+        """The store under test once open: what retiring and destroying a version count in."""
+        return []
+
+    @pytest.fixture
+    def account_keys(self, tmp_path: Path, counted: list[Store]) -> Iterator[AccountKeys]:
+        def count(purpose: str, version: int) -> int | None:
+            stores = [store for store in counted if store.binding.purpose == purpose]
+            try:
+                return sum(store.versions_in_use().get(version, 0) for store in stores)
+            except NotImplementedError:
+                return None
+
+        keys = make_account_keys(
+            tmp_path / self.account, account=self.account, suite=self.suite, count_objects=count
+        )
         keys.create()
         yield keys
         keys.close()
 
     @pytest.fixture
     def binding(self, account_keys: AccountKeys) -> StoreBinding:
+        """The store's directory and keys, its keysets made as ``strongroom init`` makes them."""
         directory = account_keys.directory / "stores" / self.store_name
         directory.mkdir(mode=0o700, parents=True)
-        return StoreBinding(self.account, self.store_name, directory, account_keys)
+        binding = StoreBinding(self.account, self.store_name, directory, account_keys)
+        with self.open_store(binding) as store:
+            account_keys.ensure(*store.key_purposes)
+        return binding
 
     @pytest.fixture
-    def store(self, binding: StoreBinding) -> Iterator[Store]:
+    def store(self, binding: StoreBinding, counted: list[Store]) -> Iterator[Store]:
         with self.open_store(binding) as store:
+            counted.append(store)
             yield store
 
     def blob(self, seed: int = 0) -> bytes:
@@ -277,7 +308,9 @@ class StoreContract:
         store.put_blob("new blob", [self.blob(4)])
         assert store.get("old") == b"written under v1"
         assert _joined(store.get_blob("old blob")) == self.blob(3)
-        keys.destroy(purpose, 1)  # only what was written before the rotation may depend on v1
+        with pytest.raises(UsageError):  # objects remain under v1, or the store cannot tell
+            keys.destroy(purpose, 1)
+        keys.destroy(purpose, 1, force=True)  # only what was written before the rotation is lost
         assert store.get("new") == b"written under v2"
         assert _joined(store.get_blob("new blob")) == self.blob(4)
 
@@ -293,7 +326,7 @@ class StoreContract:
         assert progress[-1][0] == progress[-1][1] > 0
         assert [done for done, _ in progress] == sorted(done for done, _ in progress)
         assert len({total for _, total in progress}) == 1
-        keys.destroy(purpose, 1)  # nothing may depend on v1 any more
+        keys.destroy(purpose, 1, force=True)  # nothing may depend on v1 any more
         for key, value in records.items():
             assert store.get(key) == value
         assert _joined(store.get_blob("blob")) == self.blob(5)
@@ -311,7 +344,7 @@ class StoreContract:
         store.put("doomed", b"secret")
         store.put_blob("doomed blob", [b"secret blob"])
         keys.rotate(purpose)
-        keys.destroy(purpose, 1)
+        keys.destroy(purpose, 1, force=True)
         with pytest.raises(KeyUnavailableError):
             store.get("doomed")
         with pytest.raises(KeyUnavailableError):

@@ -2,11 +2,19 @@
 
 Writers encrypt into private temporary files holding no lock; only the
 renames and removals that follow take the store's ``flock``.  Two rules
-keep concurrent writers and a re-encryption pass from undoing each other:
-:meth:`Installer.install` refuses a file sealed under a key version the
-floor was raised above meanwhile, so nothing older than the floor lands
-after a pass checked; :meth:`Installer.swap` replaces a file only if it
-still is what was read, so a write made meanwhile always wins.
+keep concurrent writers, a re-encryption pass and the key hierarchy from
+undoing each other (see ``_versions``):
+
+- a file is renamed in only if the version it was sealed under is still
+  the primary, so nothing lands under a version a pass has raised the floor
+  past, or one counted, retired or destroyed meanwhile: the writer seals
+  it again, and a write that reports success is never already shredded;
+- :meth:`Installer.swap` replaces a file only if it still is what was read,
+  and only if what was read may still be re-sealed (not older than the
+  floor, not retired), so a write made meanwhile always wins and a copy put
+  back is never laundered under a newer key.
+
+Both are decided under the lock, from the key record as it is then.
 """
 
 from __future__ import annotations
@@ -18,8 +26,8 @@ from pathlib import Path
 
 from strongroom.errors import StoreError
 from strongroom_plugins.stores import _disk
-from strongroom_plugins.stores._floor import Floor
 from strongroom_plugins.stores._layout import LOCK_FILE
+from strongroom_plugins.stores._versions import KeyVersions
 
 __all__ = ["Installer"]
 
@@ -27,9 +35,9 @@ __all__ = ["Installer"]
 class Installer:
     """Renames temporary files over their targets in one store's directory."""
 
-    def __init__(self, root: Path, floor: Floor, store_name: str) -> None:
+    def __init__(self, root: Path, versions: KeyVersions, store_name: str) -> None:
         self._root = root
-        self._floor = floor
+        self._versions = versions
         self._store_name = store_name
 
     @contextlib.contextmanager
@@ -53,12 +61,12 @@ class Installer:
         """Rename each ``(temp, target)`` in order, then remove ``remove``, under the lock.
 
         Refuses (returning ``False``, the temporary files left to the caller)
-        when a re-encryption pass raised the floor above ``version`` meanwhile.
+        when ``version`` stopped being the primary meanwhile.
         """
         removed: list[Path] = []
         try:
             with self.locked():
-                installed = version >= self._floor.read()
+                installed = self._versions.writable(version)
                 if installed:
                     for temp, target in moves:
                         os.replace(temp, target)
@@ -74,13 +82,22 @@ class Installer:
         return True
 
     def swap(
-        self, target: Path, temp: Path, *, expected: bytes | _disk.FileIdentity | None
-    ) -> None:
+        self,
+        target: Path,
+        temp: Path,
+        *,
+        expected: bytes | _disk.FileIdentity,
+        versions: tuple[int, int],
+    ) -> bool:
         """Rename ``temp`` over ``target`` only if ``target`` still is what was read.
 
-        ``expected`` is the file's bytes (small files) or its identity.  If a
-        writer replaced or removed it meanwhile, its write wins and ``temp``
-        is dropped.
+        ``expected`` is the file's bytes (small files) or its identity, and
+        ``versions`` the key versions of what was read and of ``temp``.  If a
+        writer replaced or removed the file meanwhile, its write wins; if what
+        was read is now older than the floor, it was put back and must not be
+        re-sealed; if it was retired meanwhile, the retirement wins; if
+        ``temp`` is no longer under the primary, the next pass redoes it.
+        Then ``temp`` is dropped.  Returns whether it was swapped.
         """
         try:
             with self.locked():
@@ -88,7 +105,13 @@ class Installer:
                     current: object = _disk.read_file(target)
                 else:
                     current = _disk.identity(target)
-                swapped = current is not None and current == expected
+                read_under, sealed_under = versions
+                swapped = (
+                    current is not None
+                    and current == expected
+                    and self._versions.resealable(read_under)
+                    and self._versions.writable(sealed_under)
+                )
                 if swapped:
                     os.replace(temp, target)
         except BaseException:
@@ -98,3 +121,4 @@ class Installer:
             _disk.fsync_dir(target.parent)
         else:
             _disk.unlink_quietly(temp)
+        return swapped

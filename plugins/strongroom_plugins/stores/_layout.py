@@ -15,7 +15,6 @@ from strongroom.errors import IntegrityError, UsageError
 
 __all__ = [
     "BLOBS",
-    "FLOOR_FILE",
     "KEY_FILE_SUFFIX",
     "LOCK_FILE",
     "RECORDS",
@@ -30,7 +29,6 @@ __all__ = [
 RECORDS = "records"
 BLOBS = "blobs"
 KEY_FILE_SUFFIX = ".name"
-FLOOR_FILE = "floor"
 LOCK_FILE = ".lock"
 
 _NAME = re.compile(r"[0-9a-f]{64}")

@@ -2,76 +2,98 @@
 
 A pass brings every object up to a target key version, skipping those
 already current by peeking at their unauthenticated headers, so an
-interrupted pass resumes where it stopped.  Each rewrite is a
-compare-and-swap, so a concurrent write always wins.  The floor is raised
-only under the store's lock, once a final scan finds nothing older than
-the target: no writer can slip an older object in between the check and
-the raise.
+interrupted pass resumes where it stopped.  Objects under a retired or
+destroyed version cannot be opened again; they are skipped and counted,
+not allowed to stop the pass.  Each rewrite is a compare-and-swap, so a
+concurrent write always wins.  The floor is raised only under the store's
+lock, once a final scan finds nothing readable older than the target: no
+writer can slip an older object in between the check and the raise.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 from strongroom.formats import peek_key_version
 from strongroom_plugins.stores import _disk
-from strongroom_plugins.stores._floor import Floor
 from strongroom_plugins.stores._install import Installer
 from strongroom_plugins.stores._layout import StoredObject, orphan_key_files, scan
-from strongroom_plugins.stores._sealing import PEEK, Sealer, read_error, read_object
+from strongroom_plugins.stores._sealing import PEEK, Sealer, peek_file, read_object
 
-__all__ = ["Reencryption"]
+__all__ = ["Reencryption", "object_versions"]
+
+log = logging.getLogger(__name__)
+
+
+def object_versions(obj: StoredObject) -> set[int]:
+    """The key versions in the headers of an object's files; empty if it is gone."""
+    paths = (obj.path, obj.key_file) if obj.is_blob else (obj.path,)
+    return {version for path in paths if (version := peek_file(path)) is not None}
 
 
 class Reencryption:
     """Re-encrypts one store's objects under the primary version of its keyset."""
 
-    def __init__(self, root: Path, sealer: Sealer, installer: Installer, floor: Floor) -> None:
+    def __init__(self, root: Path, sealer: Sealer, installer: Installer, store_name: str) -> None:
         self._root = root
         self._sealer = sealer
         self._installer = installer
-        self._floor = floor
+        self._store_name = store_name
 
     def run(self, target: int, objects: list[StoredObject]) -> Iterator[tuple[int, int]]:
-        """Upgrade ``objects`` to at least ``target``, yielding progress, then raise the floor."""
+        """Upgrade ``objects`` to at least ``target``, yielding progress, then raise the floor.
+
+        ``done`` counts the objects that are current; one under a retired or
+        destroyed version is skipped, so a pass that meets any ends below
+        ``total``.
+        """
         total = len(objects)
         yield 0, total
-        for done, obj in enumerate(objects, 1):
-            self._upgrade(obj, target)
+        inactive = set(self._sealer.versions.inactive())
+        done = skipped = 0
+        for obj in objects:
+            if object_versions(obj) & inactive:
+                skipped += 1
+            else:
+                self._upgrade(obj, target)
+                done += 1
             yield done, total
-        # Raise the floor only once nothing on disk is older than the target.  The
-        # final check runs under the lock, so no writer can slip an older object in.
+        # Raise the floor only once nothing readable on disk is older than the target.
+        # The final check runs under the lock, so no writer can slip an older object in.
         while True:
             with self._installer.locked():
-                stale = [obj for obj in scan(self._root) if self._stale(obj, target)]
+                inactive = set(self._sealer.versions.inactive())
+                stale = [obj for obj in scan(self._root) if self._stale(obj, target, inactive)]
                 if not stale:
                     for orphan in orphan_key_files(self._root):
                         _disk.unlink_quietly(orphan)
-                    self._floor.raise_to(target)
-                    return
+                    self._sealer.versions.raise_floor(target)
+                    break
             for obj in stale:
                 self._upgrade(obj, target)
+        if skipped:
+            log.warning(
+                "store %r: skipped %d objects under retired or destroyed key versions",
+                self._store_name,
+                skipped,
+            )
 
     def replace_record(self, obj: StoredObject, data: bytes, plaintext: bytes) -> None:
         """Re-seal a record under the primary version, unless it changed since ``data``."""
-        sealed = self._sealer.seal(self._sealer.primary(), plaintext, obj.context_record)
-        self._installer.swap(obj.path, _disk.write_temp(obj.path, sealed), expected=data)
+        data_key = self._sealer.primary()
+        sealed = self._sealer.seal(data_key, plaintext, obj.context_record)
+        self._installer.swap(
+            obj.path,
+            _disk.write_temp(obj.path, sealed),
+            expected=data,
+            versions=(peek_key_version(data[:PEEK]), data_key.version),
+        )
 
-    def _peek(self, path: Path) -> int | None:
-        """The key version in ``path``'s header, unauthenticated; ``None`` if it is gone."""
-        try:
-            handle = _disk.open_for_reading(path)
-        except OSError as exc:
-            raise read_error(path, exc) from exc
-        if handle is None:
-            return None
-        with handle:
-            return peek_key_version(handle.read(PEEK))
-
-    def _stale(self, obj: StoredObject, target: int) -> bool:
-        paths = (obj.path, obj.key_file) if obj.is_blob else (obj.path,)
-        return any((version := self._peek(path)) is not None and version < target for path in paths)
+    def _stale(self, obj: StoredObject, target: int, inactive: set[int]) -> bool:
+        versions = object_versions(obj)
+        return not versions & inactive and any(version < target for version in versions)
 
     def _upgrade(self, obj: StoredObject, target: int) -> None:
         """Bring one object up to at least ``target``; skip what is current or gone."""
@@ -86,11 +108,20 @@ class Reencryption:
 
     def _upgrade_key_file(self, obj: StoredObject, target: int) -> None:
         data = read_object(obj.key_file)
-        if data is None or peek_key_version(data[:PEEK]) >= target:
+        if data is None:
+            return
+        version = peek_key_version(data[:PEEK])
+        if version >= target:
             return
         encoded, _ = self._sealer.open(data, obj.key_file_context_record)
-        sealed = self._sealer.seal(self._sealer.primary(), encoded, obj.key_file_context_record)
-        self._installer.swap(obj.key_file, _disk.write_temp(obj.key_file, sealed), expected=data)
+        data_key = self._sealer.primary()
+        sealed = self._sealer.seal(data_key, encoded, obj.key_file_context_record)
+        self._installer.swap(
+            obj.key_file,
+            _disk.write_temp(obj.key_file, sealed),
+            expected=data,
+            versions=(version, data_key.version),
+        )
 
     def _upgrade_blob(self, obj: StoredObject, target: int) -> None:
         handle = _disk.open_for_reading(obj.path)
@@ -98,9 +129,11 @@ class Reencryption:
             return
         with handle:
             before = _disk.identity(handle.fileno())
-            if peek_key_version(handle.read(PEEK)) >= target:
+            version = peek_key_version(handle.read(PEEK))
+            if before is None or version >= target:
                 return
             handle.seek(0)
             reader = self._sealer.blob_reader(obj, handle)
-            temp = self._sealer.encrypt_blob(obj, self._sealer.primary(), reader.iter_chunks())
-        self._installer.swap(obj.path, temp, expected=before)
+            data_key = self._sealer.primary()
+            temp = self._sealer.encrypt_blob(obj, data_key, reader.iter_chunks())
+        self._installer.swap(obj.path, temp, expected=before, versions=(version, data_key.version))

@@ -3,9 +3,9 @@
 Every object is bound to (account, store name, its ``record`` context
 field), so one moved to another name, store or account fails
 authentication.  Before anything is decrypted, the key version in its
-header is checked against the keyset and the re-encryption floor, so a
-version the keyset never had, or a copy older than the last completed
-pass, is refused.  The store's operations and the re-encryption pass use
+header is checked against the key record (see ``_versions``), so a
+version the keyset never had, a retired or destroyed one, or a copy older
+than the last completed pass, is refused.  The store's operations and the re-encryption pass use
 this one path, so neither can open an object the other would refuse.
 """
 
@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from strongroom.cipher_suite import CipherSuite
 from strongroom.errors import IntegrityError, StoreError, StrongroomError
 from strongroom.formats import (
     ChunkedReader,
@@ -28,11 +29,11 @@ from strongroom.formats import (
 from strongroom.keys import DataKey
 from strongroom.store import StoreBinding
 from strongroom_plugins.stores import _disk
-from strongroom_plugins.stores._floor import Floor
 from strongroom_plugins.stores._layout import StoredObject, split_record
 from strongroom_plugins.stores._names import NameKeys
+from strongroom_plugins.stores._versions import KeyVersions
 
-__all__ = ["PEEK", "Sealer", "object_context", "read_error", "read_object"]
+__all__ = ["PEEK", "Sealer", "object_context", "peek_file", "read_error", "read_object"]
 
 #: Enough of any object's start for ``peek_key_version``.
 PEEK = 16
@@ -42,30 +43,16 @@ class Sealer:
     """Seals, checks and opens the records, key files and blobs of one store."""
 
     def __init__(
-        self, binding: StoreBinding, names: NameKeys, floor: Floor, chunk_size: int
+        self, binding: StoreBinding, names: NameKeys, versions: KeyVersions, chunk_size: int
     ) -> None:
         self._binding = binding
         self._names = names
-        self._floor = floor
+        self.versions = versions
         self._chunk_size = chunk_size
 
     def primary(self) -> DataKey:
         """The primary version of the store's data keyset."""
         return self._binding.keys.data_key(self._binding.purpose)
-
-    def check_version(self, version: int) -> int:
-        """Refuse a version the keyset never had, or one below the floor; return the primary."""
-        primary = self._binding.keys.primary_version(self._binding.purpose)
-        if primary is None or not 1 <= version <= primary:
-            raise IntegrityError(
-                f"store {self._binding.name!r}: an object names a key version the store never had"
-            )
-        if version < self._floor.read():
-            raise IntegrityError(
-                f"store {self._binding.name!r}: an object is older than the last completed "
-                "re-encryption; it was rolled back or planted"
-            )
-        return primary
 
     # sealed objects: records and blob key files
 
@@ -81,7 +68,7 @@ class Sealer:
     def open(self, data: bytes, record: str) -> tuple[bytes, bool]:
         """Verify and decrypt; return the plaintext and whether it is under an old version."""
         version = peek_key_version(data[:PEEK])
-        primary = self.check_version(version)
+        primary = self.versions.check(version)
         plaintext = open_sealed(
             data,
             self._binding.keys.key_lookup(self._binding.purpose),
@@ -97,11 +84,8 @@ class Sealer:
             raise IntegrityError(f"store {self._binding.name!r}: a record is under the wrong name")
         return key, value, plaintext, stale
 
-    def open_key_file(self, obj: StoredObject) -> str | None:
-        """The key a blob's key file holds, or ``None`` if there is none."""
-        data = read_object(obj.key_file)
-        if data is None:
-            return None
+    def open_key_file(self, obj: StoredObject, data: bytes) -> str:
+        """Verify the bytes of a blob's key file; return the key it holds."""
         encoded, _ = self.open(data, obj.key_file_context_record)
         if not hmac.compare_digest(self._names.name(encoded), obj.name):
             raise IntegrityError(f"store {self._binding.name!r}: a blob is under the wrong name")
@@ -109,13 +93,10 @@ class Sealer:
 
     # chunked objects: blobs
 
-    def blob_reader(
-        self, obj: StoredObject, handle: BinaryIO, *, own: bool = False
-    ) -> ChunkedReader:
-        """A verifying reader; ``own`` skips the version checks for our own temporary file."""
-        if not own:
-            self.check_version(peek_key_version(handle.read(PEEK)))
-            handle.seek(0)
+    def blob_reader(self, obj: StoredObject, handle: BinaryIO) -> ChunkedReader:
+        """A verifying reader of a stored blob, its key version checked first."""
+        self.versions.check(peek_key_version(handle.read(PEEK)))
+        handle.seek(0)
         return ChunkedReader(
             handle,
             self._binding.keys.key_lookup(self._binding.purpose),
@@ -137,14 +118,26 @@ class Sealer:
                     writer.write(chunk)
             return temp
 
-    def transcode_blob(self, obj: StoredObject, source: Path, data_key: DataKey) -> Path:
-        """Re-encrypt the blob in ``source`` under ``data_key`` into a new temporary file."""
+    def transcode_blob(self, obj: StoredObject, source: Path, old: DataKey, new: DataKey) -> Path:
+        """Re-encrypt our own temporary blob ``source`` from ``old`` to ``new``.
+
+        ``old`` is the key it was just written with, held since: its version
+        may have been retired meanwhile, which is why the blob is redone.
+        """
         handle = _disk.open_for_reading(source)
         if handle is None:
             raise StoreError(f"{source} vanished while being re-encrypted")
+
+        def written_with(version: int) -> tuple[CipherSuite, memoryview]:
+            if version != old.version:
+                raise IntegrityError(f"{source} is not the blob this store just wrote")
+            return old.suite, old.material.view()
+
         with handle:
-            reader = self.blob_reader(obj, handle, own=True)
-            return self.encrypt_blob(obj, data_key, reader.iter_chunks())
+            reader = ChunkedReader(
+                handle, written_with, object_context(self._binding, obj.context_record)
+            )
+            return self.encrypt_blob(obj, new, reader.iter_chunks())
 
 
 def object_context(binding: StoreBinding, record: str) -> Context:
@@ -158,6 +151,21 @@ def read_object(path: Path) -> bytes | None:
         return _disk.read_file(path)
     except OSError as exc:
         raise read_error(path, exc) from exc
+
+
+def peek_file(path: Path) -> int | None:
+    """The key version in ``path``'s header, unauthenticated; ``None`` if there is no file.
+
+    :raises strongroom.errors.IntegrityError: it is not a strongroom object.
+    """
+    try:
+        handle = _disk.open_for_reading(path)
+    except OSError as exc:
+        raise read_error(path, exc) from exc
+    if handle is None:
+        return None
+    with handle:
+        return peek_key_version(handle.read(PEEK))
 
 
 def read_error(path: Path, exc: OSError) -> StrongroomError:

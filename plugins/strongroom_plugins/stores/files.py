@@ -5,7 +5,6 @@ Layout under the store's directory (directories 0700, files 0600)::
     records/<2 hex>/<64 hex>          a sealed object: u16 BE key length | key | value
     blobs/<2 hex>/<64 hex>            a chunked object: the blob
     blobs/<2 hex>/<64 hex>.name       a sealed object: the blob's key
-    floor                             the re-encryption floor (see below)
     .lock                             serialises the rename steps of concurrent writers
 
 The 64-hex name is HMAC-SHA256 of the key's UTF-8 under a name key derived
@@ -28,14 +27,17 @@ ignored.
 Records and blobs share one key namespace.  ``put`` renames the record
 into place, then removes a blob of the same key; ``put_blob`` renames the
 blob's key file, then the blob, then removes a record of the same key;
-``delete`` removes the record, the blob, then the key file.  A crash
-between those steps can leave:
+``delete`` removes the record, the blob, then the key file.  All of a
+write's renames and removals happen in one hold of the lock, so a lookup
+or a listing that misses a key in both forms looks again under the lock
+and finds its current one (see ``_lookup``); :meth:`FilesStore.get_any`
+reads whichever form a key has.  A crash between those steps can leave:
 
 - a key file without its blob: an orphan, ignored by listing and removed
   by :meth:`FilesStore.reencrypt`;
-- a record and a blob of the same key: ``get`` answers with the record,
-  ``get_blob`` with the blob, each the old or the new value; the next
-  write or delete of the key removes the leftover.
+- a record and a blob of the same key: ``get`` and ``get_any`` answer with
+  the record, ``get_blob`` with the blob, each the old or the new value;
+  the next write or delete of the key removes the leftover.
 
 A blob never exists without its key file.
 
@@ -44,58 +46,52 @@ the store's keyset is re-sealed under the primary version and atomically
 replaced, unless it changed meanwhile (compare-and-swap under the lock);
 a failure to rewrite it does not fail the read.  :meth:`FilesStore.reencrypt`
 does the same for every object, skipping those already current by peeking
-at their headers.  When a pass completes, it records the version it
-brought everything to in ``floor`` (see ``_floor``); from then on an
-object under an older version is refused as rolled back
-(:class:`~strongroom.errors.IntegrityError`) instead of decrypting an old
-copy put back by someone with access to the files.  This stops single
-objects being rolled back across a re-encryption; it cannot stop a
-rollback to an older value under the same key version, nor the whole
-directory being restored.  A header naming a key version the keyset never
-had is refused the same way.
+at their headers, and when a pass completes it raises the keyset's floor
+in the account's key record, not in this directory.  From then on an
+object under an older version is refused as rolled back and never
+re-sealed, whatever files are deleted or put back here; a header naming a
+version the keyset never had is refused the same way.  Nothing is ever
+installed under a retired or destroyed version, and objects left under
+one by a forced retire or destroy are skipped by listing and
+re-encryption, named by :meth:`FilesStore.unreadable` and deleted by
+:meth:`FilesStore.purge_unreadable` (see ``_versions``).  The floor cannot
+stop a rollback to an older value under the same key version, nor the
+whole account directory, key record included, being restored.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 from pydantic import Field
 
-from strongroom.errors import (
-    IntegrityError,
-    RecordNotFoundError,
-    StoreError,
-    StrongroomError,
-    UsageError,
-)
-from strongroom.keys import DataKey
+from strongroom.errors import RecordNotFoundError, StoreError, StrongroomError, UsageError
 from strongroom.settings import BackendSettings
 from strongroom.store import Store, StoreBinding
 from strongroom_plugins.stores import _disk
-from strongroom_plugins.stores._floor import Floor
+from strongroom_plugins.stores._blob_write import WRITE_ATTEMPTS, BlobWriter
 from strongroom_plugins.stores._install import Installer
+from strongroom_plugins.stores._inventory import Inventory
 from strongroom_plugins.stores._layout import (
     BLOBS,
-    FLOOR_FILE,
     RECORDS,
     StoredObject,
     encode_key,
     frame_record,
     scan,
 )
+from strongroom_plugins.stores._lookup import Lookup
 from strongroom_plugins.stores._names import NameKeys
 from strongroom_plugins.stores._reencrypt import Reencryption
-from strongroom_plugins.stores._sealing import Sealer, object_context, read_error, read_object
+from strongroom_plugins.stores._sealing import Sealer, read_error, read_object
 from strongroom_plugins.stores._streams import SourceFailed, pull, stream
+from strongroom_plugins.stores._versions import KeyVersions
 
 __all__ = ["FilesStore", "FilesStoreSettings"]
 
 log = logging.getLogger(__name__)
-
-#: How often a write is redone because a re-encryption pass raised the floor under it.
-_WRITE_ATTEMPTS = 5
 
 
 class FilesStoreSettings(BackendSettings):
@@ -115,23 +111,22 @@ class FilesStore(Store):
         super().__init__(settings, binding=binding)
         if not isinstance(self.settings, FilesStoreSettings):
             raise UsageError("the files store takes FilesStoreSettings")
-        self._root = binding.directory
+        self._root = root = binding.directory
         self._names = NameKeys(binding)
-        self._floor = Floor(
-            self._root / FLOOR_FILE,
-            object_context(binding, FLOOR_FILE).encode(),
-            self._names.floor_key,
-        )
-        self._sealer = Sealer(binding, self._names, self._floor, self.settings.chunk_size)
-        self._installer = Installer(self._root, self._floor, binding.name)
-        self._reencryption = Reencryption(self._root, self._sealer, self._installer, self._floor)
+        self._versions = versions = KeyVersions(binding)
+        self._sealer = Sealer(binding, self._names, versions, self.settings.chunk_size)
+        self._installer = Installer(root, versions, binding.name)
+        self._lookup = Lookup(root, self._installer, binding.name)
+        self._inventory = Inventory(root, self._installer, versions, binding.name)
+        self._reencryption = Reencryption(root, self._sealer, self._installer, binding.name)
+        self._blob_writer = BlobWriter(root, self._sealer, self._installer, binding.name)
         try:
-            if not self._root.is_dir():
-                raise FileNotFoundError(self._root)
+            if not root.is_dir():
+                raise FileNotFoundError(root)
             for sub in (RECORDS, BLOBS):
-                _disk.ensure_private_dir(self._root / sub)
+                _disk.ensure_private_dir(root / sub)
         except OSError as exc:
-            raise StoreError(f"cannot open the files store in {self._root}: {exc}") from exc
+            raise StoreError(f"cannot open the files store in {root}: {exc}") from exc
 
     def close(self) -> None:
         self._names.close()
@@ -150,7 +145,7 @@ class FilesStore(Store):
         obj = self._record(encoded)
         blob = StoredObject.blob(self._root, obj.name)
         plaintext = frame_record(encoded, value)
-        for _attempt in range(_WRITE_ATTEMPTS):
+        for _attempt in range(WRITE_ATTEMPTS):
             data_key = self._sealer.primary()
             sealed = self._sealer.seal(data_key, plaintext, obj.context_record)
             with self._installer.writing(obj.path):
@@ -159,7 +154,7 @@ class FilesStore(Store):
                     [(temp, obj.path)], data_key.version, remove=(blob.path, blob.key_file)
                 ):
                     return
-                _disk.unlink_quietly(temp)  # sealed under a key older than the floor: again
+                _disk.unlink_quietly(temp)  # its key version stopped being the primary: again
         raise StoreError(f"could not store {key!r}: the store's keys keep changing")
 
     def get(self, key: str) -> bytes:
@@ -167,13 +162,28 @@ class FilesStore(Store):
         data = read_object(obj.path)
         if data is None:
             raise RecordNotFoundError(f"no record {key!r} in store {self.binding.name!r}")
-        _, value, plaintext, stale = self._sealer.open_record(obj, data)
-        if stale:  # re-encrypt lazily: best effort, never fails the read
-            try:
-                self._reencryption.replace_record(obj, data, plaintext)
-            except (OSError, StrongroomError) as exc:
-                log.debug("could not re-encrypt a record of store %r: %s", self.binding.name, exc)
-        return value
+        return self._value(obj, data)
+
+    def get_any(self, key: str) -> Iterator[bytes]:
+        """Stream the value under ``key`` whether it is a record or a blob now.
+
+        ``get`` and then ``get_blob`` can miss a key that another process
+        switches from one form to the other in between; this looks at both
+        forms at once (see ``_lookup``).  A record comes out as one piece.
+
+        :raises strongroom.errors.RecordNotFoundError: nothing is stored under ``key``.
+        :raises strongroom.errors.IntegrityError: the value fails verification;
+            for a blob, the iteration stops at the chunk that failed.
+        :raises strongroom.errors.KeyUnavailableError: the store's key is locked,
+            or the value is under a retired or destroyed version.
+        """
+        found = self._lookup.open_value(self._name(encode_key(key)))
+        if found is None:
+            raise RecordNotFoundError(f"no record or blob {key!r} in store {self.binding.name!r}")
+        obj, content = found
+        if isinstance(content, bytes):
+            return iter((self._value(obj, content),))
+        return self._stream_blob(obj, content)
 
     def delete(self, key: str) -> None:
         obj = self._record(encode_key(key))
@@ -194,28 +204,30 @@ class FilesStore(Store):
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every key, decrypted from its record or blob key file: all are verified.
 
+        Objects under a retired or destroyed key version are left out: they
+        are shredded (see :meth:`unreadable`).
+
         :raises strongroom.errors.IntegrityError: a file fails verification.
-        :raises strongroom.errors.KeyUnavailableError: the account is locked, or
-            an object is under a destroyed or retired key version.
+        :raises strongroom.errors.KeyLockedError: the account is locked.
         """
         self._names.derive()  # a locked account fails here, before any file is read
+        inactive = set(self._versions.inactive())
         found: set[str] = set()
-        for obj in scan(self._root):
-            if obj.is_blob:
-                key = self._blob_key(obj)
+        for item in self._lookup.listing():
+            if item.versions & inactive:
+                continue
+            if item.obj.is_blob:
+                key = self._sealer.open_key_file(item.obj, item.data)
             else:
-                data = read_object(obj.path)
-                key = None if data is None else self._sealer.open_record(obj, data)[0]
-            if key is not None and key.startswith(prefix):  # None: deleted since the scan
+                key = self._sealer.open_record(item.obj, item.data)[0]
+            if key.startswith(prefix):
                 found.add(key)
         return iter(sorted(found))
 
     def put_blob(self, key: str, chunks: Iterable[bytes]) -> None:
         encoded = encode_key(key)
-        obj = self._blob(encoded)
-        data_key = self._sealer.primary()
         try:
-            self._put_blob(obj, data_key, encoded, pull(chunks))
+            self._blob_writer.write(self._blob(encoded), encoded, pull(chunks))
         except SourceFailed as failure:  # the caller's iterable raised: pass it on untouched
             raise failure.original from None
 
@@ -227,27 +239,32 @@ class FilesStore(Store):
             raise read_error(obj.path, exc) from exc
         if handle is None:
             raise RecordNotFoundError(f"no blob {key!r} in store {self.binding.name!r}")
-        try:
-            reader = self._sealer.blob_reader(obj, handle)
-        except BaseException:
-            handle.close()
-            raise
-        return stream(reader, handle)
+        return self._stream_blob(obj, handle)
 
     def reencrypt(self) -> Iterator[tuple[int, int]]:
         """Bring every object up to the primary version, then raise the floor.
 
         Objects already current are skipped after peeking at their headers,
         so an interrupted pass resumes where it stopped.  The store stays
-        usable throughout.
+        usable throughout.  Objects under a retired or destroyed version are
+        skipped and not counted as done, so the last ``(done, total)`` falls
+        short of ``total`` by their number (see :meth:`unreadable`).
 
         :raises strongroom.errors.KeyLockedError: the account is locked.
         :raises strongroom.errors.IntegrityError: an object fails verification.
-        :raises strongroom.errors.KeyUnavailableError: an object is under a
-            destroyed or retired version; it can only be deleted.
         """
         target = self._sealer.primary().version
         return self._reencryption.run(target, scan(self._root))
+
+    def versions_in_use(self) -> dict[int, int]:
+        return self._inventory.in_use()
+
+    def unreadable(self) -> Iterator[tuple[str, int]]:
+        """Yield ``("record:<64 hex>" or "blob:<64 hex>", version)`` per unreadable object."""
+        return self._inventory.unreadable()
+
+    def purge_unreadable(self) -> int:
+        return self._inventory.purge()
 
     # helpers of the operations above
 
@@ -260,43 +277,20 @@ class FilesStore(Store):
     def _blob(self, encoded_key: bytes) -> StoredObject:
         return StoredObject.blob(self._root, self._name(encoded_key))
 
-    def _blob_key(self, obj: StoredObject) -> str | None:
-        """The key of a listed blob, or ``None`` if the blob was removed meanwhile."""
-        key = self._sealer.open_key_file(obj)
-        if key is not None:
-            return key
-        # Writers remove the blob before its key file and install the key file
-        # first, so a missing key file is settled by looking again under the lock.
-        with self._installer.locked():
-            key = self._sealer.open_key_file(obj)
-            if key is None and os.path.lexists(obj.path):
-                raise IntegrityError(f"store {self.binding.name!r}: a blob has lost its key file")
-        return key
-
-    def _put_blob(
-        self, obj: StoredObject, data_key: DataKey, encoded: bytes, chunks: Iterator[bytes]
-    ) -> None:
-        record = StoredObject.record(self._root, obj.name)
-        with self._installer.writing(obj.path):
-            temp = self._sealer.encrypt_blob(obj, data_key, chunks)
+    def _value(self, obj: StoredObject, data: bytes) -> bytes:
+        """A record's value; re-sealed under the primary if stale, best effort."""
+        _, value, plaintext, stale = self._sealer.open_record(obj, data)
+        if stale:  # re-encrypt lazily: never fails the read
             try:
-                for _attempt in range(_WRITE_ATTEMPTS):
-                    key_temp = _disk.write_temp(
-                        obj.key_file,
-                        self._sealer.seal(data_key, encoded, obj.key_file_context_record),
-                    )
-                    # The key file goes first: a blob never exists without one.
-                    moves = [(key_temp, obj.key_file), (temp, obj.path)]
-                    if self._installer.install(moves, data_key.version, remove=(record.path,)):
-                        return
-                    # A re-encryption pass finished meanwhile: re-encrypt what we wrote.
-                    _disk.unlink_quietly(key_temp)
-                    data_key = self._sealer.primary()
-                    fresh = self._sealer.transcode_blob(obj, temp, data_key)
-                    _disk.unlink_quietly(temp)
-                    temp = fresh
-            except BaseException:
-                _disk.unlink_quietly(temp)
-                raise
-            _disk.unlink_quietly(temp)
-        raise StoreError(f"could not store a blob in {self.binding.name!r}: its keys keep changing")
+                self._reencryption.replace_record(obj, data, plaintext)
+            except (OSError, StrongroomError) as exc:
+                log.debug("could not re-encrypt a record of store %r: %s", self.binding.name, exc)
+        return value
+
+    def _stream_blob(self, obj: StoredObject, handle: BinaryIO) -> Iterator[bytes]:
+        try:
+            reader = self._sealer.blob_reader(obj, handle)
+        except BaseException:
+            handle.close()
+            raise
+        return stream(reader, handle)

@@ -1,0 +1,81 @@
+"""Counting the ``files`` store's objects by key version, and purging unreadable ones.
+
+The key hierarchy refuses to retire or destroy a version that objects
+still use, unless forced; it asks the store how many there are.  The
+answer comes from the objects' headers, so nothing is decrypted and a
+locked account can be counted.  A blob counts once for each version its
+two files are under (re-encryption upgrades the key file, then the blob).
+
+After a forced retire or destroy, the objects under that version can never
+be opened, and their keys are encrypted under it too, so they are named by
+their kind and 64-hex file name.  Purging re-checks each one under the
+store's lock, so an object a writer replaced meanwhile is kept.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from strongroom.errors import StoreError
+from strongroom_plugins.stores import _disk
+from strongroom_plugins.stores._install import Installer
+from strongroom_plugins.stores._layout import StoredObject, scan
+from strongroom_plugins.stores._reencrypt import object_versions
+from strongroom_plugins.stores._versions import KeyVersions
+
+__all__ = ["Inventory", "object_id"]
+
+
+def object_id(obj: StoredObject) -> str:
+    """An object's opaque id: ``record:<64 hex>`` or ``blob:<64 hex>``."""
+    return f"{'blob' if obj.is_blob else 'record'}:{obj.name}"
+
+
+class Inventory:
+    """Counts and purges one store's objects by the key versions in their headers."""
+
+    def __init__(
+        self, root: Path, installer: Installer, versions: KeyVersions, store_name: str
+    ) -> None:
+        self._root = root
+        self._installer = installer
+        self._versions = versions
+        self._store_name = store_name
+
+    def in_use(self) -> dict[int, int]:
+        """How many objects each key version encrypts now."""
+        counts: Counter[int] = Counter()
+        for obj in scan(self._root):
+            counts.update(object_versions(obj))
+        return dict(sorted(counts.items()))
+
+    def unreadable(self) -> Iterator[tuple[str, int]]:
+        """``(object id, version)`` of each object under a retired or destroyed version."""
+        inactive = set(self._versions.inactive())
+        if not inactive:
+            return
+        for obj in scan(self._root):
+            shredded = object_versions(obj) & inactive
+            if shredded:
+                yield object_id(obj), min(shredded)
+
+    def purge(self) -> int:
+        """Delete every object :meth:`unreadable` would name; return how many went."""
+        inactive = set(self._versions.inactive())
+        candidates = [obj for obj in scan(self._root) if object_versions(obj) & inactive]
+        removed: list[StoredObject] = []
+        try:
+            with self._installer.locked():
+                for obj in candidates:
+                    if object_versions(obj) & inactive:  # not replaced meanwhile
+                        _disk.unlink_quietly(obj.path)
+                        if obj.is_blob:  # after the blob: never a blob without it
+                            _disk.unlink_quietly(obj.key_file)
+                        removed.append(obj)
+            for directory in {obj.path.parent for obj in removed}:
+                _disk.fsync_dir(directory)
+        except OSError as exc:
+            raise StoreError(f"could not purge store {self._store_name!r}: {exc}") from exc
+        return len(removed)

@@ -1,0 +1,109 @@
+"""Finding a key's current object, whichever form it has, while others write.
+
+A key is a record or a blob, and ``put``/``put_blob`` switch it from one to
+the other.  The two forms live in different directories, so a reader that
+looks in one and then the other can miss a key that switched in between,
+and a listing that scans one directory and then the other can leave it
+out.  Writers do their renames and removals under the store's lock, so
+there a key's current form is settled:
+
+- a lookup that finds neither form looks again under the lock;
+- a listing takes the names in both directories under the lock (directory
+  reads only, cheap), reads and decrypts outside it, and looks a name up
+  again under the lock when its file vanished meanwhile.
+
+A record and a blob of one key side by side (a crash between two steps of
+a write) resolve to the record, as ``get`` does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from strongroom.errors import IntegrityError
+from strongroom.formats import peek_key_version
+from strongroom_plugins.stores import _disk
+from strongroom_plugins.stores._install import Installer
+from strongroom_plugins.stores._layout import StoredObject, scan
+from strongroom_plugins.stores._sealing import PEEK, peek_file, read_error, read_object
+
+__all__ = ["Found", "Lookup"]
+
+
+@dataclass(frozen=True)
+class Found:
+    """A key's current object and the bytes that name its key: the record, or the key file."""
+
+    obj: StoredObject
+    data: bytes
+    #: The key versions in the headers of the object's files.
+    versions: frozenset[int]
+
+
+class Lookup:
+    """Resolves names to current objects in one store's directory."""
+
+    def __init__(self, root: Path, installer: Installer, store_name: str) -> None:
+        self._root = root
+        self._installer = installer
+        self._store_name = store_name
+
+    def open_value(self, name: str) -> tuple[StoredObject, bytes | BinaryIO] | None:
+        """The current object of ``name``: a record's bytes or an open blob; ``None`` if absent."""
+        found = self._try_open(name)
+        if found is None:
+            with self._installer.locked():
+                found = self._try_open(name)
+        return found
+
+    def listing(self) -> Iterator[Found]:
+        """The current object of every name in the store, as of one moment under the lock."""
+        with self._installer.locked():
+            objects = scan(self._root)
+        names: dict[str, StoredObject] = {}
+        for obj in objects:  # records come first: a record beside a blob wins
+            names.setdefault(obj.name, obj)
+        for name, obj in names.items():
+            found = self._read(obj)
+            if found is None:  # switched form or deleted since the scan
+                with self._installer.locked():
+                    found = self._read(StoredObject.record(self._root, name), locked=True)
+                    if found is None:
+                        found = self._read(StoredObject.blob(self._root, name), locked=True)
+            if found is not None:
+                yield found
+
+    def _try_open(self, name: str) -> tuple[StoredObject, bytes | BinaryIO] | None:
+        record = StoredObject.record(self._root, name)
+        data = read_object(record.path)
+        if data is not None:
+            return record, data
+        blob = StoredObject.blob(self._root, name)
+        try:
+            handle = _disk.open_for_reading(blob.path)
+        except OSError as exc:
+            raise read_error(blob.path, exc) from exc
+        return None if handle is None else (blob, handle)
+
+    def _read(self, obj: StoredObject, *, locked: bool = False) -> Found | None:
+        """``obj``'s key-naming bytes, or ``None`` if it is gone.
+
+        Writers install a blob's key file before the blob and remove it after,
+        so under the lock a blob without its key file was tampered with.
+        """
+        if not obj.is_blob:
+            data = read_object(obj.path)
+            if data is None:
+                return None
+            return Found(obj, data, frozenset({peek_key_version(data[:PEEK])}))
+        data = read_object(obj.key_file)
+        blob_version = peek_file(obj.path)
+        if data is None or blob_version is None:
+            if locked and data is None and os.path.lexists(obj.path):
+                raise IntegrityError(f"store {self._store_name!r}: a blob has lost its key file")
+            return None
+        return Found(obj, data, frozenset({peek_key_version(data[:PEEK]), blob_version}))
