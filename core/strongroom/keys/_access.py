@@ -1,9 +1,9 @@
-"""Using an account's keys: its record, unlocking, and the data keys encryption asks for.
+"""An account's key record and its unlocked session: reading, authenticating, unlocking.
 
-This is the base of :class:`~strongroom.keys.hierarchy.AccountKeys`, which
-adds everything that administers the hierarchy (creation, rotation,
-retirement, destruction, providers, wipe).  The split keeps the everyday
-path a store or command takes through the keys readable on its own.
+The base of the key hierarchy's classes: :class:`~strongroom.keys._data_keys.DataKeyAccess`
+adds the data keys encryption asks for, and
+:class:`~strongroom.keys.hierarchy.AccountKeys` everything that administers
+the hierarchy (creation, rotation, retirement, destruction, providers, wipe).
 
 Nothing in the record is used before it is authenticated: unlocking checks
 its MAC (and, where a provider keeps one, that it is not older than the
@@ -25,7 +25,6 @@ from typing import Any
 
 from strongroom._fs import locked, make_private_dir
 from strongroom.backend import Closeable
-from strongroom.cipher_suite import CipherSuite
 from strongroom.errors import (
     IntegrityError,
     KeyLockedError,
@@ -37,33 +36,28 @@ from strongroom.key_provider import KeyProvider, WrapContext
 from strongroom.keys._record import (
     RECORD_FILE,
     KeyRecord,
-    Keyset,
-    KeyState,
-    KeyVersion,
     ProviderWrap,
     check_mac,
     load_record,
     save_record,
 )
-from strongroom.keys._session import DataKey, Session
-from strongroom.keys._wrapping import MASTER, SuiteResolver, open_data_key, seal_data_key
-from strongroom.keys.purposes import check_purpose
+from strongroom.keys._session import Session
+from strongroom.keys._wrapping import MASTER, SuiteResolver
 from strongroom.secret import Secret
 
-__all__ = ["KEY_SIZE", "LOCK_FILE", "KeyAccess", "KeyLookup", "ObjectCounter"]
+__all__ = ["KEY_SIZE", "LOCK_FILE", "KeyAccess", "ObjectCounter"]
 
 log = logging.getLogger(__name__)
 
 KEY_SIZE = 32
 LOCK_FILE = ".keys.lock"
 
-KeyLookup = Callable[[int], tuple[CipherSuite, memoryview]]
 #: ``(purpose, version) -> objects still under it``, or ``None`` if they cannot be counted.
 ObjectCounter = Callable[[str, int], int | None]
 
 
 class KeyAccess(Closeable):
-    """One account's record, unlocked session and data keys; see ``AccountKeys``."""
+    """One account's key record and unlocked session; see ``AccountKeys``."""
 
     def __init__(
         self,
@@ -312,171 +306,3 @@ class KeyAccess(Closeable):
         wrap = provider.rewrap if afresh else provider.wrap
         blob = wrap(bytes(master.view()), WrapContext(self.account, MASTER, version))
         return ProviderWrap(use=self._provider_backends.get(name, "?"), blob=blob)
-
-    def _seal_data_key(self, purpose: str, version: int, material: Secret) -> bytes:
-        return seal_data_key(
-            self._session.master_key(),
-            self._session.master_version,
-            material,
-            account=self.account,
-            purpose=purpose,
-            version=version,
-        )
-
-    def _unseal_data_key(self, purpose: str, version: int, entry: KeyVersion) -> Secret:
-        master = self._session.master_key()
-        if entry.wrapped is None:
-            raise KeyUnavailableError(
-                f"{purpose} key version {version} of account {self.account!r} was destroyed"
-            )
-        if entry.master_version != self._session.master_version:
-            raise IntegrityError(
-                f"{self.directory / RECORD_FILE}: {purpose} key version {version} is sealed "
-                f"under master key version {entry.master_version}, which is not current"
-            )
-        return open_data_key(
-            master, entry.wrapped, account=self.account, purpose=purpose, version=version
-        )
-
-    def _keyset(self, record: KeyRecord, purpose: str) -> Keyset:
-        """``purpose``'s keyset; a missing one is never created here.
-
-        :raises strongroom.errors.UsageError: ``purpose`` is malformed.
-        :raises strongroom.errors.KeyUnavailableError: the account has no such keyset.
-        """
-        keyset = record.keysets.get(purpose)
-        if keyset is None:
-            check_purpose(purpose)
-            raise KeyUnavailableError(
-                f"account {self.account!r} has no {purpose} keyset; 'strongroom init' "
-                "creates the keysets of the stores in the config"
-            )
-        return keyset
-
-    # data keys
-
-    def data_key(self, purpose: str, version: int | None = None) -> DataKey:
-        """The primary data key of ``purpose``, or a given version.
-
-        :raises strongroom.errors.KeyLockedError: the account is locked.
-        :raises strongroom.errors.KeyUnavailableError: the keyset or version is
-            unknown, retired or destroyed.
-        :raises strongroom.errors.IntegrityError: the key record was altered.
-        """
-        with self._guard:
-            keyset = self._keyset(self._current(), purpose)
-            wanted = keyset.primary if version is None else version
-            entry = keyset.versions.get(wanted)
-            if entry is None:
-                raise KeyUnavailableError(
-                    f"{purpose} has no key version {wanted} in account {self.account!r}"
-                )
-            if entry.state is not KeyState.ACTIVE:
-                raise KeyUnavailableError(
-                    f"{purpose} key version {wanted} of account {self.account!r} is {entry.state}"
-                )
-            cached = self._session.cached(purpose, wanted)
-            if cached is not None:
-                return cached
-            key = DataKey(
-                purpose,
-                wanted,
-                self._suite_for(entry.suite),
-                self._unseal_data_key(purpose, wanted, entry),
-            )
-            self._session.remember(key)
-            return key
-
-    def key_lookup(self, purpose: str) -> KeyLookup:
-        """A ``version -> (suite, key bytes)`` function for the formats' decryptors."""
-
-        def lookup(version: int) -> tuple[CipherSuite, memoryview]:
-            key = self.data_key(purpose, version)
-            return key.suite, key.material.view()
-
-        return lookup
-
-    def primary_version(self, purpose: str) -> int:
-        """The primary version of ``purpose``.
-
-        :raises strongroom.errors.KeyLockedError: the account is locked.
-        :raises strongroom.errors.KeyUnavailableError: the account has no such keyset.
-        """
-        return self._keyset(self._current(), purpose).primary
-
-    def floor(self, purpose: str) -> int:
-        """The re-encryption floor of ``purpose``: 0, or the oldest version still in use.
-
-        A store raises it with :meth:`raise_floor` once every object is under
-        that version or newer; from then on it refuses an object under an
-        older version as rolled back.  It lives in the authenticated record,
-        so deleting or restoring a file cannot lower it.
-
-        :raises strongroom.errors.KeyLockedError: the account is locked.
-        :raises strongroom.errors.KeyUnavailableError: the keyset does not exist.
-        """
-        return self._keyset(self._current(), purpose).floor
-
-    def raise_floor(self, purpose: str, version: int) -> None:
-        """Record that every object of ``purpose`` is under ``version`` or newer.
-
-        Lowering is a no-op: the floor only rises.
-
-        :raises strongroom.errors.KeyLockedError: the account is locked.
-        :raises strongroom.errors.UsageError: ``version`` is not a version of the keyset.
-        """
-        with self._guard:
-            if version <= self.floor(purpose):
-                return
-            with self._changing() as record:
-                keyset = self._keyset(record, purpose)
-                if version not in keyset.versions:
-                    raise UsageError(f"{purpose} has no key version {version}")
-                keyset.floor = max(keyset.floor, version)
-
-    def ensure(self, *purposes: str) -> list[str]:
-        """Create each keyset of ``purposes`` that does not exist yet, in one record write.
-
-        Only ``strongroom init`` (and code that sets up an account the same
-        way) calls this: a missing keyset is never created on first use.
-        Keysets are created under the record's lock, so two processes making
-        the same keyset at once agree on its version 1.  Returns those created.
-
-        :raises strongroom.errors.UsageError: a purpose is malformed.
-        :raises strongroom.errors.KeyLockedError: the account is locked.
-        """
-        wanted = [check_purpose(p) for p in dict.fromkeys(purposes)]
-        with self._guard:
-            if all(p in self._current().keysets for p in wanted):
-                return []
-            return list(self._add_versions(wanted, create_only=True))
-
-    def _add_versions(self, purposes: list[str], *, create_only: bool) -> dict[str, int]:
-        """Add a primary version to each existing keyset, or create each missing one."""
-        added: dict[str, int] = {}
-        with self._changing() as record:
-            for purpose in purposes:
-                if create_only:
-                    if purpose in record.keysets:
-                        continue
-                    keyset = None
-                else:
-                    keyset = self._keyset(record, purpose)
-                version = max(keyset.versions) + 1 if keyset else 1
-                material = Secret.generate(KEY_SIZE, label=f"{self.account} {purpose} key (new)")
-                try:
-                    wrapped = self._seal_data_key(purpose, version, material)
-                finally:
-                    material.wipe()
-                entry = KeyVersion(
-                    suite=self._default_suite,
-                    master_version=record.master_version,
-                    wrapped=wrapped,
-                )
-                if keyset is None:
-                    record.keysets[purpose] = Keyset(primary=version, versions={version: entry})
-                else:
-                    keyset.versions[version] = entry
-                    keyset.primary = version
-                added[purpose] = version
-        return added

@@ -24,11 +24,13 @@ master key lives in a :class:`Secret` and is wiped on
 from __future__ import annotations
 
 from strongroom._fs import locked, make_private_dir
-from strongroom.errors import IntegrityError, StoreError, StrongroomError, UsageError
-from strongroom.keys._access import KEY_SIZE, LOCK_FILE, KeyAccess
-from strongroom.keys._record import KeyRecord, KeyState, KeyVersion, load_record, save_record
+from strongroom.errors import UsageError
+from strongroom.keys._access import KEY_SIZE, LOCK_FILE
+from strongroom.keys._data_keys import DataKeyAccess
+from strongroom.keys._record import KeyRecord, KeyState, KeyVersion, save_record
 from strongroom.keys._session import DataKey
 from strongroom.keys._status import KeysetStatus, KeyStatus, describe
+from strongroom.keys._wipe import destroy_record
 from strongroom.keys._wrapping import MASTER
 from strongroom.keys.purposes import check_purpose, is_rotatable
 from strongroom.secret import Secret
@@ -36,7 +38,7 @@ from strongroom.secret import Secret
 __all__ = ["AccountKeys", "DataKey", "KeyStatus", "KeysetStatus"]
 
 
-class AccountKeys(KeyAccess):
+class AccountKeys(DataKeyAccess):
     """The key hierarchy of one account, stored in ``directory``.
 
     ``providers`` maps config names (``key_providers.<name>``) to built
@@ -47,8 +49,9 @@ class AccountKeys(KeyAccess):
     version (``None``: cannot tell), so that a version in use is not
     retired or destroyed by mistake.
 
-    Unlocking and data keys come from :class:`~strongroom.keys._access.KeyAccess`;
-    what changes the hierarchy is here.
+    Unlocking comes from :class:`~strongroom.keys._access.KeyAccess`, data
+    keys from :class:`~strongroom.keys._data_keys.DataKeyAccess`; what
+    changes the hierarchy is here.
     """
 
     # creation
@@ -299,65 +302,15 @@ class AccountKeys(KeyAccess):
     def destroy_all(self) -> list[str]:
         """Wipe step one: erase every data key, then each provider's root, then the wraps.
 
-        Works whatever state the record is in (corrupt, edited, unreadable,
-        half wiped) and needs no unlock.  Each step is idempotent and the
-        record names the wrapping providers until their roots are gone, so a
-        wipe interrupted anywhere finishes when run again.  The data itself
-        is removed by the caller afterwards.  Returns one line for each thing
-        it could not do (a provider not configured here or unreachable, whose
-        root is left for the operator), never raising for them.
+        Works whatever state the record is in and needs no unlock; see
+        :func:`~strongroom.keys._wipe.destroy_record`.  The data itself is
+        removed by the caller afterwards.  Returns one line for each thing it
+        could not do, never raising for them.
         """
-        left: list[str] = []
         with self._guard:
             self.lock(reason="wipe")
             if not self.exists():
-                return left
+                return []
             make_private_dir(self.directory)
             with locked(self.directory / LOCK_FILE):
-                record = self._readable_record(left)
-                wrapping = set(self._providers) if record is None else set(record.wraps)
-                if record is not None:
-                    for keyset in record.keysets.values():
-                        for entry in keyset.versions.values():
-                            entry.wrapped = None
-                            entry.state = KeyState.DESTROYED
-                    self._save_unauthenticated(record, left)
-                kept = set()  # still named, so that a second wipe tries them again
-                for name in sorted(wrapping):
-                    failed = self._destroy_root(name, record)
-                    if failed:
-                        left.append(failed)
-                        kept.add(name)
-                if record is not None:
-                    record.wraps = {n: w for n, w in record.wraps.items() if n in kept}
-                    self._save_unauthenticated(record, left)
-        return left
-
-    def _readable_record(self, left: list[str]) -> KeyRecord | None:
-        """The record as on disk, or ``None`` (noted in ``left``) if it cannot be parsed."""
-        try:
-            return load_record(self.directory)
-        except (IntegrityError, StoreError) as exc:
-            left.append(f"{exc}; erasing the roots of every configured provider instead")
-            return None
-
-    def _save_unauthenticated(self, record: KeyRecord, left: list[str]) -> None:
-        try:
-            save_record(self.directory, record, None)
-        except StoreError as exc:
-            left.append(str(exc))
-
-    def _destroy_root(self, name: str, record: KeyRecord | None) -> str:
-        """Erase ``name``'s root for the account; what went wrong, or ``""``."""
-        provider = self._providers.get(name)
-        if provider is None:
-            use = record.wraps[name].use if record is not None else "?"
-            return (
-                f"provider {name} ({use}) is not configured here; erase its root for "
-                f"account {self.account!r} by hand if it keeps one"
-            )
-        try:
-            provider.destroy(self.account)
-        except StrongroomError as exc:
-            return f"provider {name} could not erase its root: {exc}"
-        return ""
+                return destroy_record(self.directory, self.account, self._providers)
