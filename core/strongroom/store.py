@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from strongroom.backend import Backend
+from strongroom.errors import RecordNotFoundError
 from strongroom.keys.purposes import names_purpose, store_purpose
 from strongroom.settings import BackendSettings
 
@@ -111,6 +112,28 @@ class Store(Backend, ABC):
         :raises strongroom.errors.KeyLockedError: the store's key is locked.
         :raises strongroom.errors.IntegrityError: a record fails verification.
         """
+
+    def get_any(self, key: str) -> Iterator[bytes]:
+        """Stream the value under ``key``, whether it is a record or a blob.
+
+        A record comes out as one piece.  The default asks :meth:`get`, then
+        :meth:`get_blob`, which can miss a key another process switches from
+        one form to the other in between; a store that can look at both
+        forms at once overrides it.
+
+        :raises strongroom.errors.RecordNotFoundError: nothing is stored under ``key``.
+        :raises strongroom.errors.IntegrityError: the value fails verification;
+            for a blob, the iteration stops at the chunk that failed.
+        """
+        try:
+            return iter((self.get(key),))
+        except RecordNotFoundError:
+            try:
+                return self.get_blob(key)
+            except RecordNotFoundError:
+                raise RecordNotFoundError(
+                    f"no record or blob {key!r} in store {self.binding.name!r}"
+                ) from None
 
     def versions_in_use(self) -> dict[int, int]:
         """How many objects each version of the store's data keyset encrypts now.

@@ -123,6 +123,17 @@ def test_file_readable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
     assert str(error) == f"file:{path}: file is accessible to group or others; chmod 600 it"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    """Mode 0600 is not enough: the owner could rewrite the secret, so it must be ours."""
+    path = _secret_file(tmp_path, b"VALUE-SHOULD-NOT-LEAK", 0o600)
+    os.chown(path, 65534, 65534)  # nobody
+    error = _source_error(SecretRef.parse(f"file:{path}"))
+    assert str(error) == f"file:{path}: file is not owned by the current user"
+    os.chown(path, os.geteuid(), os.getegid())
+    assert SecretRef.parse(f"file:{path}").resolve() == b"VALUE-SHOULD-NOT-LEAK"
+
+
 def test_missing_file_names_the_reference(tmp_path: Path) -> None:
     path = tmp_path / "absent"
     error = _source_error(SecretRef.parse(f"file:{path}"))

@@ -570,6 +570,46 @@ def test_foreign_and_truncated_blobs_are_integrity_errors() -> None:
     assert calls == []
 
 
+def hand_made_wrap(memory_kib: int, iterations: int, lanes: int) -> bytes:
+    """A wrap of ``SECRET`` built from docs/formats.md alone: authentic whatever its parameters."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+    prefix = b"SRPW\x01" + struct.pack(">III", memory_kib, iterations, lanes) + os.urandom(16)
+    nonce = os.urandom(12)
+    kek = Argon2id(
+        salt=prefix[17:], length=32, iterations=iterations, lanes=lanes, memory_cost=memory_kib
+    ).derive(PASSPHRASE.encode())
+    return prefix + nonce + AESGCM(kek).encrypt(nonce, SECRET, prefix + nonce + CONTEXT.encode())
+
+
+@pytest.mark.parametrize(
+    ("memory_kib", "iterations", "lanes"),
+    [(19455, 2, 1), (19456, 1, 1), (8, 1, 1)],
+    ids=["memory", "iterations", "both"],
+)
+def test_a_stored_wrap_below_the_floor_is_refused_before_argon2_runs(
+    memory_kib: int, iterations: int, lanes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A weak wrap written by someone else, correctly authenticated, is still refused on read."""
+    calls: list[PassphraseRequest] = []
+    provider = PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE, calls))
+    assert provider.unwrap(hand_made_wrap(19456, 2, 1), CONTEXT) == SECRET  # the floor opens
+    weak = hand_made_wrap(memory_kib, iterations, lanes)
+    calls.clear()
+
+    def no_argon2(*args: object) -> bytearray:
+        raise AssertionError("Argon2id ran on parameters below the floor")
+
+    monkeypatch.setattr(passphrase_module, "_derive", no_argon2)
+    with pytest.raises(IntegrityError) as caught:
+        provider.unwrap(weak, CONTEXT)
+    assert str(caught.value) == (
+        "the passphrase-wrapped key names Argon2id parameters outside the accepted range"
+    )
+    assert calls == []  # refused before anyone is asked for the passphrase
+
+
 # -- what is kept, and what never leaks -----------------------------------------------------
 
 

@@ -7,7 +7,6 @@ import argparse
 from strongroom.cli._io import chunks, reading, stdout
 from strongroom.cli._output import emit
 from strongroom.cli._session import opened, store_named
-from strongroom.errors import RecordNotFoundError
 
 
 def put(args: argparse.Namespace) -> int:
@@ -24,18 +23,8 @@ def put(args: argparse.Namespace) -> int:
 def get(args: argparse.Namespace) -> int:
     out = stdout()  # a closed stdout fails before anything is unlocked
     with opened(args) as stack:
-        store = store_named(stack, args.store)
-        try:
-            out.write(store.get(args.key))
-        except RecordNotFoundError:
-            try:
-                blob = store.get_blob(args.key)
-            except RecordNotFoundError:
-                raise RecordNotFoundError(
-                    f"no record or blob {args.key!r} in store {args.store!r}"
-                ) from None
-            for chunk in blob:  # verified chunk by chunk
-                out.write(chunk)
+        for chunk in store_named(stack, args.store).get_any(args.key):  # verified, chunk by chunk
+            out.write(chunk)
         out.flush()
     return 0
 

@@ -65,7 +65,7 @@ class VersionContract:
         store.put("rewritten", b"then under v2")
         store.put("new", b"under v2")
         self.counting(store)
-        with pytest.raises(UsageError, match="still under"):
+        with pytest.raises(UsageError):  # objects remain under it
             getattr(keys, how)(purpose, 1)
         getattr(keys, how)(purpose, 1, force=True)
 

@@ -297,6 +297,14 @@ class StoreContract(VersionContract):
         store.delete("k")
         assert list(store.keys()) == []
 
+    def test_get_any_reads_whichever_form_a_key_has(self, store: Store) -> None:
+        store.put("record", b"a record")
+        store.put_blob("blob", [b"a ", b"blob"])
+        assert _joined(store.get_any("record")) == b"a record"
+        assert _joined(store.get_any("blob")) == b"a blob"
+        with pytest.raises(RecordNotFoundError):
+            _joined(store.get_any("missing"))
+
     # keys: rotation, re-encryption, destruction, locking
 
     def test_rotation_keeps_old_data_and_writes_under_the_new_version(self, store: Store) -> None:

@@ -5,8 +5,9 @@ field), so one moved to another name, store or account fails
 authentication.  Before anything is decrypted, the key version in its
 header is checked against the key record (see ``_versions``), so a
 version the keyset never had, a retired or destroyed one, or a copy older
-than the last completed pass, is refused.  The store's operations and the re-encryption pass use
-this one path, so neither can open an object the other would refuse.
+than the last completed pass, is refused.  The store's operations and the
+re-encryption pass use this one path, so neither can open an object the
+other would refuse.
 """
 
 from __future__ import annotations
