@@ -75,7 +75,7 @@ def _story(stack: Strongroom, root: Path, say: Callable[[str], None]) -> None:
     store.put("notes/secret", b"the safe combination is 12-34-56")
     photo = os.urandom(3 << 20)
     store.put_blob("photos/cat.jpg", [photo[i : i + 65536] for i in range(0, len(photo), 65536)])
-    on_disk = sorted(  # the objects, not the lock and floor files beside them
+    on_disk = sorted(  # the objects, not the lock file beside them
         p.name
         for p in (config.account_dir / "stores" / STORE).rglob("*")
         if p.is_file() and not p.name.startswith(".")
