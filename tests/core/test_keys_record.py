@@ -259,3 +259,25 @@ def test_the_record_mac_matches_its_known_answer_vector(tmp_path: Path) -> None:
     record.keysets["files"].primary = 1
     with pytest.raises(IntegrityError, match="altered"):
         check_mac(record, Secret(bytearray(master), label="vector master"), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("rotate_master", "message"),
+    [(False, "went back from generation"), (True, "older than provider 'main' last saw")],
+    ids=["same master key", "older master key"],
+)
+def test_a_record_put_back_under_an_open_session_is_refused(
+    keys: AccountKeys, tmp_path: Path, rotate_master: bool, message: str
+) -> None:
+    """The session remembers the newest generation it trusted; a re-unlock asks the providers."""
+    backup = tmp_path / "keys.json.bak"
+    shutil.copy(_path(keys), backup)
+    keys.destroy("files", 1)
+    if rotate_master:
+        keys.rotate_master()
+    shutil.copy(backup, _path(keys))
+    with pytest.raises(IntegrityError, match=message):
+        keys.data_key("files", 1)
+    with pytest.raises(IntegrityError, match=message):
+        keys.rotate("files")
+    assert _path(keys).read_bytes() == backup.read_bytes()

@@ -85,6 +85,8 @@ class KeyAccess(Closeable):
         self._session = Session(account, idle_timeout, self._guard, notify)
         self._cached: tuple[tuple[int, int, int], KeyRecord] | None = None
         self._verified: KeyRecord | None = None
+        #: The highest generation this object has authenticated: the record never goes back.
+        self._newest = 0
 
     # state on disk
 
@@ -135,10 +137,25 @@ class KeyAccess(Closeable):
         master = self._session.master_key()  # raises if locked
         if record.master_version != self._session.master_version:
             self._reunlock(record)  # another process rotated the master key
-            master = self._session.master_key()
-        if self._verified is not record:
+        elif self._verified is not record:
             check_mac(record, master, self.directory)
             self._verified = record
+        self._check_not_older(record)
+
+    def _check_not_older(self, record: KeyRecord) -> None:
+        """Refuse a record older than one this object has already trusted.
+
+        An authentic record put back while a session is open (or between two
+        unlocks of the same object) would bring destroyed keys back; it is
+        caught here without asking any provider.
+        """
+        if record.generation < self._newest:
+            raise IntegrityError(
+                f"{self.directory / RECORD_FILE}: the key record went back from generation "
+                f"{self._newest} to {record.generation}: it was rolled back or restored; "
+                "put the newest keys.json back"
+            )
+        self._newest = record.generation
 
     def _reunlock(self, record: KeyRecord) -> None:
         try:
@@ -151,6 +168,7 @@ class KeyAccess(Closeable):
             ) from exc
         try:
             check_mac(record, master, self.directory)
+            self._check_generation(record)
         except IntegrityError:
             master.wipe()
             raise
@@ -218,11 +236,13 @@ class KeyAccess(Closeable):
                 check_mac(record, master, self.directory)
                 if check_rollback:
                     self._check_generation(record)
+                    self._check_not_older(record)
             except BaseException:
                 master.wipe()
                 raise
             self._session.start(master, record.master_version)
             self._verified = record
+            self._newest = record.generation
             self._unlocked_by = name
         self._notify("strongroom_key_unlocked", account=self.account, provider=name)
         return name

@@ -100,6 +100,7 @@ class AccountKeys(DataKeyAccess):
         :raises strongroom.errors.IntegrityError: the record was altered.
         """
         with self._guard:
+            self.lock(reason="accept rollback")
             self._unlock(None, check_rollback=False)
             newest = max(self._kept_generations().values(), default=0)
             with self._changing() as record:
