@@ -188,6 +188,7 @@ class KeyAccess(Closeable):
             record = self._current().model_copy(deep=True)
             yield record
             save_record(self.directory, record, self._session.master_key())
+            self._newest = record.generation
             self._record_generation(record.generation)
 
     def _record_generation(self, generation: int) -> None:
