@@ -1,7 +1,9 @@
-"""Development sessions: ``nox`` runs lint, typecheck, tests and the sample plugin.
+"""Development sessions: ``nox`` runs lint, typecheck, tests, the sample plugin, a bench smoke run.
 
-``nox -s demo`` runs the main job, ``nox -s bench`` the benchmarks (not part
-of the default run: timings are never pass/fail).
+``nox -s demo`` runs the main job, ``nox -s bench`` the benchmarks and rewrites
+docs/benchmarks.md's tables and plot; ``bench_smoke`` (in the default run)
+runs each benchmark once on small sizes, so they cannot rot.  Timings are
+never pass/fail.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import nox
 ROOT = Path(__file__).parent
 SAMPLE_PLUGIN = ROOT / "tests" / "fixtures" / "sample_plugin"
 SOURCES = ["core", "plugins", "contrib"]
+#: What the benchmarks measure against, and what they run and plot with.
+BENCH_DEPS = ["pytest-benchmark>=5", "tink>=1.16", "pyrage>=1.4", "pynacl>=1.5", "matplotlib>=3.8"]
 
-nox.options.sessions = ["lint", "typecheck", "tests", "sample_plugin"]
+nox.options.sessions = ["lint", "typecheck", "bench_smoke", "tests", "sample_plugin"]
 nox.options.error_on_missing_interpreters = True
 
 
@@ -41,10 +45,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the three source roots and the sample plugin."""
+    """mypy --strict over the three source roots, the benchmarks and the sample plugin."""
     install_editable(session, "all", "test")
-    session.install("mypy>=1.10")
-    session.run("mypy", *SOURCES)
+    session.install("mypy>=1.10", *BENCH_DEPS)
+    session.run("mypy", *SOURCES, "bench")
     session.run("mypy", str(SAMPLE_PLUGIN / "src"))
 
 
@@ -76,13 +80,40 @@ def demo(session: nox.Session) -> None:
     session.run("strongroom", "demo", *session.posargs)
 
 
-@nox.session
-def bench(session: nox.Session) -> None:
-    """Benchmarks side by side with reference libraries; writes docs/benchmarks.md and .png.
+def run_bench(session: nox.Session, results: Path, *args: str) -> None:
+    """pytest-benchmark over bench/, against strongroom as installed from a wheel.
 
-    The references (tink's streaming AEAD, age through pyrage) and matplotlib for
-    the plot are installed here only.  ``nox -s bench -- --quick`` is a smoke run.
+    ``-o pythonpath=`` keeps the checkout's source roots off ``sys.path``; bench/
+    itself is importable as the package ``bench`` from the project root.
     """
     install_wheel(session, "all")
-    session.install("tink>=1.16", "pyrage>=1.4", "matplotlib>=3.8")
-    session.run("python", "bench/run.py", "--output", "docs/benchmarks.md", *session.posargs)
+    session.install(*BENCH_DEPS)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    session.run(
+        "pytest", "bench", "-o", "pythonpath=", "-p", "no:cacheprovider",
+        f"--benchmark-json={results}", *args,
+    )  # fmt: skip
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks side by side with their references; rewrites docs/benchmarks.md's tables and plot.
+
+    ``nox -s bench -- --quick`` is the smoke run, its report in build/bench-quick/ rather than
+    docs/; other posargs go to pytest (``-k records``, ``--benchmark-max-time=2``).
+    """
+    quick = "--quick" in session.posargs
+    results = ROOT / "build" / ("bench-quick" if quick else "bench") / "results.json"
+    run_bench(session, results, *session.posargs)
+    page = results.with_name("benchmarks.md") if quick else ROOT / "docs" / "benchmarks.md"
+    session.run("python", "-m", "bench.report", str(results), str(page))
+
+
+@nox.session
+def bench_smoke(session: nox.Session) -> None:
+    """Every benchmark once, on small sizes, and the report from it: seconds, no timings."""
+    results = ROOT / "build" / "bench-quick" / "results.json"
+    run_bench(session, results, "--quick", "-q", *session.posargs)
+    session.run(
+        "python", "-m", "bench.report", str(results), str(results.with_name("benchmarks.md"))
+    )

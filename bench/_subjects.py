@@ -1,144 +1,168 @@
-"""Fixtures of the data-at-rest benchmarks: keys for every library, files, sinks, accounts."""
+"""What the benchmarks share: keys for every library, file-to-file jobs, an account."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, TypeVar
 
+import pyrage  # type: ignore[import-untyped]
 import tink  # type: ignore[import-untyped]
-from _timing import MiB
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pyrage import x25519  # type: ignore[import-untyped]
+from pytest_benchmark.fixture import BenchmarkFixture
 from tink import secret_key_access, streaming_aead
 
-from strongroom.cipher_suite import CipherSuite
-from strongroom.errors import AuthenticationError
+from strongroom.formats.chunked import decrypt_stream, encrypt_stream
 from strongroom.formats.context import Context
-from strongroom.key_provider import KeyProvider, KeyProviderTraits, WrapContext
 from strongroom.keys import AccountKeys
-from strongroom.store import StoreBinding
+from strongroom.store import Store, StoreBinding
+from strongroom.testing import make_account_keys
 from strongroom_plugins.ciphers.aesgcm import Aes256Gcm
 from strongroom_plugins.stores.files import FilesStore
 
-#: What the CLI binds ``strongroom encrypt`` output to, give or take the account name.
+MiB = 1 << 20
 CONTEXT = Context(account="bench", store="files", record="")
-#: tink's associated data; age has none.
-ASSOCIATED_DATA = b"bench"
-PIECE = MiB
+AD = b"bench"  # tink's associated data; age has none
+STREAMERS = ("strongroom", "tink", "age")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each benchmark does: the full run, or the quick smoke run."""
+
+    stream: int  # bytes of the file-to-file streams
+    stream_rounds: int
+    store_counts: tuple[int, ...]  # records in the store benchmarks
+    blob: int  # bytes of the blob read in ranges
+    cli_rounds: int
+    burst: int  # gets in the agent burst
+
+
+FULL = Sizes(1 << 30, 3, (1_000, 10_000, 100_000), 256 * MiB, 20, 100)
+QUICK = Sizes(4 * MiB, 1, (100,), 4 * MiB, 1, 3)
 
 
 @dataclass
-class Keys:
-    """One key per library, and the JSON that hands them to a child process."""
+class StreamKeys:
+    """One key per streaming library, as strings so a child process can have them too."""
 
-    suite: CipherSuite
-    key: bytes
-    tink_aead: Any
-    tink_keyset: str
-    age_identity: Any
+    strongroom: str
+    tink: str
+    age: str
 
     @classmethod
-    def generate(cls) -> Keys:
+    def generate(cls) -> StreamKeys:
         streaming_aead.register()
         handle = tink.new_keyset_handle(
             streaming_aead.streaming_aead_key_templates.AES256_GCM_HKDF_1MB
         )
         return cls(
-            suite=Aes256Gcm(),
-            key=os.urandom(32),
-            tink_aead=handle.primitive(streaming_aead.StreamingAead),
-            tink_keyset=tink.json_proto_keyset_format.serialize(handle, secret_key_access.TOKEN),
-            age_identity=x25519.Identity.generate(),
+            strongroom=os.urandom(32).hex(),
+            tink=tink.json_proto_keyset_format.serialize(handle, secret_key_access.TOKEN),
+            age=str(pyrage.x25519.Identity.generate()),
         )
 
-    def key_for(self, _version: int) -> tuple[CipherSuite, bytes]:
-        return self.suite, self.key
-
-    def for_child(self) -> str:
-        return json.dumps(
-            {
-                "strongroom": self.key.hex(),
-                "tink": self.tink_keyset,
-                "age": str(self.age_identity),
-            }
-        )
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
 
 
-def make_file(path: Path, size: int) -> None:
+def stream_job(keys: StreamKeys, subject: str, op: str) -> Callable[[Path, Path], None]:
+    """``job(source, target)``: encrypt or decrypt one file into another with ``subject``."""
+    if subject == "strongroom":
+        suite, key = Aes256Gcm(), bytes.fromhex(keys.strongroom)
+
+        def strongroom(src: Path, dst: Path) -> None:
+            with open(src, "rb") as source, open(dst, "wb") as sink:
+                if op == "encrypt":
+                    encrypt_stream(source, sink, suite, key, 1, CONTEXT, manifest=False)
+                else:
+                    decrypt_stream(source, sink, lambda _version: (suite, key), CONTEXT)
+
+        return strongroom
+    if subject == "tink":
+        streaming_aead.register()
+        handle = tink.json_proto_keyset_format.parse(keys.tink, secret_key_access.TOKEN)
+        primitive: Any = handle.primitive(streaming_aead.StreamingAead)
+
+        def tink_job(src: Path, dst: Path) -> None:
+            with open(src, "rb") as source, open(dst, "wb") as sink:
+                if op == "encrypt":
+                    with primitive.new_encrypting_stream(sink, AD) as stream:
+                        shutil.copyfileobj(source, stream, MiB)
+                else:
+                    with primitive.new_decrypting_stream(source, AD) as stream:
+                        shutil.copyfileobj(stream, sink, MiB)
+
+        return tink_job
+    identity = pyrage.x25519.Identity.from_str(keys.age)
+
+    def age(src: Path, dst: Path) -> None:
+        if op == "encrypt":
+            pyrage.encrypt_file(str(src), str(dst), [identity.to_public()])
+        else:
+            pyrage.decrypt_file(str(src), str(dst), [identity])
+
+    return age
+
+
+def make_file(path: Path, size: int) -> Path:
     """``size`` random bytes, written a MiB at a time."""
     with open(path, "wb") as handle:
-        left = size
-        while left:
-            piece = min(left, PIECE)
-            handle.write(os.urandom(piece))
-            left -= piece
-
-
-def remove(path: Path) -> None:
-    path.unlink(missing_ok=True)
-
-
-class NullSink:
-    """A sink that drops what it is given, like ``/dev/null`` without the system calls."""
-
-    def write(self, data: memoryview, /) -> int:
-        return len(data)
-
-
-class BenchKeyProvider(KeyProvider):
-    """Wraps under an in-memory AES-256-GCM key: strongroom.testing's MemoryKeyProvider.
-
-    That one lives in ``strongroom.testing``, which imports pytest; the bench
-    session installs no test tools, so this is the same thing built on the
-    public ``KeyProvider`` interface.
-    """
-
-    traits: ClassVar[KeyProviderTraits] = KeyProviderTraits(
-        non_exportable_root=False, needs_user_presence=False, survives_reinstall=False
-    )
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._aead = AESGCM(os.urandom(32))
-
-    def wrap(self, secret: bytes, context: WrapContext) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + self._aead.encrypt(nonce, bytes(secret), context.encode())
-
-    def unwrap(self, blob: bytes, context: WrapContext) -> bytes:
-        try:
-            return self._aead.decrypt(blob[:12], blob[12:], context.encode())
-        except Exception:
-            raise AuthenticationError from None
+        for offset in range(0, size, MiB):
+            handle.write(os.urandom(min(MiB, size - offset)))
+    return path
 
 
 @dataclass
 class Account:
-    """A created, unlocked account with one open ``files`` store called ``notes``."""
+    """A created, unlocked account (strongroom.testing's in-memory provider), one files store."""
 
     keys: AccountKeys
     store: FilesStore
 
     @classmethod
-    def create(cls, directory: Path) -> Account:
-        suite = Aes256Gcm()
-        keys = AccountKeys(
-            account="bench",
-            directory=directory,
-            providers={"memory": BenchKeyProvider()},
-            provider_backends={"memory": "in-memory (bench only)"},
-            suite_for=lambda _name: suite,
-            default_suite=suite.name,
-        )
+    def create(cls, directory: Path, name: str = "notes") -> Account:
+        keys = make_account_keys(directory / "keys", account="bench")
         keys.create()
-        store_dir = directory / "stores" / "notes"
+        store_dir = directory / "stores" / name
         store_dir.mkdir(mode=0o700, parents=True)
-        store = FilesStore(binding=StoreBinding("bench", "notes", store_dir, keys))
+        store = FilesStore(binding=StoreBinding("bench", name, store_dir, keys))
+        keys.ensure(*store.key_purposes)
         return cls(keys, store)
+
+    def rotate(self) -> None:
+        """A new primary for the store's keyset: everything is now due for re-encryption."""
+        self.keys.rotate(self.store.binding.purpose)
 
     def close(self) -> None:
         self.store.close()
         self.keys.close()
+
+
+def put_all(store: Store, records: dict[str, bytes]) -> None:
+    """The store's bulk write where it has one (``put_many``), else one ``put`` each."""
+    put_many = getattr(store, "put_many", None)
+    if put_many is not None:
+        put_many(records.items())
+    else:
+        for name, value in records.items():
+            store.put(name, value)
+
+
+def pedantic(
+    benchmark: BenchmarkFixture,
+    target: Callable[..., T],
+    *args: Any,
+    setup: Callable[[], object] | None = None,
+    rounds: int = 1,
+    warmup_rounds: int = 0,
+) -> T:
+    """``benchmark.pedantic``, typed: one call per round, ``setup`` untimed before each."""
+    result: T = benchmark.pedantic(  # type: ignore[no-untyped-call]
+        target, args, setup=setup, rounds=rounds, warmup_rounds=warmup_rounds
+    )
+    return result

@@ -27,15 +27,14 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from strongroom._config_path import locate
 from strongroom._loading import SLOTS, SLOTS_BY_TABLE
 from strongroom.errors import ConfigError
 from strongroom.settings import SecretRef
 
 __all__ = ["BackendChoice", "Config", "load_config", "parse_config"]
 
-CONFIG_ENV = "STRONGROOM_CONFIG"
 OVERRIDE_PREFIX = "STRONGROOM__"
-DEFAULT_FILE_NAME = "strongroom.toml"
 BUILTIN_SOURCE = "built-in defaults"
 
 #: The embedded default stack, used where the config file says nothing.
@@ -167,9 +166,9 @@ def load_config(
         not validate; or an override names an unknown table.
     """
     environ = os.environ if environ is None else environ
-    found = _locate(path, environ, cwd or Path.cwd())
-    data = _read_toml(found) if found else {}
-    return parse_config(data, source=str(found) if found else BUILTIN_SOURCE, environ=environ)
+    found = locate(path, environ, str(cwd or Path.cwd()))
+    data = _read_toml(Path(found)) if found else {}
+    return parse_config(data, source=found or BUILTIN_SOURCE, environ=environ)
 
 
 def parse_config(
@@ -216,23 +215,6 @@ def parse_config(
         blocked=frozenset(parsed.plugins.block),
         backends=tuple(backends),
     )
-
-
-def _locate(
-    path: str | os.PathLike[str] | None, environ: Mapping[str, str], cwd: Path
-) -> Path | None:
-    if path is not None:
-        return _must_exist(Path(path), "--config")
-    if environ.get(CONFIG_ENV):
-        return _must_exist(Path(environ[CONFIG_ENV]), f"${CONFIG_ENV}")
-    default = cwd / DEFAULT_FILE_NAME
-    return default if default.is_file() else None
-
-
-def _must_exist(path: Path, named_by: str) -> Path:
-    if not path.is_file():
-        raise ConfigError(f"config file named by {named_by} does not exist", source=str(path))
-    return path
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

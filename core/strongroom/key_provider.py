@@ -84,6 +84,27 @@ class KeyProvider(Backend, ABC):
         """
         return self.wrap(secret, context)
 
+    def renew(
+        self, secret: bytes, context: WrapContext, *, previous: bytes, previous_context: WrapContext
+    ) -> bytes:
+        """Wrap ``secret`` under the same root that wrapped ``previous``, proving that root first.
+
+        A master-key rotation re-wraps the new master key for every provider
+        through this, so that a provider whose user supplies its root (a
+        passphrase) cannot be switched to another root by a typo: the
+        supplied root must open ``previous`` (the current wrap, under
+        ``previous_context``) before anything is wrapped.  The default
+        unwraps ``previous`` and wipes the result, then calls :meth:`wrap`;
+        the passphrase provider overrides it to ask for the passphrase once.
+
+        :raises strongroom.errors.KeyUnavailableError: as :meth:`unwrap`: the
+            root does not open ``previous``, or cannot be reached.
+        :raises strongroom.errors.IntegrityError: ``previous`` is malformed or altered.
+        """
+        proof = bytearray(self.unwrap(previous, previous_context))
+        proof[:] = bytes(len(proof))
+        return self.wrap(secret, context)
+
     def destroy(self, account: str) -> None:
         """Erase the provider's root for ``account``, where it holds one.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from strongroom.backend import Backend
-from strongroom.errors import RecordNotFoundError
+from strongroom.errors import RecordNotFoundError, UsageError
 from strongroom.keys.purposes import names_purpose, store_purpose
 from strongroom.settings import BackendSettings
 
@@ -68,6 +68,21 @@ class Store(Backend, ABC):
             previous value is still readable.
         :raises strongroom.errors.KeyUnavailableError: the store's key is locked.
         """
+
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Store each ``(key, value)`` as :meth:`put` would; a key given twice takes the last.
+
+        A store that can should make the batch all or nothing and durable at
+        once, as the ``files`` store does.  This default is a loop of
+        :meth:`put`: **not atomic**, a failure part-way leaves the earlier
+        items stored and the later ones not.
+
+        :raises strongroom.errors.UsageError: a key is invalid.
+        :raises strongroom.errors.StoreError: the medium refused a write.
+        :raises strongroom.errors.KeyUnavailableError: the store's key is locked.
+        """
+        for key, value in items:
+            self.put(key, value)
 
     @abstractmethod
     def get(self, key: str) -> bytes:
@@ -134,6 +149,39 @@ class Store(Backend, ABC):
                 raise RecordNotFoundError(
                     f"no record or blob {key!r} in store {self.binding.name!r}"
                 ) from None
+
+    def get_blob_range(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Up to ``length`` bytes (all if ``None``) of the blob under ``key``, from ``offset``.
+
+        Like a file read, the result is short at the end of the blob and
+        empty past it.  A store with random access decrypts only what covers
+        the range; this default streams :meth:`get_blob` from the start and
+        slices, verifying every chunk up to the end of the range.
+
+        :raises strongroom.errors.UsageError: ``offset`` or ``length`` is negative.
+        :raises strongroom.errors.RecordNotFoundError: no blob is stored under ``key``.
+        :raises strongroom.errors.IntegrityError: a chunk covering the range fails
+            verification.
+        :raises strongroom.errors.KeyUnavailableError: the store's key is locked.
+        """
+        if offset < 0 or (length is not None and length < 0):
+            raise UsageError("offset and length must not be negative")
+        end = None if length is None else offset + length
+        pieces: list[bytes] = []
+        position = 0
+        chunks = self.get_blob(key)
+        try:
+            for chunk in chunks:
+                low, position = position, position + len(chunk)
+                if position > offset and (end is None or low < end):
+                    pieces.append(chunk[max(offset - low, 0) : None if end is None else end - low])
+                if end is not None and position >= end:
+                    break
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        return b"".join(pieces)
 
     def versions_in_use(self) -> dict[int, int]:
         """How many objects each version of the store's data keyset encrypts now.

@@ -18,8 +18,8 @@ from strongroom.errors import (
     KeyUnavailableError,
     UsageError,
 )
-from strongroom.formats import SEALED_OVERHEAD, Context, open_sealed, peek_key_version, seal
-from strongroom.formats.sealed import HEADER_SIZE
+from strongroom.formats import Context, open_sealed, peek_key_version, seal, sealed_overhead
+from strongroom.formats.sealed import HEAD_SIZE
 from strongroom_plugins.ciphers.aesgcm import Aes256Gcm
 from strongroom_plugins.ciphers.chacha import ChaCha20Poly1305
 from strongroom_plugins.ciphers.xchacha import XChaCha20Poly1305
@@ -78,6 +78,11 @@ class CountingSuite(Aes256Gcm):
         return CountingAead(super().keyed(key), self)
 
 
+def header_size(suite: CipherSuite) -> int:
+    """Prefix, salt and commitment (75 bytes), then the suite's nonce."""
+    return HEAD_SIZE + suite.nonce_size
+
+
 def flip(data: bytes, position: int, bit: int = 0) -> bytes:
     altered = bytearray(data)
     altered[position] ^= 1 << bit
@@ -91,23 +96,28 @@ def flip(data: bytes, position: int, bit: int = 0) -> bytes:
 def test_round_trip(suite: CipherSuite, size: int) -> None:
     plaintext = bytes(i % 253 for i in range(size))
     blob = seal(suite, KEY, 7, plaintext, CONTEXT)
-    assert len(blob) == size + HEADER_SIZE + suite.tag_size == size + SEALED_OVERHEAD
+    assert len(blob) == size + header_size(suite) + suite.tag_size == size + sealed_overhead(suite)
     assert open_sealed(blob, lookup(suite), CONTEXT) == plaintext
 
 
 def test_layout_of_the_header(suite: CipherSuite) -> None:
     blob = seal(suite, KEY, 0x01020304, PLAINTEXT, CONTEXT)
     assert blob[:4] == b"SRsl"
-    assert blob[4] == 1
+    assert blob[4] == 2
     assert int.from_bytes(blob[5:7], "big") == suite.code
     assert blob[7:11] == bytes([1, 2, 3, 4])
-    assert HEADER_SIZE == 75
+    assert HEAD_SIZE == 75
+    assert header_size(suite) == {12: 87, 24: 99}[suite.nonce_size]
+    nonce = blob[HEAD_SIZE : header_size(suite)]
+    assert nonce[-4:] == bytes(4)  # a batch of its own: counter 0 under a random prefix
 
 
 def test_salt_is_fresh_each_time(suite: CipherSuite) -> None:
+    """``seal`` makes a batch of one: a fresh salt and nonce prefix every call."""
     first, second = (seal(suite, KEY, 1, PLAINTEXT, CONTEXT) for _ in range(2))
     assert first[11:43] != second[11:43]
     assert first[75:] != second[75:]
+    assert first[75 : header_size(suite) - 4] != second[75 : header_size(suite) - 4]
 
 
 def test_takes_memoryviews_and_bytearrays(suite: CipherSuite) -> None:
@@ -159,8 +169,9 @@ def test_unknown_magic_and_version_are_named() -> None:
     with pytest.raises(IntegrityError, match=r"^not a strongroom sealed object$") as caught:
         open_sealed(b"SRck" + blob[4:], lookup(suite), CONTEXT)
     assert not isinstance(caught.value, AuthenticationError)
-    with pytest.raises(IntegrityError, match=r"^unsupported format version 2$"):
-        open_sealed(blob[:4] + b"\x02" + blob[5:], lookup(suite), CONTEXT)
+    for version in (0, 3, 255):
+        with pytest.raises(IntegrityError, match=rf"^unsupported format version {version}$"):
+            open_sealed(blob[:4] + bytes([version]) + blob[5:], lookup(suite), CONTEXT)
     for short in (b"", b"SR", b"SRsl", blob[:11], blob[:74]):
         with pytest.raises(IntegrityError):
             open_sealed(short, lookup(suite), CONTEXT)
@@ -171,7 +182,7 @@ def test_unknown_magic_and_version_are_named() -> None:
 
 def test_every_header_byte_is_authenticated(suite: CipherSuite) -> None:
     blob = seal(suite, KEY, 5, PLAINTEXT, CONTEXT)
-    for position in range(HEADER_SIZE):
+    for position in range(header_size(suite)):
         altered = flip(blob, position, bit=position % 8)
         with pytest.raises(IntegrityError) as caught:
             open_sealed(altered, lookup(suite), CONTEXT)
@@ -182,7 +193,7 @@ def test_every_header_byte_is_authenticated(suite: CipherSuite) -> None:
 
 def test_every_body_byte_is_authenticated(suite: CipherSuite) -> None:
     blob = seal(suite, KEY, 5, PLAINTEXT, CONTEXT)
-    for position in range(HEADER_SIZE, len(blob)):
+    for position in range(header_size(suite), len(blob)):
         with pytest.raises(AuthenticationError):
             open_sealed(flip(blob, position, bit=(position * 3) % 8), lookup(suite), CONTEXT)
 
@@ -192,7 +203,7 @@ def test_truncation_and_appending_fail(suite: CipherSuite) -> None:
     for length in range(len(blob)):
         with pytest.raises(IntegrityError):
             open_sealed(blob[:length], lookup(suite), CONTEXT)
-    for extra in (b"\x00", bytes(16), blob[HEADER_SIZE:]):
+    for extra in (b"\x00", bytes(16), blob[header_size(suite) :]):
         with pytest.raises(AuthenticationError):
             open_sealed(blob + extra, lookup(suite), CONTEXT)
 

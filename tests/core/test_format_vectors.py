@@ -1,15 +1,18 @@
 """Test vectors for the sealed and chunked formats, checked two ways.
 
-``tests/vectors/format-sealed.json`` and ``format-chunked.json`` were made
-by strongroom with fixed salts.  This module checks that strongroom still
-makes exactly those bytes and opens them, and that a reference decoder
-written here from ``docs/formats.md`` alone opens them too.  The reference
-decoder shares no code with ``strongroom.formats``: it uses only the
-primitives (cryptography's HKDF, AESGCM and ChaCha20Poly1305, PyNaCl's
+``tests/vectors/format-sealed.json`` (sealed version 2) and
+``format-chunked.json`` were made by strongroom with fixed salts and nonce
+prefixes.  This module checks that strongroom still makes exactly those
+bytes and opens them, and that a reference decoder written here from
+``docs/formats.md`` alone opens them too.  ``format-sealed-v1.json`` holds
+sealed version 1 objects, which strongroom no longer writes: it is frozen,
+and both decoders must keep opening it.  The reference decoder shares no
+code with ``strongroom.formats``: it uses only the primitives
+(cryptography's HKDF, AESGCM and ChaCha20Poly1305, PyNaCl's
 XChaCha20-Poly1305) and its own byte slicing.
 
-Run ``python tests/core/test_format_vectors.py`` to rewrite the files after
-an intended format change (which also needs a new format version).
+Run ``python tests/core/test_format_vectors.py`` to rewrite the generated
+files after an intended format change (which also needs a new format version).
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt
 
 from strongroom.cipher_suite import CipherSuite
-from strongroom.formats import Context, decrypt_stream, encrypt_stream, open_sealed, seal
+from strongroom.formats import Context, Subkeys, decrypt_stream, encrypt_stream, open_sealed
 from strongroom_plugins.ciphers.aesgcm import Aes256Gcm
 from strongroom_plugins.ciphers.chacha import ChaCha20Poly1305 as ChaChaSuite
 from strongroom_plugins.ciphers.xchacha import XChaCha20Poly1305
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 SEALED_FILE = VECTORS / "format-sealed.json"
+SEALED_V1_FILE = VECTORS / "format-sealed-v1.json"
 CHUNKED_FILE = VECTORS / "format-chunked.json"
 SUITES: dict[str, type[CipherSuite]] = {
     "aes-256-gcm": Aes256Gcm,
@@ -88,10 +92,32 @@ def ref_derive(
     return okm[:32], okm[32:64], okm[64:]
 
 
+def ref_derive_batch(data_key: bytes, salt: bytes, code: int) -> tuple[bytes, bytes]:
+    """docs/formats.md, "Per-object keys", kind ``batch``: subkey(32) | commitment(32)."""
+    info = b"strongroom/v1/batch/" + code.to_bytes(2, "big")
+    okm = HKDF(hashes.SHA256(), 32 + 32, salt, info).derive(data_key)
+    return okm[:32], okm[32:]
+
+
 def ref_open_sealed(blob: bytes, data_key: bytes, context: bytes) -> bytes:
-    """docs/formats.md, "Sealed objects"."""
-    if blob[0:4] != b"SRsl" or blob[4] != 1:
-        raise Refused("not a sealed v1 object")
+    """docs/formats.md, "Sealed objects": version 2, or version 1 below."""
+    if blob[0:4] != b"SRsl" or blob[4] not in (1, 2):
+        raise Refused("not a sealed v1 or v2 object")
+    if blob[4] == 1:
+        return ref_open_sealed_v1(blob, data_key, context)
+    code = int.from_bytes(blob[5:7], "big")
+    end = 75 + NONCE_SIZES[code]
+    header, nonce = blob[:end], blob[75:end]
+    key, expected = ref_derive_batch(data_key, blob[11:43], code)
+    if expected != blob[43:75]:
+        raise Refused("commitment")
+    if len(blob) < end + 16:
+        raise Refused("short")
+    return ref_decrypt(code, key, nonce, blob[end:], header + context)
+
+
+def ref_open_sealed_v1(blob: bytes, data_key: bytes, context: bytes) -> bytes:
+    """docs/formats.md, "Sealed objects, version 1"."""
     code = int.from_bytes(blob[5:7], "big")
     salt, commitment = blob[11:43], blob[43:75]
     key, expected, nonce = ref_derive(data_key, salt, b"sealed", code, NONCE_SIZES[code])
@@ -159,16 +185,27 @@ def key_for_vector(vector: dict[str, Any]) -> Callable[[int], tuple[CipherSuite,
 
 
 def sealed_inputs() -> list[dict[str, Any]]:
+    """Two batches per suite, of two objects each: their salt and nonce prefix are fixed."""
     inputs = []
     for number, name in enumerate(SUITES):
+        prefix_size = NONCE_SIZES[SUITES[name].code] - 4
         inputs.append(
             {
                 "suite": name,
                 "data_key": bytes(range(32)).hex(),
                 "key_version": 1,
                 "salt": bytes(range(0x40 + number, 0x60 + number)).hex(),
-                "context": {"account": "alice", "store": "notes", "record": "shopping"},
-                "plaintext": b"".hex(),
+                "nonce_prefix": bytes(range(0x10 + number, 0x10 + number + prefix_size)).hex(),
+                "objects": [
+                    {
+                        "context": {"account": "alice", "store": "notes", "record": "shopping"},
+                        "plaintext": b"".hex(),
+                    },
+                    {
+                        "context": {"account": "alice", "store": "notes", "record": "todo"},
+                        "plaintext": b"call the bank".hex(),
+                    },
+                ],
             }
         )
         inputs.append(
@@ -177,39 +214,58 @@ def sealed_inputs() -> list[dict[str, Any]]:
                 "data_key": bytes(range(0xE0, 0x100)).hex(),
                 "key_version": 0x12345678,
                 "salt": bytes(range(0x80 + number, 0xA0 + number)).hex(),
-                "context": {
-                    "account": "bob@example.org",
-                    "store": "journal",
-                    "record": "2024/räksmörgås",
-                },
-                "plaintext": b"strongroom sealed test vector\n".hex(),
+                "nonce_prefix": bytes(range(0xF0 - prefix_size - number, 0xF0 - number)).hex(),
+                "objects": [
+                    {
+                        "context": {
+                            "account": "bob@example.org",
+                            "store": "journal",
+                            "record": "2024/räksmörgås",
+                        },
+                        "plaintext": b"strongroom sealed test vector\n".hex(),
+                    },
+                    {
+                        "context": {
+                            "account": "bob@example.org",
+                            "store": "journal",
+                            "record": "2024/räksmörgås",
+                        },
+                        "plaintext": b"the same record, sealed again in the same batch".hex(),
+                    },
+                ],
             }
         )
     return inputs
 
 
 def make_sealed_vector(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Seal the objects in order in one batch; list every intermediate value."""
     suite = SUITES[inputs["suite"]]()
     data_key, salt = bytes.fromhex(inputs["data_key"]), bytes.fromhex(inputs["salt"])
-    context = context_of(inputs)
-    blob = seal(
-        suite,
-        data_key,
-        inputs["key_version"],
-        bytes.fromhex(inputs["plaintext"]),
-        context,
-        _salt=salt,
-    )
-    key, commitment, nonce = ref_derive(data_key, salt, b"sealed", suite.code, suite.nonce_size)
+    prefix = bytes.fromhex(inputs["nonce_prefix"])
+    subkeys = Subkeys(suite, data_key, inputs["key_version"], _salt=salt, _nonce_prefix=prefix)
+    subkey, commitment = ref_derive_batch(data_key, salt, suite.code)
+    objects = []
+    for counter, entry in enumerate(inputs["objects"]):
+        context = Context(**entry["context"])
+        blob = subkeys.seal(bytes.fromhex(entry["plaintext"]), context)
+        end = 75 + suite.nonce_size
+        objects.append(
+            {
+                **entry,
+                "context_encoded": context.encode().hex(),
+                "counter": counter,
+                "nonce": blob[75:end].hex(),
+                "header": blob[:end].hex(),
+                "sealed": blob.hex(),
+            }
+        )
     return {
         **inputs,
         "suite_code": suite.code,
-        "context_encoded": context.encode().hex(),
-        "object_key": key.hex(),
+        "subkey": subkey.hex(),
         "commitment": commitment.hex(),
-        "nonce": nonce.hex(),
-        "header": blob[:75].hex(),
-        "sealed": blob.hex(),
+        "objects": objects,
     }
 
 
@@ -272,10 +328,18 @@ def build_files() -> dict[Path, dict[str, Any]]:
         "are hex. object_key, commitment and nonce/nonce_prefix are the HKDF output split "
         "as the spec says; context_encoded is Context.encode()."
     )
+    sealed_about = (
+        "Generated by strongroom with fixed salts and nonce prefixes "
+        "(tests/core/test_format_vectors.py) and checked against a reference decoder written "
+        "from docs/formats.md. All byte strings are hex. Each vector is one batch: its objects "
+        "were sealed in order by one writer, so they share salt, subkey and commitment (the "
+        "HKDF output of kind 'batch' split as the spec says), and each nonce is nonce_prefix "
+        "followed by counter as u32 BE. context_encoded is Context.encode()."
+    )
     return {
         SEALED_FILE: {
-            "format": "strongroom sealed v1",
-            "about": about,
+            "format": "strongroom sealed v2",
+            "about": sealed_about,
             "vectors": [make_sealed_vector(inputs) for inputs in sealed_inputs()],
         },
         CHUNKED_FILE: {
@@ -303,6 +367,10 @@ def sealed_vectors() -> list[dict[str, Any]]:
     return vectors_in(SEALED_FILE)
 
 
+def sealed_v1_vectors() -> list[dict[str, Any]]:
+    return vectors_in(SEALED_V1_FILE)
+
+
 def chunked_vectors() -> list[dict[str, Any]]:
     return vectors_in(CHUNKED_FILE)
 
@@ -321,15 +389,49 @@ def test_strongroom_reproduces_the_files() -> None:
 
 def test_every_suite_is_covered() -> None:
     assert SEALED_FILE.exists()
+    assert SEALED_V1_FILE.exists()
     assert CHUNKED_FILE.exists()
     assert sorted({vector["suite"] for vector in sealed_vectors()}) == sorted(SUITES)
     assert len(sealed_vectors()) == 6
-    assert any(vector["plaintext"] == "" for vector in sealed_vectors())
+    assert all(len(vector["objects"]) == 2 for vector in sealed_vectors())
+    assert any(entry["plaintext"] == "" for v in sealed_vectors() for entry in v["objects"])
+    assert sorted({vector["suite"] for vector in sealed_v1_vectors()}) == sorted(SUITES)
+    assert len(sealed_v1_vectors()) == 6
     assert sorted(vector["suite"] for vector in chunked_vectors()) == sorted(SUITES)
 
 
 @pytest.mark.parametrize("vector", sealed_vectors(), ids=label)
 def test_sealed_vector_opens_with_both_decoders(vector: dict[str, Any]) -> None:
+    data_key, salt = bytes.fromhex(vector["data_key"]), bytes.fromhex(vector["salt"])
+    code = vector["suite_code"]
+    subkey, commitment = ref_derive_batch(data_key, salt, code)
+    assert (subkey.hex(), commitment.hex()) == (vector["subkey"], vector["commitment"])
+    prefix = bytes.fromhex(vector["nonce_prefix"])
+    assert len(prefix) == NONCE_SIZES[code] - 4
+    subkeys = Subkeys(SUITES[vector["suite"]](), data_key, vector["key_version"])
+    for counter, entry in enumerate(vector["objects"]):
+        blob = bytes.fromhex(entry["sealed"])
+        plaintext = bytes.fromhex(entry["plaintext"])
+        context = ref_context(**entry["context"])
+        assert context.hex() == entry["context_encoded"]
+        assert entry["counter"] == counter
+        assert entry["nonce"] == (prefix + counter.to_bytes(4, "big")).hex()
+        assert blob[:4] == b"SRsl"
+        assert blob[4] == 2
+        assert blob[5:7] == code.to_bytes(2, "big")
+        assert blob[7:11] == vector["key_version"].to_bytes(4, "big")
+        assert blob[11:43] == salt
+        assert blob[43:75] == commitment
+        assert len(blob) == 75 + NONCE_SIZES[code] + len(plaintext) + 16
+        assert ref_open_sealed(blob, data_key, context) == plaintext
+        strongroom_context = Context(**entry["context"])
+        assert open_sealed(blob, key_for_vector(vector), strongroom_context) == plaintext
+        assert open_sealed(blob, lambda _v: subkeys, strongroom_context) == plaintext
+
+
+@pytest.mark.parametrize("vector", sealed_v1_vectors(), ids=label)
+def test_sealed_version_1_still_opens_with_both_decoders(vector: dict[str, Any]) -> None:
+    """The frozen version 1 vectors: written by the previous writer, still read."""
     blob = bytes.fromhex(vector["sealed"])
     plaintext = bytes.fromhex(vector["plaintext"])
     context = ref_context(**vector["context"])
@@ -344,7 +446,10 @@ def test_sealed_vector_opens_with_both_decoders(vector: dict[str, Any]) -> None:
     )
     assert ref_open_sealed(blob, data_key, context) == plaintext
     assert open_sealed(blob, key_for_vector(vector), context_of(vector)) == plaintext
+    subkeys = Subkeys(SUITES[vector["suite"]](), data_key, vector["key_version"])
+    assert open_sealed(blob, lambda _v: subkeys, context_of(vector)) == plaintext
     assert len(blob) == 75 + len(plaintext) + 16
+    assert blob[4] == 1
     assert blob[7:11] == vector["key_version"].to_bytes(4, "big")
 
 
@@ -362,16 +467,29 @@ def test_chunked_vector_opens_with_both_decoders(vector: dict[str, Any]) -> None
     assert len(blob) == 79 + 10000 + 3 * 16  # chunks of 4096, 4096 and 1808 bytes
 
 
-@pytest.mark.parametrize("vector", sealed_vectors()[:3], ids=label)
+@pytest.mark.parametrize("vector", sealed_vectors()[::2], ids=label)
 def test_reference_decoder_refuses_what_strongroom_refuses(vector: dict[str, Any]) -> None:
-    """The reference is a real decoder: a flipped header byte or another context fails it."""
-    blob = bytes.fromhex(vector["sealed"])
+    """The reference is a real decoder: a flipped header or nonce byte or another context fails."""
+    entry = vector["objects"][1]
+    blob = bytes.fromhex(entry["sealed"])
     data_key = bytes.fromhex(vector["data_key"])
-    context = ref_context(**vector["context"])
-    with pytest.raises(Refused):
-        ref_open_sealed(blob[:9] + bytes([blob[9] ^ 1]) + blob[10:], data_key, context)
+    context = ref_context(**entry["context"])
+    for position in (9, 20, 50, 75, 75 + NONCE_SIZES[vector["suite_code"]] - 1, len(blob) - 1):
+        with pytest.raises(Refused):
+            ref_open_sealed(
+                blob[:position] + bytes([blob[position] ^ 1]) + blob[position + 1 :],
+                data_key,
+                context,
+            )
     with pytest.raises(Refused):
         ref_open_sealed(blob, data_key, ref_context("alice", "notes", "other"))
+    v1 = bytes.fromhex(sealed_v1_vectors()[0]["sealed"])
+    with pytest.raises(Refused):
+        ref_open_sealed(
+            v1[:4] + b"\x02" + v1[5:],
+            bytes.fromhex(sealed_v1_vectors()[0]["data_key"]),
+            ref_context("alice", "notes", "shopping"),
+        )
 
 
 if __name__ == "__main__":

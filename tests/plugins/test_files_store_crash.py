@@ -42,6 +42,8 @@ from files_store_support import (
 from strongroom.errors import RecordNotFoundError
 from strongroom.keys import AccountKeys
 from strongroom.testing import MemoryKeyProvider, make_account_keys
+from strongroom_plugins.stores._index import INDEX_FILE
+from strongroom_plugins.stores._journal import JOURNAL_FILE
 from strongroom_plugins.stores.files import FilesStore
 
 KEK = bytes(range(32))
@@ -75,6 +77,13 @@ WRITES: dict[str, tuple[str, str | None, bytes]] = {
     "put_blob a new key": ("fresh-blob", "blob", value("fresh blob", 2 * 4096 + 9)),
     "delete a record": ("gone-record", None, b""),
     "delete a blob": ("gone-blob", None, b""),
+}
+
+#: One ``put_many``: over a record, over a blob, a new key.
+BATCH = {
+    "record": value("batched record", 800),
+    "to-record": value("batched to-record", 600),
+    "fresh-record": value("batched fresh", 400),
 }
 
 HELPER = r"""
@@ -119,15 +128,15 @@ def count_steps(stop_at):
 
     for name in ("mkdir", "fsync", "replace", "unlink"):
         counted(name)
-    create = _disk._create_temp
+    create = _disk._create_temp_in
 
-    def creating(target):
-        step("create", [target])
-        temp, fd = create(target)
+    def creating(directory, name):
+        step("create", [os.path.join(directory, name)])
+        temp, fd = create(directory, name)
         say(f"made {temp}")
         return temp, fd
 
-    _disk._create_temp = creating
+    _disk._create_temp_in = creating
 
 
 def run(store, operation):
@@ -135,6 +144,10 @@ def run(store, operation):
         list(store.reencrypt())
     elif operation == "get":
         store.get("record")
+    elif operation == "ls":
+        list(store.keys())
+    elif operation == "put_many":
+        store.put_many((key, bytes.fromhex(new)) for key, new in writes["put_many"])
     else:
         key, form, new = writes[operation]
         if form is None:
@@ -280,7 +293,10 @@ def store(account_keys: AccountKeys) -> Iterator[FilesStore]:
 
 @pytest.fixture
 def helper(account_keys: AccountKeys, store: FilesStore, tmp_path: Path) -> Iterator[Helper]:
-    writes = {name: (key, form, new.hex()) for name, (key, form, new) in WRITES.items()}
+    writes: dict[str, object] = {
+        name: (key, form, new.hex()) for name, (key, form, new) in WRITES.items()
+    }
+    writes["put_many"] = [(key, new.hex()) for key, new in BATCH.items()]
     (tmp_path / "writes.json").write_text(json.dumps(writes))
     helper = Helper(account_keys.directory, tmp_path / "writes.json")
     yield helper
@@ -386,8 +402,15 @@ def run_to_every_step(
 def test_a_write_killed_before_any_step_leaves_old_or_new(
     helper: Helper, store: FilesStore, operation: str
 ) -> None:
-    for _, steps, leftovers in run_to_every_step(helper, store, operation):
-        check(store, operation, steps, leftovers)
+    index = store.binding.directory / INDEX_FILE
+
+    def prepare() -> None:  # the write meets a complete index, which it leaves alone
+        list(store.keys())
+        assert index.exists()
+
+    for _, steps, leftovers in run_to_every_step(helper, store, operation, prepare):
+        assert index not in steps.gone()
+        check(store, operation, steps, leftovers)  # lists through the index the write left
     assert steps.finished
     deletes = WRITES[operation][1] is None
     assert bool(leftovers) != deletes, "a kill after a temporary file was made leaves it"
@@ -415,16 +438,20 @@ def test_a_reencryption_killed_before_any_step_resumes_to_completion(
     keys, purpose, root = store.binding.keys, store.binding.purpose, store.binding.directory
     orphan = blob_paths(store, "orphan")[1]
 
+    index = root / INDEX_FILE
+
     def prepare() -> None:
         store.put_blob("orphan", [b"x"])
         blob_paths(store, "orphan")[0].unlink()  # as a killed put_blob leaves a key file
+        list(store.keys())  # an index under the version about to be rotated out
         keys.rotate(purpose)  # everything is stale
 
     def objects() -> list[Path]:
         return sorted(
             path
             for path in root.rglob("*")
-            if path.is_file() and path.parent.parent != root and not path.name.startswith(".")
+            if path.is_file() and root not in (path.parent, path.parent.parent)
+            if not path.name.startswith(".")
         )
 
     present = [key for key, (form, _) in BASELINE.items() if form is not None]
@@ -434,6 +461,7 @@ def test_a_reencryption_killed_before_any_step_resumes_to_completion(
         for path in objects():  # each file is upgraded by one rename, or not yet
             assert header_version(path) == (target if steps.replaced(path) else target - 1), path
         assert orphan.exists() != steps.unlinked(orphan)
+        assert header_version(index) == (target if steps.replaced(index) else target - 1)
         raised = any(
             kind == "replace" and paths[-1].endswith(KEY_RECORD) for kind, paths in steps.taken
         )
@@ -446,5 +474,73 @@ def test_a_reencryption_killed_before_any_step_resumes_to_completion(
         floor = keys.floor(purpose)
         assert floor == target
         assert {header_version(path) for path in objects()} == {target}
+        assert header_version(index) == target, "resealed before the floor rose"
         assert not orphan.exists()
     assert completed == 1
+
+
+@pytest.mark.parametrize("before", ["absent", "stale"])
+def test_a_listing_killed_before_any_step_leaves_the_old_index_or_a_complete_one(
+    helper: Helper, store: FilesStore, before: str
+) -> None:
+    """A listing rebuilds a missing index, or corrects a stale one, in one rename."""
+    index = store.binding.directory / INDEX_FILE
+    present = sorted(key for key, (form, _) in BASELINE.items() if form is not None)
+    complete = {store._name(key.encode()): key for key in present}
+    # stale: it misses a key written since, and names one deleted since
+    stale = {name: key for name, key in complete.items() if key != "record"}
+    stale[store._name(b"deleted since")] = "deleted since"
+
+    def prepare() -> None:
+        index.unlink(missing_ok=True)
+        if before == "stale":
+            store._index.save(stale)
+
+    for _, steps, leftovers in run_to_every_step(helper, store, "ls", prepare):
+        if steps.replaced(index):
+            assert store._index.load() == complete
+        elif before == "stale":
+            assert store._index.load() == stale
+        else:
+            assert not index.exists()
+        check(store, "ls", steps, leftovers)  # whatever index is left, the listing is right
+        assert store._index.load() == complete
+    assert steps.replaced(index)
+
+
+def test_a_batch_killed_before_any_step_is_stored_whole_or_not_at_all(
+    helper: Helper, store: FilesStore
+) -> None:
+    """``put_many`` commits by one rename; whoever uses the store next finishes it."""
+    root = store.binding.directory
+    journal = root / JOURNAL_FILE
+    committed_runs = 0
+    for _, steps, leftovers in run_to_every_step(helper, store, "put_many"):
+        committed = steps.replaced(journal)
+        where = f"killed after {len(steps.taken)} steps: {steps.taken[-3:]}"
+        left_committed = committed and not steps.unlinked(journal)
+        assert journal.exists() == left_committed, where
+        expected = {
+            key: (BATCH[key] if committed else data if form == "record" else None)
+            for key, (form, data) in BASELINE.items()
+            if key in BATCH
+        }
+        for key, record in expected.items():  # a read finishes a committed batch first
+            assert read(store, key)[0] == record, f"{key!r} after {where}"
+            if committed:
+                assert read(store, key)[1] is None, f"{key!r} is a record now, after {where}"
+        assert not journal.exists()
+        present = sorted(
+            key
+            for key, (form, _) in BASELINE.items()
+            if form is not None or (committed and key in BATCH)
+        )
+        assert list(store.keys()) == present, where
+        assert temporaries(root) == leftovers, where
+        for temp in leftovers:
+            assert MARKER not in temp.read_bytes(), f"plaintext in {temp.name} after {where}"
+        committed_runs += committed
+    assert steps.finished
+    assert committed_runs > 3
+    fsyncs = [kind for kind, _ in steps.taken if kind == "fsync"]
+    assert len(fsyncs) == 3, f"one fsync for the journal and two for the directory: {fsyncs}"

@@ -22,13 +22,15 @@ import errno
 import fcntl
 import os
 import re
-import secrets
 import stat
 import sys
-from collections.abc import Iterator
-from typing import BinaryIO
 
 from strongroom.errors import UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time: commands the agent serves use this
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO
 
 CHUNK = 1 << 20
 STDIN = "standard input"
@@ -262,6 +264,8 @@ def _create(dir_fd: int, name: str, path: str) -> tuple[int, str | None]:
 
 def partial_name(name: str) -> str:
     """A fresh staging name for an output called ``name``, within the name length limit."""
+    import secrets  # here only: commands served by the agent never name a partial file
+
     return f".{name[:200]}.{secrets.token_hex(8)}{PARTIAL_SUFFIX}"
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from collections.abc import Iterable
-from typing import Any
 
 from strongroom.cli._io import STDOUT, closed_stream, naming
+
+TYPE_CHECKING = False  # typing is not imported at run time, for cold start
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterable
+    from typing import Any
 
 
 def emit(args: argparse.Namespace, data: Any, text: Iterable[str]) -> None:

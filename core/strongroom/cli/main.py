@@ -49,7 +49,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(args_in)
         harden_process()
-        _warnings_to_stderr()
         result: int = args.run(args)
     except StrongroomError as exc:
         _error(str(exc))
@@ -132,8 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     from strongroom import __version__
     from strongroom.errors import UsageError
 
+    class Formatter(argparse.HelpFormatter):
+        """argparse's formatter, sized without importing ``shutil`` (one per argument added)."""
+
+        def __init__(self, prog: str) -> None:
+            super().__init__(prog, width=_columns() - 2)
+
     class Parser(argparse.ArgumentParser):
         _intermixing = False
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("formatter_class", Formatter)
+            super().__init__(*args, **kwargs)
 
         def error(self, message: str) -> NoReturn:
             raise UsageError(f"{message} (see '{self.prog} --help')")
@@ -189,6 +198,13 @@ def _data_commands(commands: Any, command: Callable[..., Any]) -> None:
     put.add_argument("key")
     put.add_argument("source", nargs="?", default="-", metavar="FILE", help="default: stdin")
     put.add_argument("--blob", action="store_true", help="stream it in chunks (large files)")
+    many = command(
+        commands, "put-many", "records:put_many", "store many records at once, all or nothing"
+    )
+    many.add_argument("store")
+    many.add_argument(
+        "source", nargs="?", default="-", metavar="FILE", help="JSON lines; default: stdin"
+    )
     get = command(commands, "get", "records:get", "print a record or blob")
     get.add_argument("store")
     get.add_argument("key")
@@ -265,6 +281,25 @@ def _other_commands(commands: Any, command: Callable[..., Any]) -> None:
     config_commands = config.add_subparsers(metavar="ACTION", required=True)
     command(config_commands, "check", "config_check:run", "validate the config and show the stack")
     command(commands, "demo", "demo:run", "walk through the embedded default stack")
+    unlock = command(
+        commands, "unlock", "agent:unlock", "unlock once: start an agent that serves commands"
+    )
+    unlock.add_argument(
+        "--foreground", action="store_true", help="serve in this process instead of detaching"
+    )
+    command(commands, "lock", "agent:lock", "make the agent wipe the keys and end")
+
+
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` finds it: $COLUMNS, stdout, or 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
 
 
 _COMMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, object]]] = [
@@ -284,6 +319,13 @@ def _run(target: str) -> object:
     def run(args: argparse.Namespace) -> int:
         from importlib import import_module
 
+        if module in ("records", "status"):  # served by an unlock agent for this config
+            from strongroom.cli._via_agent import run as via_agent
+
+            served = via_agent(target, args)
+            if served is not None:
+                return served
+        _warnings_to_stderr()  # after the agent's fast path, which logs nothing
         code: int = getattr(import_module(f"strongroom.cli.{module}"), function)(args)
         return code
 

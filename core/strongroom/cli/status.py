@@ -2,40 +2,63 @@
 
 It validates the config as ``config check`` does (every backend resolved,
 every setting checked) and fails the same way, exit 2: a status that
-reports a stack which cannot run would mislead.
+reports a stack which cannot run would mislead.  When an unlock agent holds
+this config's account, the agent gathers the status (it has the stack open)
+and this module only prints it, so it imports nothing of the framework at
+the top.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-from collections.abc import Iterator
-from typing import Any
-
 from strongroom.cli._output import emit
-from strongroom.cli._session import opened
+
+TYPE_CHECKING = False  # typing is not imported at run time: the agent's client prints this
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator
+    from typing import Any
+
+    from strongroom._stack import Strongroom
 
 
 def run(args: argparse.Namespace) -> int:
+    from strongroom.cli._session import opened
+
     with opened(args, unlock=False) as stack:
-        stack.resolve_all()  # every backend importable and its settings valid, as config check
-        config = stack.config
-        exists = stack.keys.exists()
-        status = stack.keys.status() if exists else None
-        providers = {}
-        for name in config.instances("key_providers"):
-            traits = stack.key_provider(name).traits
-            providers[name] = {
-                "use": config.choice(f"key_providers.{name}").use,
-                "wraps_master": bool(status and name in status.providers),
-                **dataclasses.asdict(traits),
-            }
+        data = collect(stack)
+    show(args, data)
+    return 0
+
+
+def show(args: argparse.Namespace, data: dict[str, Any]) -> None:
+    """Print what :func:`collect` gathered (here, or in the agent)."""
+    emit(args, data, _text(data))
+
+
+def collect(stack: Strongroom, agent: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The status of ``stack``; ``agent`` is the state of the agent holding it unlocked."""
+    import dataclasses
+
+    stack.resolve_all()  # every backend importable and its settings valid, as config check
+    config = stack.config
+    exists = stack.keys.exists()
+    status = stack.keys.status() if exists else None
+    providers = {}
+    for name in config.instances("key_providers"):
+        traits = stack.key_provider(name).traits
+        providers[name] = {
+            "use": config.choice(f"key_providers.{name}").use,
+            "wraps_master": bool(status and name in status.providers),
+            **dataclasses.asdict(traits),
+        }
     data: dict[str, Any] = {
         "config": config.source,
         "account": config.account,
         "directory": str(config.account_dir),
         "initialised": exists,
-        "locked": True,  # every CLI command starts locked and unlocks only to act
+        # every CLI command starts locked and unlocks only to act, unless an agent holds it
+        "locked": not (agent and agent["unlocked"]),
+        "agent": agent,
         "cipher_suite": config.choice("cipher_suite").use,
         "stores": {
             name: config.choice(f"stores.{name}").use for name in config.instances("stores")
@@ -54,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
             for keyset in (status.keysets if status else [])
         ],
     }
-    emit(args, data, _text(data))
-    return 0
+    return data
 
 
 def _text(data: dict[str, Any]) -> Iterator[str]:
@@ -64,7 +86,11 @@ def _text(data: dict[str, Any]) -> Iterator[str]:
     if not data["initialised"]:
         yield "state:        not initialised; run 'strongroom init'"
     else:
-        yield "state:        locked (commands unlock only while they run)"
+        yield (
+            f"state:        unlocked by agent {data['agent']['pid']} ('strongroom lock' ends it)"
+            if not data["locked"]
+            else "state:        locked (commands unlock only while they run)"
+        )
         yield f"master key:   version {data['master_version']}"
     yield f"cipher suite: {data['cipher_suite']}"
     stores = ", ".join(f"{name} ({use})" for name, use in data["stores"].items())

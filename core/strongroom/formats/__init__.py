@@ -9,11 +9,12 @@
   every ciphertext is bound to through its associated data.
 
 Both formats record the suite and key version in an authenticated header,
-derive a per-object key from the data key and a random salt, and commit to
-the data key.  Decryption looks keys up through a ``key_for(version) ->
-(suite, data key)`` function, so data written under an old key version keeps
-opening after rotation; :func:`peek_key_version` tells a caller when it is
-worth re-encrypting.
+derive their keys from the data key and a random salt (per blob; per batch
+of records, see :class:`Subkeys`), and commit to the data key.  Decryption
+looks keys up through a ``key_for(version) -> (suite, data key) | Subkeys``
+function, so data written under an old key version keeps opening after
+rotation; :func:`peek_key_version` tells a caller when it is worth
+re-encrypting.
 """
 
 from __future__ import annotations
@@ -28,20 +29,21 @@ from strongroom.formats.chunked import (
 )
 from strongroom.formats.context import Context
 from strongroom.formats.manifest import Manifest, manifest_of
-from strongroom.formats.sealed import SEALED_OVERHEAD, open_sealed, seal
+from strongroom.formats.sealed import Subkeys, open_sealed, seal, sealed_overhead
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
-    "SEALED_OVERHEAD",
     "ChunkedReader",
     "ChunkedWriter",
     "Context",
     "KeyFor",
     "Manifest",
+    "Subkeys",
     "decrypt_stream",
     "encrypt_stream",
     "manifest_of",
     "open_sealed",
     "peek_key_version",
     "seal",
+    "sealed_overhead",
 ]

@@ -1,4 +1,4 @@
-"""What the sealed and chunked formats share: header prefix, per-object keys, commitment.
+"""What the sealed and chunked formats share: header prefix, key lookup, derivation.
 
 Both formats start with the same 11-byte prefix (magic, format version,
 suite code, key version) and derive everything they encrypt with from the
@@ -6,10 +6,12 @@ data key and a random salt stored in the header::
 
     HKDF-SHA256(ikm=data key, salt=salt,
                 info=b"strongroom/v1/" + kind + b"/" + suite code as u16 BE)
-      -> object key (suite.key_size) || commitment (32) || nonce material
+      -> key (suite.key_size) || commitment (32) || nonce material, if any
 
 The commitment is stored in the header and compared before any AEAD call,
-so a ciphertext opens under one data key only.
+so a ciphertext opens under one data key only.  Chunked objects and sealed
+version 1 derive per object; sealed version 2 derives per batch of objects
+(``strongroom.formats._batch``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hmac
 import os
 import struct
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -25,9 +28,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from strongroom.cipher_suite import CipherSuite, KeyedAead, ReadableBuffer
 from strongroom.errors import AuthenticationError, IntegrityError, UsageError
 
+if TYPE_CHECKING:
+    from strongroom.formats._batch import Subkeys
+
 __all__ = [
     "COMMITMENT_SIZE",
-    "FORMAT_VERSION",
     "PREFIX_SIZE",
     "SALT_SIZE",
     "KeyFor",
@@ -41,12 +46,16 @@ __all__ = [
     "pack_prefix",
     "parse_prefix",
     "peek_key_version",
+    "read_prefix",
+    "resolve_key",
 ]
 
-#: Maps a header's key version to the suite and data key it was written with.
-KeyFor = Callable[[int], tuple[CipherSuite, ReadableBuffer]]
+#: Maps a header's key version to the suite and data key it was written with,
+#: or to that version's :class:`~strongroom.formats.Subkeys`, whose cache of
+#: verified subkeys sealed objects then use.
+KeyFor = Callable[[int], "tuple[CipherSuite, ReadableBuffer] | Subkeys"]
 
-FORMAT_VERSION = 1
+
 SALT_SIZE = 32
 COMMITMENT_SIZE = 32
 #: magic (4) | format version (1) | suite code (u16 BE) | key version (u32 BE)
@@ -55,6 +64,8 @@ PREFIX_SIZE = _PREFIX.size
 _MAX_KEY_VERSION = 0xFFFF_FFFF
 _INFO_LABEL = b"strongroom/v1/"
 _MAGICS = {b"SRsl": "sealed", b"SRck": "chunked"}
+#: The format versions each magic has; a writer writes the last.
+VERSIONS = {b"SRsl": (1, 2), b"SRck": (1,)}
 _SHA256 = hashes.SHA256()
 
 
@@ -117,24 +128,29 @@ def derive(
     )
 
 
-def parse_prefix(data: ReadableBuffer, magic: bytes) -> tuple[int, int]:
-    """Check the magic and format version; return ``(suite code, key version)``.
+def read_prefix(data: ReadableBuffer, magic: bytes) -> tuple[int, int, int]:
+    """Check the magic and format version; return ``(format version, suite code, key version)``.
 
     :raises strongroom.errors.IntegrityError: ``data`` does not start with
-        ``magic`` or has another format version.
+        ``magic`` or has a format version that magic does not have.
     """
     if len(data) < PREFIX_SIZE or bytes(data[:4]) != magic:
         raise IntegrityError(f"not a strongroom {_MAGICS[magic]} object")
     _, version, suite_code, key_version = _PREFIX.unpack_from(data)
-    if version != FORMAT_VERSION:
+    if version not in VERSIONS[magic]:
         raise IntegrityError(f"unsupported format version {version}")
-    return suite_code, key_version
+    return version, suite_code, key_version
 
 
-def pack_prefix(magic: bytes, suite: CipherSuite, key_version: int) -> bytes:
+def parse_prefix(data: ReadableBuffer, magic: bytes) -> tuple[int, int]:
+    """:func:`read_prefix` without the format version: ``(suite code, key version)``."""
+    return read_prefix(data, magic)[1:]
+
+
+def pack_prefix(magic: bytes, suite: CipherSuite, key_version: int, version: int = 1) -> bytes:
     """The 11-byte prefix of a header."""
     check_key_version(key_version)
-    return _PREFIX.pack(magic, FORMAT_VERSION, suite.code, key_version)
+    return _PREFIX.pack(magic, version, suite.code, key_version)
 
 
 def peek_key_version(data: ReadableBuffer) -> int:
@@ -149,7 +165,20 @@ def peek_key_version(data: ReadableBuffer) -> int:
     magic = bytes(data[:4])
     if magic not in _MAGICS:
         raise IntegrityError("not a strongroom sealed or chunked object")
-    return parse_prefix(data, magic)[1]
+    return read_prefix(data, magic)[2]
+
+
+def resolve_key(
+    found: tuple[CipherSuite, ReadableBuffer] | Subkeys,
+) -> tuple[CipherSuite, ReadableBuffer]:
+    """The ``(suite, data key)`` of what a ``key_for`` returned.
+
+    :raises strongroom.errors.KeyLockedError: it is a ``Subkeys`` whose data
+        key was wiped.
+    """
+    if isinstance(found, tuple):
+        return found
+    return found.suite, found.material()
 
 
 def open_object_key(
@@ -170,7 +199,7 @@ def open_object_key(
         header's, or the commitment does not match (the data key is not the
         one this object was written with, or the header was altered).
     """
-    suite, data_key = key_for(key_version)
+    suite, data_key = resolve_key(key_for(key_version))
     if suite.code != suite_code:
         raise AuthenticationError
     derived = derive(suite, data_key, bytes(salt), kind, nonce_size(suite))

@@ -1,13 +1,15 @@
 """The sealed record format: one small object, one AEAD call.
 
-::
+Version 2, the one written::
 
-    magic "SRsl" (4) | version 0x01 (1) | suite code u16 BE (2) | key version u32 BE (4)
-    | salt (32) | key commitment (32) | ciphertext || tag
+    magic "SRsl" (4) | version 0x02 (1) | suite code u16 BE (2) | key version u32 BE (4)
+    | salt (32) | key commitment (32) | nonce (the suite's nonce size) | ciphertext || tag
 
-The object key, the commitment and the nonce are derived from the data key
-and the salt (``strongroom.formats._derive``); the nonce is not stored.  The
-associated data is the 75-byte header followed by ``Context.encode()``.
+Salt, commitment and subkey belong to a batch of objects sealed by one
+writer (``strongroom.formats._batch``), which is what lets records run at
+the speed of a bare AEAD; the nonce is stored.  Version 1, which derived a
+key and nonce per object and stored no nonce, is still read.  The
+associated data is the whole header followed by ``Context.encode()``.
 ``docs/formats.md`` specifies every byte.
 """
 
@@ -17,30 +19,36 @@ import struct
 
 from strongroom.cipher_suite import CipherSuite, ReadableBuffer
 from strongroom.errors import AuthenticationError, IntegrityError
+from strongroom.formats._batch import HEAD_SIZE, MAGIC, VERSION, Subkeys, verify_subkey
 from strongroom.formats._derive import (
-    COMMITMENT_SIZE,
-    PREFIX_SIZE,
     SALT_SIZE,
     KeyFor,
-    derive,
-    new_salt,
     nonce_size_sealed,
     open_object_key,
-    pack_prefix,
-    parse_prefix,
     peek_key_version,
+    read_prefix,
 )
 from strongroom.formats.context import Context
 
-__all__ = ["HEADER_SIZE", "MAGIC", "SEALED_OVERHEAD", "open_sealed", "peek_key_version", "seal"]
+__all__ = [
+    "HEAD_SIZE",
+    "MAGIC",
+    "VERSION",
+    "Subkeys",
+    "open_sealed",
+    "peek_key_version",
+    "seal",
+    "sealed_overhead",
+]
 
-MAGIC = b"SRsl"
-_KIND = b"sealed"
-#: Bytes before the ciphertext: prefix (11), salt (32), commitment (32).
-HEADER_SIZE = PREFIX_SIZE + SALT_SIZE + COMMITMENT_SIZE
-#: Bytes a sealed object adds to its plaintext with a 16-byte-tag suite (all built-in ones).
-SEALED_OVERHEAD = HEADER_SIZE + 16
-_SALT_AND_COMMITMENT = struct.Struct(f">{SALT_SIZE}s{COMMITMENT_SIZE}s")
+#: magic | format version | suite code | key version | salt || commitment
+_HEAD = struct.Struct(f">4sBHI{HEAD_SIZE - 11}s")
+_V1_KIND = b"sealed"
+
+
+def sealed_overhead(suite: CipherSuite) -> int:
+    """Bytes a sealed object adds to its plaintext: header, nonce and tag."""
+    return HEAD_SIZE + suite.nonce_size + suite.tag_size
 
 
 def seal(
@@ -51,51 +59,73 @@ def seal(
     context: Context,
     *,
     _salt: bytes | None = None,
+    _nonce_prefix: bytes | None = None,
 ) -> bytes:
-    """Encrypt ``plaintext`` under a key derived from ``key`` and a fresh salt.
+    """Encrypt ``plaintext`` alone, in a batch of its own: a fresh salt and subkey.
 
-    ``key_version`` is recorded in the header for :func:`open_sealed`'s
-    ``key_for`` lookup.  The result is ``len(plaintext) + HEADER_SIZE +
-    suite.tag_size`` bytes long.
+    To seal many objects under one key, keep a :class:`Subkeys` and call its
+    ``seal``: it derives once per batch.  ``key_version`` is recorded in the
+    header for :func:`open_sealed`'s ``key_for`` lookup.  The result is
+    ``len(plaintext) + sealed_overhead(suite)`` bytes long.
 
     :raises strongroom.errors.UsageError: ``key`` is shorter than the suite's
         key size, or ``key_version`` is not an unsigned 32-bit integer.
     """
-    salt = new_salt(_salt)
-    derived = derive(suite, key, salt, _KIND, nonce_size_sealed(suite))
-    header = pack_prefix(MAGIC, suite, key_version) + salt + derived.commitment
-    return header + derived.aead.encrypt(derived.nonce, plaintext, header + context.encode())
+    subkeys = Subkeys(suite, key, key_version, _salt=_salt, _nonce_prefix=_nonce_prefix)
+    return subkeys.seal(plaintext, context)
 
 
 def open_sealed(blob: ReadableBuffer, key_for: KeyFor, context: Context) -> bytes:
     """Verify and decrypt a sealed object; nothing is returned unless all of it verifies.
 
-    ``key_for`` maps the header's key version to ``(suite, data key)``;
-    whatever it raises (``KeyUnavailableError`` for a destroyed version, say)
-    propagates unchanged.
+    ``key_for`` maps the header's key version to ``(suite, data key)``, or to
+    that version's :class:`Subkeys`, whose verified subkeys then spare a
+    derivation for every object of a batch it has seen.  Whatever ``key_for``
+    raises (``KeyUnavailableError`` for a destroyed version, say) propagates
+    unchanged.
 
     :raises strongroom.errors.IntegrityError: ``blob`` is not a sealed object
-        (wrong magic, unknown format version, shorter than a header).
+        (wrong magic, unknown format version, shorter than 75 bytes).
     :raises strongroom.errors.AuthenticationError: anything else failed:
         another key, suite, context or key version, or altered bytes.  The
         error is the same for all of them.
     """
-    view = memoryview(blob).cast("B")
-    suite_code, key_version = parse_prefix(view, MAGIC)
-    if len(view) < HEADER_SIZE:
+    data = blob if type(blob) is bytes else bytes(blob)
+    if len(data) < HEAD_SIZE:
+        read_prefix(data, MAGIC)  # names foreign data and unknown versions first
         raise IntegrityError("truncated strongroom sealed object")
-    salt, commitment = _SALT_AND_COMMITMENT.unpack_from(view, PREFIX_SIZE)
+    magic, version, suite_code, key_version, tail = _HEAD.unpack_from(data)
+    if magic != MAGIC or version != VERSION:
+        read_prefix(data, MAGIC)  # raises unless this is version 1
+        return _open_v1(data, key_for, suite_code, key_version, context)
+    found = key_for(key_version)
+    if isinstance(found, Subkeys):
+        return found.open(data, suite_code, tail, context)
+    suite, key = found
+    if suite.code != suite_code:
+        raise AuthenticationError
+    decrypt = verify_subkey(suite, key, tail).decrypt
+    end = HEAD_SIZE + suite.nonce_size
+    if len(data) < end + suite.tag_size:
+        raise AuthenticationError
+    header = data[:end]
+    return decrypt(header[HEAD_SIZE:], data[end:], header + context._encoded)
+
+
+def _open_v1(
+    data: bytes, key_for: KeyFor, suite_code: int, key_version: int, context: Context
+) -> bytes:
+    """Version 1: a key, commitment and nonce derived for the one object; no nonce stored."""
     derived = open_object_key(
         key_for,
         suite_code,
         key_version,
-        salt,
-        commitment,
-        kind=_KIND,
+        data[11 : 11 + SALT_SIZE],
+        data[11 + SALT_SIZE : HEAD_SIZE],
+        kind=_V1_KIND,
         nonce_size=nonce_size_sealed,
     )
-    body = view[HEADER_SIZE:]
+    body = data[HEAD_SIZE:]
     if len(body) < derived.tag_size:
         raise AuthenticationError
-    aad = bytes(view[:HEADER_SIZE]) + context.encode()
-    return derived.aead.decrypt(derived.nonce, body, aad)
+    return derived.aead.decrypt(derived.nonce, body, data[:HEAD_SIZE] + context.encode())

@@ -29,6 +29,7 @@ from strongroom.errors import (
     IntegrityError,
     KeyLockedError,
     KeyUnavailableError,
+    SecretSourceError,
     StrongroomError,
     UsageError,
 )
@@ -287,8 +288,8 @@ class KeyAccess(Closeable):
                     record.wraps[name].blob,
                     WrapContext(self.account, MASTER, record.master_version),
                 )
-            except (KeyUnavailableError, IntegrityError) as exc:
-                failures.append((name, exc))
+            except (KeyUnavailableError, IntegrityError, SecretSourceError) as exc:
+                failures.append((name, exc))  # any one provider unlocks: try the next
                 continue
             label = f"{self.account} master key v{record.master_version}"
             return name, Secret(bytearray(material), label=label)

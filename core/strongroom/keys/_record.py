@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hmac
 import json
+import os
+import stat
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -35,7 +38,7 @@ from pydantic import (
     ValidationError,
 )
 
-from strongroom._fs import atomic_write
+from strongroom._fs import TEMP_SUFFIX, atomic_write
 from strongroom.errors import IntegrityError, StoreError
 from strongroom.secret import Secret
 
@@ -44,6 +47,8 @@ FORMAT = "strongroom-keys"
 FORMAT_VERSION = 1
 #: HKDF-SHA256 info of the record's MAC key (no salt, 32 bytes).
 MAC_INFO = b"strongroom/v1/key-record-mac"
+#: A record larger than this is refused as corrupt: it is never near it.
+MAX_RECORD_SIZE = 16 << 20
 #: Prepended to the canonical JSON before it is MACed.
 MAC_LABEL = b"strongroom/key-record/v1\x00"
 
@@ -151,7 +156,12 @@ def record_mac(record: KeyRecord, master: Secret) -> bytes:
 
 def check_mac(record: KeyRecord, master: Secret, where: Path) -> None:
     """:raises IntegrityError: ``record`` was changed by someone without the master key."""
-    if record.mac is None or not hmac.compare_digest(record.mac, record_mac(record, master)):
+    if record.mac is None:
+        raise IntegrityError(
+            f"{where / RECORD_FILE}: a wipe of this account did not finish; "
+            "run 'strongroom wipe --yes' again"
+        )
+    if not hmac.compare_digest(record.mac, record_mac(record, master)):
         raise IntegrityError(
             f"{where / RECORD_FILE}: the key record was altered (its MAC does not verify); "
             "nothing in it was used"
@@ -166,19 +176,50 @@ def load_record(directory: Path) -> KeyRecord:
     :raises StoreError: the record cannot be read (permissions, a directory).
     """
     path = directory / RECORD_FILE
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot read the key record ({exc.strerror})") from exc
+    raw = _read_regular(path)
     try:
         record = KeyRecord.model_validate(json.loads(raw))
-    except (ValueError, ValidationError):
+    except (ValueError, ValidationError, RecursionError):
         raise IntegrityError(f"{path}: the key record is corrupt") from None
     if record.format != FORMAT or record.version != FORMAT_VERSION:
         raise IntegrityError(f"{path}: unsupported key record format {record.version}")
     return record
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of ``path``, which must be a regular file (a FIFO would block the reader).
+
+    :raises FileNotFoundError: it does not exist.
+    :raises StoreError: it is not a regular file, or cannot be read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        raise
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the key record ({exc.strerror})") from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        reason = os.strerror(errno.EISDIR) if stat.S_ISDIR(mode) else "not a regular file"
+        raise StoreError(f"{path}: cannot read the key record ({reason})")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            raw = handle.read(MAX_RECORD_SIZE + 1)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot read the key record ({exc.strerror})") from exc
+    if len(raw) > MAX_RECORD_SIZE:
+        raise IntegrityError(f"{path}: the key record is corrupt (far too large)")
+    return raw
+
+
+def _sweep_temporaries(directory: Path) -> None:
+    """Remove what killed writers left: earlier versions of the record, destroyed keys and all.
+
+    Only called under the record's lock, when no writer can be midway.
+    """
+    for stale in directory.glob(f".{RECORD_FILE}.*{TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
 
 
 def save_record(directory: Path, record: KeyRecord, master: Secret | None) -> None:
@@ -193,6 +234,7 @@ def save_record(directory: Path, record: KeyRecord, master: Secret | None) -> No
     text = record.model_dump_json(indent=1)
     path = directory / RECORD_FILE
     try:
+        _sweep_temporaries(directory)
         atomic_write(path, text.encode())
     except OSError as exc:
         raise StoreError(f"{path}: cannot write the key record ({exc.strerror})") from exc

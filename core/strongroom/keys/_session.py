@@ -2,20 +2,24 @@
 
 Everything secret that ``AccountKeys`` holds in memory lives here, so that
 one place decides when it is wiped: on lock, on close, when another master
-key is installed, and when the idle timer fires.  It shares the
+key is installed, and when the idle timer fires.  That includes what is
+derived from a data key: each ``DataKey`` carries the sealed format's
+batch and reader subkeys, and wiping the key drops them.  It shares the
 account's guard: ``AccountKeys`` calls it under that guard, and locking
-takes it, since the idle timer locks from its own thread.
+takes it, since the idle watcher locks from its own thread.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from strongroom.cipher_suite import CipherSuite
 from strongroom.errors import KeyLockedError
+from strongroom.formats import Subkeys
 from strongroom.secret import Secret
 
 __all__ = ["DataKey", "Session"]
@@ -23,20 +27,39 @@ __all__ = ["DataKey", "Session"]
 
 @dataclass(frozen=True)
 class DataKey:
-    """One unwrapped data key version; its material is a wiped-on-lock handle."""
+    """One unwrapped data key version; its material is a wiped-on-lock handle.
+
+    ``subkeys`` seals records in batches and caches the subkeys readers
+    verified (``strongroom.formats.Subkeys``).  They live and die with the
+    material, so :meth:`wipe` is the one way to wipe either: every path that
+    drops the key (lock, close, a new master key, retiring or destroying a
+    version) drops what was derived from it too.
+    """
 
     purpose: str
     version: int
     suite: CipherSuite
     material: Secret
+    subkeys: Subkeys = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "subkeys", Subkeys(self.suite, self.material, self.version))
+
+    def wipe(self) -> None:
+        """Forget the derived subkeys, then zero the material."""
+        self.subkeys.clear()
+        self.material.wipe()
 
 
 class Session:
-    """The master key of one account while it is unlocked, with an idle timer.
+    """The master key of one account while it is unlocked, with an idle deadline.
 
     The session locks itself after ``idle_timeout`` seconds without a use of
-    the master key or a cached data key (``None``: never).  ``notify`` fires
-    the lifecycle hook when it is locked.
+    the master key or a cached data key (``None``: never).  A use only moves
+    the deadline; one watcher thread per unlocked period sleeps until it and
+    locks if no use moved it meanwhile, so the idle lock costs a clock read
+    per use, not a thread.  ``notify`` fires the lifecycle hook when the
+    session is locked; ``clock`` is injectable for tests.
     """
 
     def __init__(
@@ -45,15 +68,20 @@ class Session:
         idle_timeout: float | None,
         guard: threading.RLock,
         notify: Callable[..., Any],
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._account = account
         self._idle_timeout = idle_timeout
         self._guard = guard
         self._notify = notify
+        self._clock = clock
         self._master: Secret | None = None
         self._master_version = 0
         self._data_keys: dict[tuple[str, int], DataKey] = {}
-        self._timer: threading.Timer | None = None
+        self._deadline = 0.0
+        #: Set to stop the running watcher; ``None`` while none runs.
+        self._watcher: threading.Event | None = None
 
     @property
     def unlocked(self) -> bool:
@@ -73,7 +101,7 @@ class Session:
         self._touch()
 
     def switch(self, master: Secret, version: int) -> None:
-        """Hold ``master`` without wiping anything or restarting the idle timer.
+        """Hold ``master`` without wiping anything or moving the idle deadline.
 
         ``rotate_master`` seals the data keys under the new master key this
         way before the record is saved, and switches back if that fails.
@@ -81,20 +109,14 @@ class Session:
         self._master, self._master_version = master, version
 
     def lock(self, reason: str) -> None:
-        """Stop the idle timer and wipe the master key and every data key."""
+        """Stop the idle watcher and wipe the master key and every data key."""
         with self._guard:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if self._master is None:
-                return
-            self._master.wipe()
-            self._master = None
-            self._wipe_data_keys()
-        self._notify("strongroom_key_locked", account=self._account, reason=reason)
+            locked = self._wipe_all()
+        if locked:
+            self._notify("strongroom_key_locked", account=self._account, reason=reason)
 
     def master_key(self) -> Secret:
-        """The master key; using it restarts the idle timer.
+        """The master key; using it moves the idle deadline.
 
         :raises strongroom.errors.KeyLockedError: the account is locked.
         """
@@ -104,7 +126,7 @@ class Session:
         return self._master
 
     def cached(self, purpose: str, version: int) -> DataKey | None:
-        """A data key unwrapped before and not wiped since; using it restarts the idle timer."""
+        """A data key unwrapped before and not wiped since; using it moves the idle deadline."""
         key = self._data_keys.get((purpose, version))
         if key is None or key.material.wiped:
             return None
@@ -118,19 +140,46 @@ class Session:
         """Wipe the data key of ``version``, if it was unwrapped."""
         key = self._data_keys.pop((purpose, version), None)
         if key is not None:
-            key.material.wipe()
+            key.wipe()
 
     def _wipe_data_keys(self) -> None:
         for key in self._data_keys.values():
-            key.material.wipe()
+            key.wipe()
         self._data_keys.clear()
 
+    def _wipe_all(self) -> bool:
+        """Stop the watcher and wipe everything; whether anything was unlocked.  Under the guard."""
+        if self._watcher is not None:
+            self._watcher.set()
+            self._watcher = None
+        if self._master is None:
+            return False
+        self._master.wipe()
+        self._master = None
+        self._wipe_data_keys()
+        return True
+
     def _touch(self) -> None:
-        """Restart the idle timer; called on every use of the unlocked key."""
+        """Move the idle deadline; start a watcher only if none is running."""
         if self._idle_timeout is None:
             return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = threading.Timer(self._idle_timeout, self.lock, kwargs={"reason": "idle"})
-        self._timer.daemon = True
-        self._timer.start()
+        self._deadline = self._clock() + self._idle_timeout
+        if self._watcher is None:
+            stop = self._watcher = threading.Event()
+            threading.Thread(
+                target=self._watch, args=(stop,), name="strongroom-idle-lock", daemon=True
+            ).start()
+
+    def _watch(self, stop: threading.Event) -> None:
+        """Sleep until the deadline; lock if it has passed, else sleep until the new one."""
+        while True:
+            with self._guard:
+                if self._watcher is not stop:
+                    return  # locked, or replaced by a newer watcher
+                remaining = self._deadline - self._clock()
+                if remaining <= 0:
+                    locked = self._wipe_all()
+                    break
+            stop.wait(remaining)
+        if locked:
+            self._notify("strongroom_key_locked", account=self._account, reason="idle")

@@ -1,8 +1,9 @@
 """Destroying an account's key record, whatever state it is in.
 
-A wipe must not be blockable: a corrupt, edited, unreadable or half-wiped
-``keys.json`` still gets every data key erased, every provider root it can
-reach destroyed, and a line for each thing that could not be done.  Each
+A wipe must not be blockable: a corrupt, edited, unreadable, missing or
+half-wiped ``keys.json`` still gets every data key erased, the root of every
+configured provider (and of every provider it names) destroyed, and a line
+for each thing that could not be done.  Each
 step is idempotent, and the record names a wrapping provider until its root
 is gone, so a wipe interrupted anywhere finishes when run again.  Nothing
 here needs the master key: the record is written unauthenticated, and such a
@@ -32,7 +33,9 @@ def destroy_record(
     """
     left: list[str] = []
     record = _readable(directory, left)
-    wrapping = set(providers) if record is None else set(record.wraps)
+    # Every configured root, not only those the record names: its wraps are not
+    # authenticated, and a record that is missing or unreadable names none.
+    wrapping = set(providers) | (set(record.wraps) if record is not None else set())
     if record is not None:
         for keyset in record.keysets.values():
             for entry in keyset.versions.values():
@@ -52,9 +55,11 @@ def destroy_record(
 
 
 def _readable(directory: Path, left: list[str]) -> KeyRecord | None:
-    """The record as on disk, or ``None`` (noted in ``left``) if it cannot be parsed."""
+    """The record as on disk, or ``None`` (noted in ``left``) if it is missing or unreadable."""
     try:
         return load_record(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
     except (IntegrityError, StoreError) as exc:
         left.append(f"{exc}; erasing the roots of every configured provider instead")
         return None

@@ -64,8 +64,10 @@ Wrap blob, version 1 (all integers big-endian)::
 
 Because the parameters travel with each blob, changing the settings affects
 new wraps only; old blobs still unwrap with the parameters they were made
-with.  Parameters outside the accepted ranges are refused on unwrap too, so
-an altered header cannot make Argon2 allocate gigabytes.
+with.  Parameters outside the accepted ranges (memory 19 MiB to 1 GiB,
+2 to 16 passes, 1 to 16 lanes) are refused on unwrap too, before any
+passphrase is asked for, so an altered header cannot make Argon2 run at a
+cost beyond what a setting could ask for.
 
 A failed tag cannot tell a wrong passphrase from an altered blob or another
 wrap context, so all three raise the same
@@ -132,10 +134,10 @@ NEW_COMMAND_VARIABLE: Final = "STRONGROOM_NEW_PASSPHRASE_COMMAND"
 
 #: OWASP's smallest recommended Argon2id configuration is 19 MiB with 2 passes.
 MIN_MEMORY_KIB: Final = 19456
-MAX_MEMORY_KIB: Final = 4 * 1024 * 1024  # 4 GiB
+MAX_MEMORY_KIB: Final = 1024 * 1024  # 1 GiB
 MIN_ITERATIONS: Final = 2
-MAX_ITERATIONS: Final = 64
-MAX_LANES: Final = 255
+MAX_ITERATIONS: Final = 16
+MAX_LANES: Final = 16
 
 MAGIC: Final = b"SRPW"
 VERSION: Final = 1
@@ -266,6 +268,26 @@ def _normalise(passphrase: str | bytes) -> bytes:
     return unicodedata.normalize("NFC", text).encode("utf-8")
 
 
+def _check_blob(blob: bytes) -> tuple[int, int, int]:
+    """The Argon2id parameters of a wrap, checked against the accepted ranges.
+
+    :raises strongroom.errors.IntegrityError: not a passphrase wrap of this
+        version, or parameters out of range (an altered header must not make
+        Argon2 run at any cost it names).
+    """
+    what = "passphrase-wrapped key"
+    check_magic(blob, MAGIC, VERSION, what)
+    check_length(blob, PREFIX_SIZE)
+    memory_kib, iterations, lanes = _PARAMS.unpack_from(blob, len(MAGIC) + 1)
+    if not (
+        MIN_MEMORY_KIB <= memory_kib <= MAX_MEMORY_KIB
+        and MIN_ITERATIONS <= iterations <= MAX_ITERATIONS
+        and 1 <= lanes <= MAX_LANES
+    ):
+        raise IntegrityError(f"the {what} names Argon2id parameters outside the accepted range")
+    return int(memory_kib), int(iterations), int(lanes)
+
+
 def _derive(
     passphrase: bytes, salt: bytes, memory_kib: int, iterations: int, lanes: int
 ) -> bytearray:
@@ -360,6 +382,26 @@ class PassphraseProvider(KeyProvider):
         finally:
             wipe(kek)
 
+    def renew(
+        self, secret: bytes, context: WrapContext, *, previous: bytes, previous_context: WrapContext
+    ) -> bytes:
+        """Seal ``secret`` under the current passphrase, asked for once and proved on ``previous``.
+
+        A master-key rotation must not change the passphrase: the one
+        supplied opens ``previous`` first (a wrong one raises
+        :class:`~strongroom.errors.UnlockFailedError` and nothing is wrapped),
+        then seals ``secret`` under a fresh salt and the current settings.
+
+        :raises strongroom.errors.UnlockFailedError: the passphrase does not open
+            ``previous``, or ``previous`` was altered.
+        :raises strongroom.errors.IntegrityError: ``previous`` is not a passphrase wrap.
+        :raises strongroom.errors.KeyLockedError: no passphrase source is available.
+        """
+        passphrase = self._passphrase(previous_context, new=False)
+        proof = bytearray(self._open(previous, previous_context, passphrase))
+        proof[:] = bytes(len(proof))
+        return self._seal(secret, context, passphrase)
+
     def unwrap(self, blob: bytes, context: WrapContext) -> bytes:
         """Re-derive the KEK with the blob's own salt and parameters and open it.
 
@@ -371,18 +413,12 @@ class PassphraseProvider(KeyProvider):
         :raises strongroom.errors.SecretSourceError: the passphrase file or
             command named by the environment cannot be used.
         """
-        what = "passphrase-wrapped key"
-        check_magic(blob, MAGIC, VERSION, what)
-        check_length(blob, PREFIX_SIZE)
-        memory_kib, iterations, lanes = _PARAMS.unpack_from(blob, len(MAGIC) + 1)
-        if not (
-            MIN_MEMORY_KIB <= memory_kib <= MAX_MEMORY_KIB
-            and MIN_ITERATIONS <= iterations <= MAX_ITERATIONS
-            and 1 <= lanes <= MAX_LANES
-        ):
-            raise IntegrityError(f"the {what} names Argon2id parameters outside the accepted range")
+        _check_blob(blob)  # before anyone is asked for a passphrase
+        return self._open(blob, context, self._passphrase(context, new=False))
+
+    def _open(self, blob: bytes, context: WrapContext, passphrase: bytes) -> bytes:
+        memory_kib, iterations, lanes = _check_blob(blob)
         salt = blob[PREFIX_SIZE - SALT_SIZE : PREFIX_SIZE]
-        passphrase = self._passphrase(context, new=False)
         kek = _derive(passphrase, salt, memory_kib, iterations, lanes)
         try:
             return open_sealed(kek, blob, PREFIX_SIZE, context)

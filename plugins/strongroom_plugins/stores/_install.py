@@ -26,6 +26,7 @@ from pathlib import Path
 
 from strongroom.errors import StoreError
 from strongroom_plugins.stores import _disk
+from strongroom_plugins.stores._journal import JOURNAL_FILE, apply
 from strongroom_plugins.stores._layout import LOCK_FILE
 from strongroom_plugins.stores._versions import KeyVersions
 
@@ -42,9 +43,55 @@ class Installer:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the store's lock, shared with every other process using the directory."""
+        """Hold the store's lock, shared with every other process using the directory.
+
+        A batch a killed writer committed is finished first (see ``_journal``).
+        """
         with _disk.flocked(self._root / LOCK_FILE):
+            journal = self._root / JOURNAL_FILE
+            if os.path.lexists(journal):
+                self._replay(journal)
             yield
+
+    def settle(self) -> None:
+        """Wait for a batch being installed (or left committed) to be in place.
+
+        Readers call it before they read, so that none sees part of a batch:
+        the journal exists exactly while a committed batch is not all in place.
+        """
+        if os.path.lexists(self._root / JOURNAL_FILE):
+            with self.locked():
+                pass
+
+    def commit(self, temp: Path, version: int, read_under: frozenset[int] = frozenset()) -> bool:
+        """Commit and install the batch journal ``temp``, sealed under ``version``, under the lock.
+
+        Refuses (returning ``False``, ``temp`` left to the caller) when
+        ``version`` stopped being the primary, or a version in ``read_under``
+        (what conditional entries were read under) may no longer be re-sealed.
+        """
+        journal = self._root / JOURNAL_FILE
+        try:
+            with self.locked():
+                if not self._versions.writable(version) or not all(
+                    self._versions.resealable(read) for read in read_under
+                ):
+                    return False
+                os.replace(temp, journal)
+                _disk.fsync_dir(self._root)
+                self._replay(journal)
+        except OSError as exc:
+            _disk.unlink_quietly(temp)
+            raise StoreError(f"could not write to store {self._store_name!r}: {exc}") from exc
+        return True
+
+    def _replay(self, journal: Path) -> None:
+        try:
+            apply(self._root, journal)
+        except OSError as exc:
+            raise StoreError(
+                f"could not finish a batch in store {self._store_name!r}: {exc}"
+            ) from exc
 
     @contextlib.contextmanager
     def writing(self, target: Path) -> Iterator[None]:

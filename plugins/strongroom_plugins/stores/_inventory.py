@@ -61,8 +61,8 @@ class Inventory:
             if shredded:
                 yield object_id(obj), min(shredded)
 
-    def purge(self) -> int:
-        """Delete every object :meth:`unreadable` would name; return how many went."""
+    def purge(self) -> set[str]:
+        """Delete every object :meth:`unreadable` would name; return the names that went."""
         inactive = set(self._versions.inactive())
         candidates = [obj for obj in scan(self._root) if object_versions(obj) & inactive]
         removed: list[StoredObject] = []
@@ -78,4 +78,4 @@ class Inventory:
                 _disk.fsync_dir(directory)
         except OSError as exc:
             raise StoreError(f"could not purge store {self._store_name!r}: {exc}") from exc
-        return len(removed)
+        return {obj.name for obj in removed}

@@ -21,8 +21,11 @@ __all__ = [
     "StoredObject",
     "encode_key",
     "frame_record",
+    "is_name",
     "orphan_key_files",
     "scan",
+    "scan_blob_names",
+    "scan_names",
     "split_record",
 ]
 
@@ -97,6 +100,40 @@ def scan(root: Path) -> list[StoredObject]:
                 for name in _names(shard)
                 if _NAME.fullmatch(name) and name.startswith(shard.name)
             )
+    return found
+
+
+def scan_names(root: Path) -> dict[str, bool]:
+    """Every object's name and whether it is a blob; a record beside a blob wins.
+
+    What :func:`scan` finds, without a path per object (listing's hot path).
+    Names are only checked for length and shard here: :func:`is_name` is
+    for those a listing has to open.
+    """
+    found: dict[str, bool] = {}
+    for kind, is_blob in ((BLOBS, True), (RECORDS, False)):  # records last: they win
+        for shard in _shards(root / kind):
+            prefix = shard.name
+            try:
+                entries = os.listdir(shard)
+            except FileNotFoundError:  # removed by hand meanwhile
+                continue
+            found.update(
+                (name, is_blob) for name in entries if len(name) == 64 and name[:2] == prefix
+            )
+    return found
+
+
+def is_name(name: str) -> bool:
+    """Whether ``name`` is a 64-hex object name."""
+    return _NAME.fullmatch(name) is not None
+
+
+def scan_blob_names(root: Path) -> set[str]:
+    """The 64-hex names of every blob, and of every blob key file."""
+    found: set[str] = set()
+    for shard in _shards(root / BLOBS):
+        found.update(name.removesuffix(KEY_FILE_SUFFIX) for name in _names(shard))
     return found
 
 

@@ -19,7 +19,6 @@ a write) resolve to the record, as ``get`` does.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -28,7 +27,7 @@ from strongroom.errors import IntegrityError
 from strongroom.formats import peek_key_version
 from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores._install import Installer
-from strongroom_plugins.stores._layout import StoredObject, scan
+from strongroom_plugins.stores._layout import StoredObject, scan_names
 from strongroom_plugins.stores._sealing import PEEK, peek_file, read_error, read_object
 
 __all__ = ["Found", "Lookup"]
@@ -60,22 +59,27 @@ class Lookup:
                 found = self._try_open(name)
         return found
 
-    def listing(self) -> Iterator[Found]:
-        """The current object of every name in the store, as of one moment under the lock."""
+    def snapshot(self) -> dict[str, bool]:
+        """Every name in the store and whether it is a blob, as of one moment under the lock.
+
+        Directory reads only: nothing is opened.
+        """
         with self._installer.locked():
-            objects = scan(self._root)
-        names: dict[str, StoredObject] = {}
-        for obj in objects:  # records come first: a record beside a blob wins
-            names.setdefault(obj.name, obj)
-        for name, obj in names.items():
-            found = self._read(obj)
-            if found is None:  # switched form or deleted since the scan
-                with self._installer.locked():
-                    found = self._read(StoredObject.record(self._root, name), locked=True)
-                    if found is None:
-                        found = self._read(StoredObject.blob(self._root, name), locked=True)
-            if found is not None:
-                yield found
+            return scan_names(self._root)
+
+    def object(self, name: str, is_blob: bool) -> StoredObject:
+        """The object of ``name`` in the given form."""
+        return (StoredObject.blob if is_blob else StoredObject.record)(self._root, name)
+
+    def current(self, obj: StoredObject) -> Found | None:
+        """The current object of ``obj``'s name, read now; ``None`` if it is gone."""
+        found = self._read(obj)
+        if found is None:  # switched form or deleted since the snapshot
+            with self._installer.locked():
+                found = self._read(StoredObject.record(self._root, obj.name), locked=True)
+                if found is None:
+                    found = self._read(StoredObject.blob(self._root, obj.name), locked=True)
+        return found
 
     def _try_open(self, name: str) -> tuple[StoredObject, bytes | BinaryIO] | None:
         record = StoredObject.record(self._root, name)

@@ -2,7 +2,10 @@
 
 A pass brings every object up to a target key version, skipping those
 already current by peeking at their unauthenticated headers, so an
-interrupted pass resumes where it stopped.  Objects under a retired or
+interrupted pass resumes where it stopped.  Records are re-sealed in
+batches through the batch journal (see ``_journal``), each entry
+conditional on the record being unchanged since it was read; blobs one
+by one.  Objects under a retired or
 destroyed version cannot be opened again; they are skipped and counted,
 not allowed to stop the pass.  Each rewrite is a compare-and-swap, so a
 concurrent write always wins.  The floor is raised only under the store's
@@ -18,11 +21,15 @@ from pathlib import Path
 
 from strongroom.formats import peek_key_version
 from strongroom_plugins.stores import _disk
+from strongroom_plugins.stores._batch import BatchWriter, Reseal
 from strongroom_plugins.stores._install import Installer
 from strongroom_plugins.stores._layout import StoredObject, orphan_key_files, scan
 from strongroom_plugins.stores._sealing import PEEK, Sealer, peek_file, read_object
 
-__all__ = ["Reencryption", "object_versions"]
+__all__ = ["BATCH", "Reencryption", "object_versions"]
+
+#: Records re-sealed per batch: one journal, one ``syncfs``, not an fsync each.
+BATCH = 1024
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +43,18 @@ def object_versions(obj: StoredObject) -> set[int]:
 class Reencryption:
     """Re-encrypts one store's objects under the primary version of its keyset."""
 
-    def __init__(self, root: Path, sealer: Sealer, installer: Installer, store_name: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        sealer: Sealer,
+        installer: Installer,
+        batches: BatchWriter,
+        store_name: str,
+    ) -> None:
         self._root = root
         self._sealer = sealer
         self._installer = installer
+        self._batches = batches
         self._store_name = store_name
 
     def run(self, target: int, objects: list[StoredObject]) -> Iterator[tuple[int, int]]:
@@ -53,12 +68,19 @@ class Reencryption:
         yield 0, total
         inactive = set(self._sealer.versions.inactive())
         done = skipped = 0
+        pending: list[Reseal] = []
         for obj in objects:
-            if object_versions(obj) & inactive:
+            outcome = self._visit(obj, target, inactive, pending)
+            if outcome is None:
                 skipped += 1
             else:
-                self._upgrade(obj, target)
-                done += 1
+                done += outcome
+            if len(pending) >= BATCH:
+                done += self._reseal(pending)
+                pending = []
+            yield done, total
+        if pending:
+            done += self._reseal(pending)
             yield done, total
         # Raise the floor only once nothing readable on disk is older than the target.
         # The final check runs under the lock, so no writer can slip an older object in.
@@ -90,6 +112,36 @@ class Reencryption:
             expected=data,
             versions=(peek_key_version(data[:PEEK]), data_key.version),
         )
+
+    def _visit(
+        self, obj: StoredObject, target: int, inactive: set[int], pending: list[Reseal]
+    ) -> int | None:
+        """Upgrade a blob, or queue a stale record in ``pending``; ``None`` if it is shredded.
+
+        Returns how many objects are now current: 1, or 0 for a queued record.
+        """
+        if obj.is_blob:
+            if object_versions(obj) & inactive:
+                return None
+            self._upgrade(obj, target)
+            return 1
+        data = read_object(obj.path)
+        if data is None:
+            return 1  # gone since the scan
+        version = peek_key_version(data[:PEEK])
+        if version in inactive:
+            return None
+        if version >= target:
+            return 1
+        pending.append((obj.name, self._sealer.open_record(obj, data)[2], data, version))
+        return 0
+
+    def _reseal(self, pending: list[Reseal]) -> int:
+        """Re-seal records in one batch; one at a time if the batch may not be installed."""
+        if not self._batches.reseal(pending):
+            for name, plaintext, data, _version in pending:
+                self.replace_record(StoredObject.record(self._root, name), data, plaintext)
+        return len(pending)
 
     def _stale(self, obj: StoredObject, target: int, inactive: set[int]) -> bool:
         versions = object_versions(obj)

@@ -23,9 +23,9 @@ from strongroom.formats import (
     ChunkedReader,
     ChunkedWriter,
     Context,
+    Subkeys,
     open_sealed,
     peek_key_version,
-    seal,
 )
 from strongroom.keys import DataKey
 from strongroom.store import StoreBinding
@@ -58,24 +58,19 @@ class Sealer:
     # sealed objects: records and blob key files
 
     def seal(self, data_key: DataKey, plaintext: bytes, record: str) -> bytes:
-        return seal(
-            data_key.suite,
-            data_key.material.view(),
-            data_key.version,
-            plaintext,
-            object_context(self._binding, record),
-        )
+        """Seal in the key's current batch: one subkey derivation serves many records."""
+        return data_key.subkeys.seal(plaintext, object_context(self._binding, record))
 
     def open(self, data: bytes, record: str) -> tuple[bytes, bool]:
         """Verify and decrypt; return the plaintext and whether it is under an old version."""
         version = peek_key_version(data[:PEEK])
         primary = self.versions.check(version)
-        plaintext = open_sealed(
-            data,
-            self._binding.keys.key_lookup(self._binding.purpose),
-            object_context(self._binding, record),
-        )
+        plaintext = open_sealed(data, self._subkeys_for, object_context(self._binding, record))
         return plaintext, version < primary
+
+    def _subkeys_for(self, version: int) -> Subkeys:
+        """A version's subkeys, whose cache spares a derivation per record of a seen batch."""
+        return self._binding.keys.data_key(self._binding.purpose, version).subkeys
 
     def open_record(self, obj: StoredObject, data: bytes) -> tuple[str, bytes, bytes, bool]:
         """Verify a record file; return its key, value, whole plaintext and staleness."""

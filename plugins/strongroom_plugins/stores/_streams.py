@@ -11,11 +11,13 @@ blob's file however the caller stops reading.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from strongroom.formats import ChunkedReader
 
 __all__ = ["SourceFailed", "pull", "stream"]
+
+T = TypeVar("T")
 
 
 class SourceFailed(Exception):
@@ -26,8 +28,8 @@ class SourceFailed(Exception):
         self.original = original
 
 
-def pull(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The caller's chunks, with anything their iterable raises wrapped in ``SourceFailed``."""
+def pull(chunks: Iterable[T]) -> Iterator[T]:
+    """The caller's chunks or items; what their iterable raises is wrapped in SourceFailed."""
     iterator = iter(chunks)
     while True:
         try:

@@ -5,6 +5,8 @@ Layout under the store's directory (directories 0700, files 0600)::
     records/<2 hex>/<64 hex>          a sealed object: u16 BE key length | key | value
     blobs/<2 hex>/<64 hex>            a chunked object: the blob
     blobs/<2 hex>/<64 hex>.name       a sealed object: the blob's key
+    index                             a sealed object: which key each name holds (``_index``)
+    journal                           a committed batch being installed (``_journal``)
     .lock                             serialises the rename steps of concurrent writers
 
 The 64-hex name is HMAC-SHA256 of the key's UTF-8 under a name key derived
@@ -13,8 +15,10 @@ keyset (``info = b"strongroom/v1/record-names"``), so a file name tells
 nothing about the key.  Every object is bound to (account, store name,
 its 64-hex name; ``blob:``/``blob-name:`` prefixed for blobs and their
 key files), so a file moved to another name, store or account fails
-authentication.  Listing decrypts each record (or blob key file) to
-recover its key.
+authentication.  Listing takes the names from the directories and their
+keys from the name index, opening only objects it does not know yet
+(``_listing``).  ``put_many`` and re-encryption install records in
+batches, all or nothing, with one fsync per batch (``_journal``).
 
 Writes encrypt straight into a private temporary file beside the target
 (``O_EXCL``, unpredictable name), fsync it, rename it into place under
@@ -63,7 +67,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
 
 from pydantic import Field
 
@@ -71,7 +74,10 @@ from strongroom.errors import RecordNotFoundError, StoreError, StrongroomError, 
 from strongroom.settings import BackendSettings
 from strongroom.store import Store, StoreBinding
 from strongroom_plugins.stores import _disk
+from strongroom_plugins.stores._batch import BatchWriter
+from strongroom_plugins.stores._blob_read import BlobReading
 from strongroom_plugins.stores._blob_write import WRITE_ATTEMPTS, BlobWriter
+from strongroom_plugins.stores._index import NameIndex
 from strongroom_plugins.stores._install import Installer
 from strongroom_plugins.stores._inventory import Inventory
 from strongroom_plugins.stores._layout import (
@@ -82,11 +88,12 @@ from strongroom_plugins.stores._layout import (
     frame_record,
     scan,
 )
+from strongroom_plugins.stores._listing import Lister
 from strongroom_plugins.stores._lookup import Lookup
 from strongroom_plugins.stores._names import NameKeys
 from strongroom_plugins.stores._reencrypt import Reencryption
-from strongroom_plugins.stores._sealing import Sealer, read_error, read_object
-from strongroom_plugins.stores._streams import SourceFailed, pull, stream
+from strongroom_plugins.stores._sealing import Sealer, read_object
+from strongroom_plugins.stores._streams import SourceFailed, pull
 from strongroom_plugins.stores._versions import KeyVersions
 
 __all__ = ["FilesStore", "FilesStoreSettings"]
@@ -118,8 +125,14 @@ class FilesStore(Store):
         self._installer = Installer(root, versions, binding.name)
         self._lookup = Lookup(root, self._installer, binding.name)
         self._inventory = Inventory(root, self._installer, versions, binding.name)
-        self._reencryption = Reencryption(root, self._sealer, self._installer, binding.name)
+        self._batches = BatchWriter(binding, self._sealer, self._installer, self._names)
+        self._reencryption = Reencryption(
+            root, self._sealer, self._installer, self._batches, binding.name
+        )
         self._blob_writer = BlobWriter(root, self._sealer, self._installer, binding.name)
+        self._index = NameIndex(root, self._sealer, binding.name)
+        self._blobs = BlobReading(self._sealer, self._installer, binding.name)
+        self._lister = Lister(self._lookup, self._index, self._sealer, self._names)
         try:
             if not root.is_dir():
                 raise FileNotFoundError(root)
@@ -157,7 +170,24 @@ class FilesStore(Store):
                 _disk.unlink_quietly(temp)  # its key version stopped being the primary: again
         raise StoreError(f"could not store {key!r}: the store's keys keep changing")
 
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Store every ``(key, value)`` as records, all or none, with one fsync for the batch.
+
+        See ``_journal``: the batch is committed by one rename, and a batch
+        a killed writer committed is finished by the next user of the store.
+
+        :raises strongroom.errors.UsageError: a key is invalid; nothing is stored.
+        :raises strongroom.errors.StoreError: the medium refused the write;
+            nothing is stored.
+        :raises strongroom.errors.KeyUnavailableError: the store's key is locked.
+        """
+        try:
+            self._batches.put_many(pull(items))
+        except SourceFailed as failure:  # the caller's iterable raised: pass it on untouched
+            raise failure.original from None
+
     def get(self, key: str) -> bytes:
+        self._installer.settle()
         obj = self._record(encode_key(key))
         data = read_object(obj.path)
         if data is None:
@@ -177,13 +207,14 @@ class FilesStore(Store):
         :raises strongroom.errors.KeyUnavailableError: the store's key is locked,
             or the value is under a retired or destroyed version.
         """
+        self._installer.settle()
         found = self._lookup.open_value(self._name(encode_key(key)))
         if found is None:
             raise RecordNotFoundError(f"no record or blob {key!r} in store {self.binding.name!r}")
         obj, content = found
         if isinstance(content, bytes):
             return iter((self._value(obj, content),))
-        return self._stream_blob(obj, content)
+        return self._blobs.stream(obj, content)
 
     def delete(self, key: str) -> None:
         obj = self._record(encode_key(key))
@@ -202,27 +233,16 @@ class FilesStore(Store):
             raise RecordNotFoundError(f"no record {key!r} in store {self.binding.name!r}")
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        """Every key, decrypted from its record or blob key file: all are verified.
+        """Every key, from the name index; objects it does not know yet are opened and verified.
 
         Objects under a retired or destroyed key version are left out: they
         are shredded (see :meth:`unreadable`).
 
-        :raises strongroom.errors.IntegrityError: a file fails verification.
+        :raises strongroom.errors.IntegrityError: a file not yet indexed fails verification.
         :raises strongroom.errors.KeyLockedError: the account is locked.
         """
-        self._names.derive()  # a locked account fails here, before any file is read
-        inactive = set(self._versions.inactive())
-        found: set[str] = set()
-        for item in self._lookup.listing():
-            if item.versions & inactive:
-                continue
-            if item.obj.is_blob:
-                key = self._sealer.open_key_file(item.obj, item.data)
-            else:
-                key = self._sealer.open_record(item.obj, item.data)[0]
-            if key.startswith(prefix):
-                found.add(key)
-        return iter(sorted(found))
+        keys = self._lister.keys(self._versions)
+        return iter(sorted(keys if not prefix else (key for key in keys if key.startswith(prefix))))
 
     def put_blob(self, key: str, chunks: Iterable[bytes]) -> None:
         encoded = encode_key(key)
@@ -232,14 +252,11 @@ class FilesStore(Store):
             raise failure.original from None
 
     def get_blob(self, key: str) -> Iterator[bytes]:
-        obj = self._blob(encode_key(key))
-        try:
-            handle = _disk.open_for_reading(obj.path)
-        except OSError as exc:
-            raise read_error(obj.path, exc) from exc
-        if handle is None:
-            raise RecordNotFoundError(f"no blob {key!r} in store {self.binding.name!r}")
-        return self._stream_blob(obj, handle)
+        return self._blobs.whole(self._blob(encode_key(key)), key)
+
+    def get_blob_range(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Decrypt only the chunks that cover the range (and the last, which seals the size)."""
+        return self._blobs.range(self._blob(encode_key(key)), key, offset, length)
 
     def reencrypt(self) -> Iterator[tuple[int, int]]:
         """Bring every object up to the primary version, then raise the floor.
@@ -254,6 +271,7 @@ class FilesStore(Store):
         :raises strongroom.errors.IntegrityError: an object fails verification.
         """
         target = self._sealer.primary().version
+        self._index.reseal(target)  # before the floor rises past it
         return self._reencryption.run(target, scan(self._root))
 
     def versions_in_use(self) -> dict[int, int]:
@@ -264,7 +282,9 @@ class FilesStore(Store):
         return self._inventory.unreadable()
 
     def purge_unreadable(self) -> int:
-        return self._inventory.purge()
+        purged = self._inventory.purge()
+        self._index.forget(purged)
+        return len(purged)
 
     # helpers of the operations above
 
@@ -286,11 +306,3 @@ class FilesStore(Store):
             except (OSError, StrongroomError) as exc:
                 log.debug("could not re-encrypt a record of store %r: %s", self.binding.name, exc)
         return value
-
-    def _stream_blob(self, obj: StoredObject, handle: BinaryIO) -> Iterator[bytes]:
-        try:
-            reader = self._sealer.blob_reader(obj, handle)
-        except BaseException:
-            handle.close()
-            raise
-        return stream(reader, handle)
