@@ -84,5 +84,16 @@ def remove(args: argparse.Namespace) -> int:
 def list_keys(args: argparse.Namespace) -> int:
     with opened(args) as stack:
         keys = list(store_named(stack, args.store).keys(args.prefix))
-    emit(args, {"store": args.store, "keys": keys}, keys)
+    emit(args, {"store": args.store, "keys": keys}, [_printable(key) for key in keys])
     return 0
+
+
+def _printable(key: str) -> str:
+    """``key`` as one line that cannot steer a terminal: quoted and escaped if it needs it.
+
+    A key holding a newline would otherwise read as two keys, and escape
+    sequences would reach the terminal; ``--json`` gives every key exactly.
+    """
+    if key.isprintable() and not key.startswith(("'", '"')):
+        return key
+    return repr(key)
