@@ -99,13 +99,14 @@ def run_bench(session: nox.Session, results: Path, *args: str) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks side by side with their references; rewrites docs/benchmarks.md's tables and plot.
 
-    ``nox -s bench -- --quick`` is the smoke run, its report in build/bench-quick/ rather than
-    docs/; other posargs go to pytest (``-k records``, ``--benchmark-max-time=2``).
+    Only a run without posargs rewrites the docs.  With any (``-- --quick`` for the smoke
+    run, ``-- -k records``, ``-- --benchmark-max-time=2``) the JSON and the report go to
+    build/bench-partial/ instead, so a partial run never replaces the page's tables.
     """
-    quick = "--quick" in session.posargs
-    results = ROOT / "build" / ("bench-quick" if quick else "bench") / "results.json"
+    partial = bool(session.posargs)
+    results = ROOT / "build" / ("bench-partial" if partial else "bench") / "results.json"
     run_bench(session, results, *session.posargs)
-    page = results.with_name("benchmarks.md") if quick else ROOT / "docs" / "benchmarks.md"
+    page = results.with_name("benchmarks.md") if partial else ROOT / "docs" / "benchmarks.md"
     session.run("python", "-m", "bench.report", str(results), str(page))
 
 
