@@ -200,8 +200,10 @@ class Store(Backend, ABC):
         """Yield ``(object id, key version)`` of each object that can no longer be opened.
 
         Those are objects under a retired or destroyed version (after a
-        forced retire or destroy).  Their keys are encrypted with them, so
-        an object is named by an opaque id the store chooses.
+        forced retire or destroy), and, in a store that keeps the keyset's
+        re-encryption floor, copies under an older version put back since.
+        Their keys are encrypted with them, so an object is named by an
+        opaque id the store chooses.
 
         :raises NotImplementedError: the store cannot tell (the default).
         :raises strongroom.errors.KeyLockedError: the store's key is locked.

@@ -100,7 +100,10 @@ def test_the_agent_serves_commands_and_lock_drops_the_key(account: Account) -> N
     bare = without_passphrase(account)  # only the agent can serve these
     assert account.run("get", "notes", "a", env=bare).stdout == b"hello"
     account.run("put", "notes", "b", stdin=b"world", env=bare)
-    assert account.json("ls", "notes")["keys"] == ["a", "b"]  # the normal path sees it
+    account.run("put", "notes", "x\ny", stdin=b"v", env=bare)
+    assert account.json("ls", "notes")["keys"] == ["a", "b", "x\ny"]
+    assert account.run("ls", "notes", env=bare).stdout == b"a\nb\n'x\\ny'\n"  # one line each
+    account.run("rm", "notes", "x\ny", env=bare)
     account.run("rm", "notes", "a", env=bare)
     assert account.run("get", "notes", "b", env=bare).stdout == b"world"
     # another stack (here an override) is never served by this agent

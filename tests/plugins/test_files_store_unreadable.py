@@ -213,3 +213,25 @@ def test_purge_keeps_an_object_rewritten_since_it_was_found(
     assert store.get("rewritten") == b"v2"
     assert list(store.keys()) == ["rewritten"]
     assert list(store.unreadable()) == []
+
+
+def test_copies_put_back_below_the_floor_are_named_and_purged(store: FilesStore) -> None:
+    """A partial restore after a completed pass: refused for good, so it can be cleared."""
+    keys, purpose = store.binding.keys, store.binding.purpose
+    store.put("kept", b"1")
+    store.put("old", b"2")
+    store.put_blob("blob", [b"3"])
+    saved = {path: path.read_bytes() for path in files_under(store.binding.directory / "records")}
+    saved |= {path: path.read_bytes() for path in blob_paths(store, "blob")}
+    keys.rotate(purpose)
+    list(store.reencrypt())
+    assert keys.floor(purpose) == 2
+    for path, data in saved.items():  # put back: every object under version 1 again
+        path.write_bytes(data)
+    found = sorted(store.unreadable())
+    assert [version for _, version in found] == [1, 1, 1]
+    assert {object_id.split(":")[0] for object_id, _ in found} == {"record", "blob"}
+    assert store.versions_in_use() == {1: 3}
+    assert store.purge_unreadable() == 3
+    assert list(store.unreadable()) == []
+    assert list(store.keys()) == []

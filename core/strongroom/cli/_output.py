@@ -30,3 +30,16 @@ def emit(args: argparse.Namespace, data: Any, text: Iterable[str]) -> None:
             for line in text:
                 print(line, file=out)
         out.flush()
+
+
+def printable(key: str) -> str:
+    """``key`` as one line that cannot steer a terminal: quoted and escaped if it needs it.
+
+    A key holding a newline would otherwise read as two keys, and escape
+    sequences would reach the terminal; ``--json`` gives every key exactly.
+    A key starting with a quote is quoted too, so a quoted line is never a
+    literal key.
+    """
+    if key.isprintable() and not key.startswith(("'", '"')):
+        return key
+    return repr(key)

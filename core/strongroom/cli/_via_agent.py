@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from strongroom.agent.client import Connection, connected
 from strongroom.cli._io import reading, stdout
-from strongroom.cli._output import emit
+from strongroom.cli._output import emit, printable
 
 TYPE_CHECKING = False  # typing is not imported at run time, for cold start
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def _list(agent: Connection, args: argparse.Namespace) -> int:
     keys: list[str] = []
     for frame in agent.request("ls", store=args.store, prefix=args.prefix):
         keys = frame["keys"]
-    emit(args, {"store": args.store, "keys": keys}, keys)
+    emit(args, {"store": args.store, "keys": keys}, [printable(key) for key in keys])
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Iterator
 
 from strongroom.cli._io import chunks, reading, stdout
-from strongroom.cli._output import emit
+from strongroom.cli._output import emit, printable
 from strongroom.cli._session import opened, store_named
 from strongroom.errors import UsageError
 
@@ -82,18 +82,8 @@ def remove(args: argparse.Namespace) -> int:
 
 
 def list_keys(args: argparse.Namespace) -> int:
+    stdout()  # a closed stdout fails before anything is unlocked (or the name index rewritten)
     with opened(args) as stack:
         keys = list(store_named(stack, args.store).keys(args.prefix))
-    emit(args, {"store": args.store, "keys": keys}, [_printable(key) for key in keys])
+    emit(args, {"store": args.store, "keys": keys}, [printable(key) for key in keys])
     return 0
-
-
-def _printable(key: str) -> str:
-    """``key`` as one line that cannot steer a terminal: quoted and escaped if it needs it.
-
-    A key holding a newline would otherwise read as two keys, and escape
-    sequences would reach the terminal; ``--json`` gives every key exactly.
-    """
-    if key.isprintable() and not key.startswith(("'", '"')):
-        return key
-    return repr(key)
