@@ -35,6 +35,7 @@ from strongroom.errors import (
 )
 from strongroom.keys import AccountKeys
 from strongroom.store import Store, StoreBinding
+from strongroom.testing._store_bulk import BulkContract
 from strongroom.testing._store_versions import VersionContract
 from strongroom.testing.providers import MemoryKeyProvider
 
@@ -106,7 +107,7 @@ def _joined(chunks: Iterable[bytes]) -> bytes:
     return b"".join(chunks)
 
 
-class StoreContract(VersionContract):
+class StoreContract(BulkContract, VersionContract):
     """Subclass with :meth:`open_store` (or override the ``store`` fixture).
 
     ``blob_size`` must exceed the store's chunk size several times over, so
@@ -241,30 +242,6 @@ class StoreContract(VersionContract):
     def test_empty_store_lists_nothing(self, store: Store) -> None:
         assert list(store.keys()) == []
 
-    def test_put_many_stores_every_item_the_last_of_a_key_winning(self, store: Store) -> None:
-        store.put("replaced", b"before")
-        store.put_blob("was a blob", [self.blob(9)])
-        items = [(f"k{index}", os.urandom(index * 50)) for index in range(40)]
-        store.put_many(
-            iter([*items, ("replaced", b"first"), ("replaced", b"after"), ("was a blob", b"r")])
-        )
-        for key, value in items:
-            assert store.get(key) == value
-        assert store.get("replaced") == b"after"
-        assert store.get("was a blob") == b"r"
-        with pytest.raises(RecordNotFoundError):
-            _joined(store.get_blob("was a blob"))
-        assert list(store.keys()) == sorted([*(key for key, _ in items), "replaced", "was a blob"])
-        store.put_many([])
-        assert len(list(store.keys())) == 42
-
-    def test_put_many_is_refused_while_locked(self, store: Store) -> None:
-        store.binding.keys.lock()
-        with pytest.raises(KeyLockedError):
-            store.put_many([("k", b"v")])
-        store.binding.keys.unlock()
-        assert list(store.keys()) == []
-
     # blobs
 
     def test_blob_round_trip_streams_in_and_out(self, store: Store) -> None:
@@ -305,33 +282,6 @@ class StoreContract(VersionContract):
         assert _joined(store.get_blob("b")) == b"old value"
         assert store.get("r") == b"old record"
         assert list(store.keys()) == ["b", "r"]
-
-    def test_ranged_reads_return_exactly_the_bytes_asked_for(self, store: Store) -> None:
-        data = self.blob(10)
-        store.put_blob("big", [data])
-        size = len(data)
-        ranges = [(0, 0), (0, 1), (0, None), (1, 4095), (4095, 2), (size // 2, 70000)]
-        ranges += [(size - 5, 5), (size - 5, 100), (size, 10), (size + 100, None), (7, None)]
-        for offset, length in ranges:
-            end = None if length is None else offset + length
-            assert store.get_blob_range("big", offset, length) == data[offset:end], (offset, length)
-        assert store.get_blob_range("big") == data
-        store.put_blob("empty", [])
-        assert store.get_blob_range("empty", 0, 10) == b""
-        with pytest.raises(UsageError):
-            store.get_blob_range("big", -1, 10)
-        with pytest.raises(UsageError):
-            store.get_blob_range("big", 0, -1)
-        with pytest.raises(RecordNotFoundError):
-            store.get_blob_range("absent", 0, 1)
-
-    def test_ranged_reads_are_refused_while_locked(self, store: Store) -> None:
-        store.put_blob("b", [self.blob(11)])
-        store.binding.keys.lock()
-        with pytest.raises(KeyLockedError):
-            store.get_blob_range("b", 10, 10)
-        store.binding.keys.unlock()
-        assert store.get_blob_range("b", 10, 10) == self.blob(11)[10:20]
 
     def test_records_and_blobs_share_one_namespace(self, store: Store) -> None:
         store.put("k", b"record")

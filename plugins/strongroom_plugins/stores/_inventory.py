@@ -8,14 +8,16 @@ two files are under (re-encryption upgrades the key file, then the blob).
 
 After a forced retire or destroy, the objects under that version can never
 be opened, and their keys are encrypted under it too, so they are named by
-their kind and 64-hex file name.  Purging re-checks each one under the
+their kind and 64-hex file name.  So are objects under a version older
+than the floor: copies put back after a completed re-encryption, refused
+for good.  Purging re-checks each one under the
 store's lock, so an object a writer replaced meanwhile is kept.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from strongroom.errors import StoreError
@@ -52,24 +54,26 @@ class Inventory:
         return dict(sorted(counts.items()))
 
     def unreadable(self) -> Iterator[tuple[str, int]]:
-        """``(object id, version)`` of each object under a retired or destroyed version."""
-        inactive = set(self._versions.inactive())
-        if not inactive:
-            return
+        """``(object id, version)`` of each object that can never be opened again.
+
+        Those under a retired or destroyed version, and those under a version
+        older than the floor (copies put back after a completed pass).
+        """
+        refused = self._refused()
         for obj in scan(self._root):
-            shredded = object_versions(obj) & inactive
-            if shredded:
-                yield object_id(obj), min(shredded)
+            versions = refused(object_versions(obj))
+            if versions:
+                yield object_id(obj), min(versions)
 
     def purge(self) -> set[str]:
         """Delete every object :meth:`unreadable` would name; return the names that went."""
-        inactive = set(self._versions.inactive())
-        candidates = [obj for obj in scan(self._root) if object_versions(obj) & inactive]
+        refused = self._refused()
+        candidates = [obj for obj in scan(self._root) if refused(object_versions(obj))]
         removed: list[StoredObject] = []
         try:
             with self._installer.locked():
                 for obj in candidates:
-                    if object_versions(obj) & inactive:  # not replaced meanwhile
+                    if refused(object_versions(obj)):  # not replaced meanwhile
                         _disk.unlink_quietly(obj.path)
                         if obj.is_blob:  # after the blob: never a blob without it
                             _disk.unlink_quietly(obj.key_file)
@@ -79,3 +83,17 @@ class Inventory:
         except OSError as exc:
             raise StoreError(f"could not purge store {self._store_name!r}: {exc}") from exc
         return {obj.name for obj in removed}
+
+    def _refused(self) -> Callable[[set[int]], set[int]]:
+        """Which of an object's versions make it unreadable for good, as the key record says."""
+        inactive = set(self._versions.inactive())
+        below: dict[int, bool] = {}
+
+        def refused(version: int) -> bool:
+            if version in inactive:
+                return True
+            if version not in below:
+                below[version] = self._versions.below_floor(version)
+            return below[version]
+
+        return lambda versions: {version for version in versions if refused(version)}

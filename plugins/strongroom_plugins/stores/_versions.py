@@ -79,6 +79,19 @@ class KeyVersions:
                 confirmed[version] = state
         return confirmed
 
+    def below_floor(self, version: int) -> bool:
+        """Whether ``version`` is older than the floor: an object under it was put back.
+
+        Only a version older than the primary can be; the status report
+        (unauthenticated, readable while locked) says which that is, and
+        only then is the authenticated floor asked for, so that a store whose
+        objects are all current can be inspected while the account is locked.
+
+        :raises strongroom.errors.KeyLockedError: it has to ask, and the account is locked.
+        """
+        claimed = [ks.primary for ks in self._keys.status().keysets if ks.purpose == self._purpose]
+        return bool(claimed) and version < claimed[0] and version < self.floor()
+
     def writable(self, version: int) -> bool:
         """Whether a file sealed under ``version`` may be renamed in now: it is the primary."""
         return version == self.primary()
