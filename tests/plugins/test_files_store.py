@@ -49,20 +49,6 @@ class TestFilesStoreContract(StoreContract):
 # fixtures for the files-specific tests
 
 
-@pytest.fixture
-def account_keys(tmp_path: Path) -> Iterator[AccountKeys]:
-    keys = make_account_keys(tmp_path / "alice", account="alice")
-    keys.create()
-    yield keys
-    keys.close()
-
-
-@pytest.fixture
-def store(account_keys: AccountKeys) -> Iterator[FilesStore]:
-    with open_files_store(bind(account_keys)) as store:
-        yield store
-
-
 def only_record(store: FilesStore) -> Path:
     [path] = files_under(store.binding.directory / "records")
     return path

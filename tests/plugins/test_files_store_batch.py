@@ -6,15 +6,13 @@ import fcntl
 import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from files_store_support import bind, header_version, open_files_store, path_of, temporaries
+from files_store_support import bind, header_version, path_of, temporaries
 
 from strongroom.errors import IntegrityError, RecordNotFoundError, UsageError
 from strongroom.keys import AccountKeys
 from strongroom.store import Store
-from strongroom.testing import make_account_keys
 from strongroom_plugins.stores import _disk, _journal
 from strongroom_plugins.stores._install import Installer
 from strongroom_plugins.stores._journal import JOURNAL_FILE
@@ -22,20 +20,6 @@ from strongroom_plugins.stores.files import FilesStore, FilesStoreSettings
 
 #: A generous bound on a step another thread takes: the test fails rather than hangs.
 SETTLE = 30.0
-
-
-@pytest.fixture
-def account_keys(tmp_path: Path) -> Iterator[AccountKeys]:
-    keys = make_account_keys(tmp_path / "alice")
-    keys.create()
-    yield keys
-    keys.close()
-
-
-@pytest.fixture
-def store(account_keys: AccountKeys) -> Iterator[FilesStore]:
-    with open_files_store(bind(account_keys)) as store:
-        yield store
 
 
 def items(count: int, prefix: str = "k") -> list[tuple[str, bytes]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,27 +16,12 @@ from files_store_support import (
 
 from strongroom.errors import IntegrityError
 from strongroom.keys import AccountKeys
-from strongroom.testing import make_account_keys
 from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores.files import FilesStore
 
 RECORDS = {"balance": (b"100", b"0"), "owner": (b"alice", b"bob")}
 BLOB = (b"old blob " * 2000, b"new blob " * 2000)
 NEW = {**{key: values[1] for key, values in RECORDS.items()}, "scan": BLOB[1]}
-
-
-@pytest.fixture
-def account_keys(tmp_path: Path) -> Iterator[AccountKeys]:
-    keys = make_account_keys(tmp_path / "alice", account="alice")
-    keys.create()
-    yield keys
-    keys.close()
-
-
-@pytest.fixture
-def store(account_keys: AccountKeys) -> Iterator[FilesStore]:
-    with open_files_store(bind(account_keys)) as store:
-        yield store
 
 
 def directory_state(root: Path) -> dict[Path, bytes]:

@@ -21,7 +21,6 @@ import pytest
 from files_store_support import bind, open_files_store
 
 from strongroom.keys import AccountKeys
-from strongroom.testing import make_account_keys
 from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores.files import FilesStore
 
@@ -29,14 +28,6 @@ KEY = "switching"
 RECORD, BLOB = b"as a record", b"as a blob, " * 1000
 #: A generous bound on the time a writer needs: the test fails rather than hangs.
 SETTLE = 30.0
-
-
-@pytest.fixture
-def account_keys(tmp_path: Path) -> Iterator[AccountKeys]:
-    keys = make_account_keys(tmp_path / "alice", account="alice")
-    keys.create()
-    yield keys
-    keys.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,26 +10,11 @@ from files_store_support import bind, header_version, open_files_store, path_of
 
 from strongroom.errors import StrongroomError
 from strongroom.keys import AccountKeys
-from strongroom.testing import make_account_keys
 from strongroom_plugins.stores._index import INDEX_FILE
 from strongroom_plugins.stores._sealing import Sealer
 from strongroom_plugins.stores.files import FilesStore
 
 MARKER = "secret-key-name-7f3a"
-
-
-@pytest.fixture
-def account_keys(tmp_path: Path) -> Iterator[AccountKeys]:
-    keys = make_account_keys(tmp_path / "alice")
-    keys.create()
-    yield keys
-    keys.close()
-
-
-@pytest.fixture
-def store(account_keys: AccountKeys) -> Iterator[FilesStore]:
-    with open_files_store(bind(account_keys)) as store:
-        yield store
 
 
 @pytest.fixture

@@ -1,0 +1,29 @@
+"""Fixtures the files-store tests share: an account of the in-memory provider and a store in it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from files_store_support import bind, open_files_store
+
+from strongroom.keys import AccountKeys
+from strongroom.testing import make_account_keys
+from strongroom_plugins.stores.files import FilesStore
+
+
+@pytest.fixture
+def account_keys(tmp_path: Path) -> Iterator[AccountKeys]:
+    """Account ``alice``, created, with the in-memory test provider."""
+    keys = make_account_keys(tmp_path / "alice")
+    keys.create()
+    yield keys
+    keys.close()
+
+
+@pytest.fixture
+def store(account_keys: AccountKeys) -> Iterator[FilesStore]:
+    """A ``files`` store named ``notes`` in that account, closed afterwards."""
+    with open_files_store(bind(account_keys)) as store:
+        yield store
