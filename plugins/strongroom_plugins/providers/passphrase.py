@@ -84,14 +84,9 @@ Python cannot reliably wipe.
 
 from __future__ import annotations
 
-import getpass
-import hmac
 import os
 import struct
-import sys
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
@@ -100,12 +95,20 @@ from pydantic import Field
 from strongroom.errors import (
     AuthenticationError,
     IntegrityError,
-    KeyLockedError,
-    SecretSourceError,
     UnlockFailedError,
 )
 from strongroom.key_provider import KeyProvider, KeyProviderTraits, WrapContext
 from strongroom.settings import BackendSettings, SecretRef
+from strongroom_plugins.providers._passphrase_sources import (
+    COMMAND_VARIABLE,
+    FILE_VARIABLE,
+    NEW_COMMAND_VARIABLE,
+    NEW_FILE_VARIABLE,
+    PassphraseRequest,
+    PassphraseSource,
+    configured_source,
+    read_passphrase,
+)
 from strongroom_plugins.providers._wrapping import (
     KEY_SIZE,
     check_length,
@@ -127,11 +130,6 @@ __all__ = [
     "read_passphrase",
 ]
 
-FILE_VARIABLE: Final = "STRONGROOM_PASSPHRASE_FILE"
-COMMAND_VARIABLE: Final = "STRONGROOM_PASSPHRASE_COMMAND"
-NEW_FILE_VARIABLE: Final = "STRONGROOM_NEW_PASSPHRASE_FILE"
-NEW_COMMAND_VARIABLE: Final = "STRONGROOM_NEW_PASSPHRASE_COMMAND"
-
 #: OWASP's smallest recommended Argon2id configuration is 19 MiB with 2 passes.
 MIN_MEMORY_KIB: Final = 19456
 MAX_MEMORY_KIB: Final = 1024 * 1024  # 1 GiB
@@ -144,15 +142,6 @@ VERSION: Final = 1
 SALT_SIZE: Final = 16
 _PARAMS = struct.Struct(">III")
 PREFIX_SIZE: Final = len(MAGIC) + 1 + _PARAMS.size + SALT_SIZE  # 33 bytes, before the nonce
-
-_NO_SOURCE = (
-    f"no passphrase available: set {FILE_VARIABLE} or {COMMAND_VARIABLE}, "
-    "or run on a terminal to be asked"
-)
-_NO_NEW_SOURCE = (
-    f"no new passphrase available: set {NEW_FILE_VARIABLE} or {NEW_COMMAND_VARIABLE}, "
-    "or run on a terminal to be asked; the passphrase was not changed"
-)
 
 
 class PassphraseSettings(BackendSettings):
@@ -175,85 +164,6 @@ class PassphraseSettings(BackendSettings):
         description="where a changed passphrase comes from, read only to wrap afresh; "
         f"default: ${NEW_FILE_VARIABLE}, ${NEW_COMMAND_VARIABLE}, then a prompt",
     )
-
-
-@dataclass(frozen=True)
-class PassphraseRequest:
-    """What a passphrase source is asked for."""
-
-    #: The wrap being made or opened: say which account it is for when asking.
-    context: WrapContext
-    #: ``True`` for a new wrap: an interactive source should ask twice and compare.
-    new: bool
-    #: ``True`` when the passphrase is being changed (:meth:`PassphraseProvider.rewrap`):
-    #: answer with the *new* passphrase, never the current one.
-    change: bool = False
-
-
-#: Returns the passphrase as text or bytes, or raises a
-#: :class:`~strongroom.errors.KeyUnavailableError` (for instance when the user cancels).
-PassphraseSource = Callable[[PassphraseRequest], str | bytes]
-
-
-def read_passphrase(request: PassphraseRequest) -> bytes:
-    """The default source: the file variable, the command variable, else a TTY prompt.
-
-    A change (``request.change``) reads the ``NEW_`` variables instead and
-    prompts for a new passphrase; it never falls back to the current one.
-
-    :raises strongroom.errors.SecretSourceError: the variable names a file that
-        is missing or readable by others, or a command that failed.
-    :raises strongroom.errors.UnlockFailedError: the two passphrases typed differ.
-    :raises strongroom.errors.KeyLockedError: no variable is set and standard
-        input is not a terminal, or the prompt got end-of-file.
-    """
-    file_variable, command_variable = (
-        (NEW_FILE_VARIABLE, NEW_COMMAND_VARIABLE)
-        if request.change
-        else (FILE_VARIABLE, COMMAND_VARIABLE)
-    )
-    for variable, scheme in ((file_variable, "file"), (command_variable, "command")):
-        target = os.environ.get(variable, "").strip()
-        if target:
-            try:
-                return SecretRef(scheme, target).resolve()
-            except SecretSourceError as exc:
-                raise SecretSourceError(f"{variable}: {exc}") from None
-    if not _stdin_is_tty():
-        raise KeyLockedError(_NO_NEW_SOURCE if request.change else _NO_SOURCE)
-    return _prompt(request).encode()
-
-
-def _configured(current: SecretRef | None, new: SecretRef | None) -> PassphraseSource:
-    """The settings' references first (``new`` for a change), else :func:`read_passphrase`."""
-
-    def source(request: PassphraseRequest) -> bytes:
-        reference = new if request.change else current
-        return reference.resolve() if reference is not None else read_passphrase(request)
-
-    return source
-
-
-def _stdin_is_tty() -> bool:
-    try:
-        return sys.stdin is not None and sys.stdin.isatty()
-    except (ValueError, OSError):  # closed or detached
-        return False
-
-
-def _prompt(request: PassphraseRequest) -> str:
-    context = request.context
-    where = f"{context.account!r} ({context.purpose})"
-    kind = "New passphrase" if request.change else "Passphrase"
-    try:
-        first = getpass.getpass(f"{kind} for {where}: ")
-        if request.new and first:
-            again = getpass.getpass("Repeat the passphrase: ")
-            if not hmac.compare_digest(first.encode(), again.encode()):
-                raise UnlockFailedError("the two passphrases typed differ; nothing was wrapped")
-    except EOFError:
-        raise KeyLockedError(f"no passphrase was entered for {where}") from None
-    return first
 
 
 def _normalise(passphrase: str | bytes) -> bytes:
@@ -336,7 +246,7 @@ class PassphraseProvider(KeyProvider):
         self._source: PassphraseSource = (
             passphrase
             if passphrase is not None
-            else _configured(self._params.passphrase, self._params.new_passphrase)
+            else configured_source(self._params.passphrase, self._params.new_passphrase)
         )
 
     def wrap(self, secret: bytes, context: WrapContext) -> bytes:
