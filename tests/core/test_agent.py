@@ -4,7 +4,8 @@ Each test gives the agent a runtime directory of its own under ``tmp_path``
 (``XDG_RUNTIME_DIR``).  A command proves it was served by the agent by
 succeeding without any passphrase source; a command proves the key is gone
 by failing, exit 4, in the same way.  Waiting for an agent to end uses a
-pidfd, so no test sleeps.
+pidfd; the only sleeps are the bounded ones that let a stalling client get
+inside a request, which the agent does not report.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ import os
 import select
 import shutil
 import signal
+import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,13 +119,13 @@ def test_the_agent_serves_commands_and_lock_drops_the_key(account: Account) -> N
     status = json.loads(account.run("status", "--json", env=bare).stdout)
     assert (status["locked"], status["agent"]["pid"]) == (False, pid)
 
-    locked = json.loads(account.run("lock", "--json").stdout)["agent"]
+    (locked,) = json.loads(account.run("lock", "--json").stdout)["locked"]
     assert locked["pid"] == pid
     assert locked["unlocked"] is False  # the keys were wiped before it answered
     wait_gone(pid)
     assert list(directory.iterdir()) == []
     account.error("get", "notes", "b", code=4, env=bare)
-    assert json.loads(account.run("lock", "--json").stdout) == {"agent": None}
+    assert json.loads(account.run("lock", "--json").stdout) == {"locked": []}
     status = json.loads(account.run("status", "--json", env=bare).stdout)
     assert (status["locked"], status["agent"]) == (True, None)
 
@@ -301,3 +306,163 @@ def test_a_command_served_by_the_agent_imports_no_framework(account: Account) ->
         assert heavy not in modules
     account.run("lock")
     wait_gone(pid)
+
+
+# ways the agent's keys could outlive what the user was told
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (an exited agent not yet reaped holds no memory)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat_line.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` exits within ``seconds``."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], seconds)
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
+def trickle(path: str, stop: threading.Event, started: threading.Event) -> None:
+    """A process of the user (or a hung client) that sends its request one byte at a time."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(path)
+        sock.sendall(struct.pack(">I", 60000))  # a 60000-byte header announced ...
+        started.set()
+        while not stop.wait(0.3):  # ... and fed, a byte at a time, for as long as it takes
+            try:
+                sock.send(b" ")
+            except OSError:
+                return
+
+
+class Trickling:
+    def __init__(self, path: Path) -> None:
+        self.stop = threading.Event()
+        self.started = threading.Event()
+        self.thread = threading.Thread(target=trickle, args=(str(path), self.stop, self.started))
+
+    def __enter__(self) -> Trickling:
+        self.thread.start()
+        assert self.started.wait(GONE_TIMEOUT_S)
+        time.sleep(0.5)  # nothing shows when the agent has read the header: let it get there
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def test_a_stalling_client_does_not_keep_the_keys_past_the_idle_timeout(account: Account) -> None:
+    env = {**account.env, "STRONGROOM__STRONGROOM__IDLE_TIMEOUT": "1"}
+    pid = int(str(unlock(account, env=env)["pid"]))
+    (sock,) = runtime(account).iterdir()
+    with Trickling(sock):
+        ended = gone_within(pid, 6)  # six idle timeouts
+    assert ended, "the agent still holds the keys six idle timeouts later"
+
+
+def test_lock_ends_the_agent_while_a_client_stalls(account: Account) -> None:
+    pid = int(str(unlock(account)["pid"]))
+    (sock,) = runtime(account).iterdir()
+    with Trickling(sock):
+        try:
+            code = subprocess.run(
+                [*cli_command(), "--config", str(account.config), "lock"],
+                env=account.env,
+                capture_output=True,
+                timeout=10,
+                check=False,
+            ).returncode
+        except subprocess.TimeoutExpired:
+            code = None  # lock waited behind the stalled request
+        ended = gone_within(pid, 10)
+    assert (code, ended) == (0, True)
+
+
+def test_a_stalling_client_does_not_hold_the_other_clients_up(account: Account) -> None:
+    pid = int(str(unlock(account)["pid"]))
+    (sock,) = runtime(account).iterdir()
+    with Trickling(sock):
+        got = subprocess.run(
+            [*cli_command(), "--config", str(account.config), "get", "notes", "a"],
+            env=without_passphrase(account),
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    assert (got.returncode, got.stdout) == (0, b"hello")
+    account.run("lock")
+    wait_gone(pid)
+
+
+def test_lock_after_the_config_file_changed_still_ends_the_agent(account: Account) -> None:
+    pid = int(str(unlock(account)["pid"]))
+    account.config.write_text(account.config.read_text() + "\n# a comment, nothing else\n")
+    bare = without_passphrase(account)
+    # status knows the account is held, though not by an agent of this very config
+    status = json.loads(account.run("status", "--json", env=bare).stdout)
+    assert (status["locked"], status["agent"]["pid"], status["agent"]["other_config"]) == (
+        False,
+        pid,
+        True,
+    )
+    result = account.run("lock")
+    assert b"no unlock agent" not in result.stdout
+    assert f"locked: agent {pid} (account ".encode() in result.stdout
+    wait_gone(pid)
+
+
+def test_wipe_ends_the_agent_and_a_restored_copy_is_not_served(
+    account: Account, tmp_path: Path
+) -> None:
+    pid = int(str(unlock(account)["pid"]))
+    backup = tmp_path / "backup"
+    shutil.copytree(account.data_dir, backup)  # a backup taken before the wipe
+    wiped = json.loads(account.run("wipe", "--yes", "--json").stdout)
+    assert wiped["agents_locked"] == [pid]
+    still = alive(pid)  # wipe returns only once the agent has ended
+    shutil.rmtree(account.data_dir, ignore_errors=True)
+    shutil.copytree(backup, account.data_dir)  # ... restored after it
+    account.error("get", "notes", "a", code=4, env=without_passphrase(account))
+    assert not still
+
+
+def test_an_agent_ends_when_its_key_record_disappears(account: Account) -> None:
+    """Whoever removes the record (a wipe by another tool, say), the agent forgets it soon."""
+    pid = int(str(unlock(account)["pid"]))
+    record = account.directory / "keys.json"
+    saved = record.read_bytes()
+    record.unlink()
+    wait_gone(pid)
+    record.write_bytes(saved)
+    account.error("get", "notes", "a", code=4, env=without_passphrase(account))
+
+
+def test_an_agent_ends_on_a_key_record_it_cannot_authenticate(account: Account) -> None:
+    pid = int(str(unlock(account)["pid"]))
+    record = account.directory / "keys.json"
+    data = json.loads(record.read_bytes())
+    data["generation"] += 1  # no longer what the MAC covers
+    replacement = record.with_name("keys.json.replacement")
+    replacement.write_text(json.dumps(data))
+    os.replace(replacement, record)
+    message = account.error("get", "notes", "a", code=4, env=without_passphrase(account))
+    assert "the unlock agent locked and ended" in message
+    wait_gone(pid)
+
+
+def test_a_relative_runtime_directory_is_ignored() -> None:
+    fallback = f"/tmp/strongroom-{os.geteuid()}"  # the documented fallback
+    assert _wire.runtime_dir({"XDG_RUNTIME_DIR": "run"}) == fallback
+    assert _wire.runtime_dir({"XDG_RUNTIME_DIR": "/run/user/1"}) == "/run/user/1/strongroom"

@@ -9,7 +9,9 @@ everything that decides the stack (the config file's real path and bytes,
 every ``STRONGROOM__`` override, ``--account``, and the variables the data
 directory derives from); the socket is named after it, and the agent
 compares it again on every request.  A command whose config differs in any
-way finds no agent and unlocks as usual.
+way finds no agent and unlocks as usual; only ``lock``, ``wipe`` and
+``status`` look at every agent in the directory (``state`` and ``lock`` are
+answered whatever the identity: they reveal no data).
 """
 
 from __future__ import annotations
@@ -46,9 +48,13 @@ MAX_BODY = 1 << 30
 
 
 def runtime_dir(environ: Mapping[str, str]) -> str:
-    """``$XDG_RUNTIME_DIR/strongroom``, else ``/tmp/strongroom-<uid>``."""
+    """``$XDG_RUNTIME_DIR/strongroom``, else ``/tmp/strongroom-<uid>``.
+
+    A relative ``XDG_RUNTIME_DIR`` is ignored, as the XDG spec says: it
+    would name another directory from every working directory.
+    """
     base = environ.get("XDG_RUNTIME_DIR")
-    if base:
+    if base and os.path.isabs(base):
         return os.path.join(base, "strongroom")
     return f"/tmp/strongroom-{os.geteuid()}"  # noqa: S108 - private (0700, ours), checked
 
@@ -134,10 +140,38 @@ def peer_uid(sock: _socket.socket) -> int:
 
 def send(sock: _socket.socket, header: Mapping[str, Any], body: bytes = b"") -> None:
     """One frame: a JSON header (with ``size`` when a body follows), then the body."""
-    data = json.dumps({**header, "size": len(body)} if body else dict(header)).encode()
-    sock.sendall(_HEADER.pack(len(data)) + data)
+    sock.sendall(_header_bytes(header, body))
     if body:
         sock.sendall(body)
+
+
+def encode(header: Mapping[str, Any], body: bytes = b"") -> bytes:
+    """The bytes of the frame :func:`send` sends."""
+    return _header_bytes(header, body) + body
+
+
+def _header_bytes(header: Mapping[str, Any], body: bytes) -> bytes:
+    data = json.dumps({**header, "size": len(body)} if body else dict(header)).encode()
+    return _HEADER.pack(len(data)) + data
+
+
+def parse(buffer: bytearray) -> tuple[dict[str, Any], bytes] | None:
+    """The frame at the start of ``buffer``; None while it is still incomplete.
+
+    :raises StrongroomError: what arrived so far is already malformed or too large.
+    """
+    if len(buffer) < _HEADER.size:
+        return None
+    (length,) = _HEADER.unpack_from(buffer)
+    if length > _MAX_HEADER:
+        raise StrongroomError("the agent's peer sent an oversized frame")
+    end = _HEADER.size + length
+    if len(buffer) < end:
+        return None
+    header, size = _decode_header(bytes(buffer[_HEADER.size : end]))
+    if len(buffer) < end + size:
+        return None
+    return header, bytes(buffer[end : end + size])
 
 
 def receive(sock: _socket.socket) -> tuple[dict[str, Any], bytes]:
@@ -148,8 +182,13 @@ def receive(sock: _socket.socket) -> tuple[dict[str, Any], bytes]:
     (length,) = _HEADER.unpack(_exactly(sock, _HEADER.size))
     if length > _MAX_HEADER:
         raise StrongroomError("the agent's peer sent an oversized frame")
+    header, size = _decode_header(_exactly(sock, length))
+    return header, _exactly(sock, size) if size else b""
+
+
+def _decode_header(data: bytes) -> tuple[dict[str, Any], int]:
     try:
-        header = json.loads(_exactly(sock, length))
+        header = json.loads(data)
     except ValueError:
         raise StrongroomError("the agent's peer sent a malformed frame") from None
     if not isinstance(header, dict):
@@ -157,7 +196,7 @@ def receive(sock: _socket.socket) -> tuple[dict[str, Any], bytes]:
     size = header.get("size", 0)
     if not isinstance(size, int) or not 0 <= size <= MAX_BODY:
         raise StrongroomError("the agent's peer sent an oversized frame")
-    return header, _exactly(sock, size) if size else b""
+    return header, size
 
 
 def _exactly(sock: _socket.socket, count: int) -> bytes:

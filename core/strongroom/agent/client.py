@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 _ERRORS = {2: UsageError, 3: IntegrityError, 4: KeyUnavailableError}
+#: How long ``lock``, ``wipe`` and ``status`` wait on any one agent's answer.
+_ASK_TIMEOUT_S = 10.0
+#: How long they wait for an agent that agreed to end to exit.
+_GONE_TIMEOUT_S = 10.0
 
 
 class Connection:
@@ -111,3 +115,79 @@ def remove_stale(path: str) -> None:
     with contextlib.suppress(OSError):
         if stat.S_ISSOCK(os.lstat(path).st_mode):
             os.unlink(path)
+
+
+def agents(environ: Mapping[str, str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every agent of this user in the runtime directory, whatever config it serves.
+
+    Yields each one's socket path and the state it reported.  Dead agents'
+    sockets are removed on the way; an agent of another uid, or in a
+    directory that is not private, is skipped (a command never trusts it).
+    """
+    directory = _wire.runtime_dir(os.environ if environ is None else environ)
+    try:
+        _wire.check_private_dir(directory)
+        names = sorted(os.listdir(directory))
+    except (OSError, StrongroomError):
+        return
+    for name in names:
+        if name.startswith("agent-") and name.endswith(".sock"):
+            path = os.path.join(directory, name)
+            state = ask(path, "state")
+            if state is not None:
+                yield path, state
+
+
+def ask(path: str, op: str) -> dict[str, Any] | None:
+    """The answer of the agent at ``path`` to ``op`` (``state`` or ``lock``, which any
+    config may ask); None when no agent of this user answers there.
+    """
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(_ASK_TIMEOUT_S)
+        try:
+            sock.connect(path)
+        except ConnectionRefusedError:
+            remove_stale(path)
+            return None
+        if _wire.peer_uid(sock) != os.geteuid():
+            return None
+        answer = next(Connection(sock, "").request(op))
+    except (OSError, StrongroomError):
+        return None  # it ended meanwhile, or is not an agent that answers
+    finally:
+        sock.close()
+    return {key: value for key, value in answer.items() if key not in ("body", "ok")}
+
+
+def lock_agents(
+    directory: str | None = None, environ: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Make every agent of this user end (only those holding account ``directory``, if given).
+
+    Returns the state each reported once it had wiped its keys, and only
+    once each has exited (waiting at most :data:`_GONE_TIMEOUT_S` for each).
+    """
+    locked: list[dict[str, Any]] = []
+    wanted = None if directory is None else os.path.realpath(directory)
+    for path, state in list(agents(environ)):
+        if wanted is not None and os.path.realpath(str(state.get("directory"))) != wanted:
+            continue
+        answer = ask(path, "lock")
+        if answer is not None:
+            _wait_gone(int(answer["pid"]))
+            locked.append(answer)
+    return locked
+
+
+def _wait_gone(pid: int) -> None:
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return  # already gone
+    try:
+        select.select([fd], [], [], _GONE_TIMEOUT_S)
+    finally:
+        os.close(fd)

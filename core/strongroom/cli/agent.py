@@ -16,7 +16,7 @@ import sys
 
 from strongroom._stack import Strongroom
 from strongroom.agent import _wire
-from strongroom.agent.client import connected
+from strongroom.agent.client import connected, lock_agents
 from strongroom.agent.server import Agent, detach, listen, lock_memory, session_watch
 from strongroom.cli._output import emit
 from strongroom.cli._session import config_for
@@ -80,13 +80,18 @@ def unlock(args: argparse.Namespace) -> int:
 
 
 def lock(args: argparse.Namespace) -> int:
-    with connected(args.config, args.account) as running:
-        if running is None:
-            emit(args, {"agent": None}, ["no agent holds this account unlocked"])
-            return 0
-        state = next(running.request("lock"))
-    state.pop("body", None)
-    emit(args, {"agent": state}, [f"locked: agent {state['pid']} wiped the keys and ended"])
+    """End every unlock agent of this user, whichever config or account it serves.
+
+    An agent is found by its socket in the runtime directory, not by this
+    command's config, so an edited config or other overrides cannot hide one.
+    """
+    locked = lock_agents()
+    lines = [
+        f"locked: agent {state['pid']} (account {state['account']}, {state['directory']}) "
+        "wiped the keys and ended"
+        for state in locked
+    ]
+    emit(args, {"locked": locked}, lines or ["no unlock agent was running"])
     return 0
 
 

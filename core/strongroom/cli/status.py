@@ -25,9 +25,24 @@ def run(args: argparse.Namespace) -> int:
     from strongroom.cli._session import opened
 
     with opened(args, unlock=False) as stack:
-        data = collect(stack)
+        data = collect(stack, _agent_holding(str(stack.config.account_dir)))
     show(args, data)
     return 0
+
+
+def _agent_holding(directory: str) -> dict[str, Any] | None:
+    """The state of an agent holding this account for another config (its own would have
+    answered this command itself), marked ``other_config``; None when none runs.
+    """
+    import os
+
+    from strongroom.agent.client import agents
+
+    wanted = os.path.realpath(directory)
+    for _path, state in agents():
+        if state.get("unlocked") and os.path.realpath(str(state.get("directory"))) == wanted:
+            return {**state, "other_config": True}
+    return None
 
 
 def show(args: argparse.Namespace, data: dict[str, Any]) -> None:
@@ -80,17 +95,21 @@ def collect(stack: Strongroom, agent: dict[str, Any] | None = None) -> dict[str,
     return data
 
 
+def _state_line(data: dict[str, Any]) -> str:
+    if data["locked"]:
+        return "state:        locked (commands unlock only while they run)"
+    agent = data["agent"]
+    other = ", which serves another config," if agent.get("other_config") else ""
+    return f"state:        unlocked by agent {agent['pid']}{other} ('strongroom lock' ends it)"
+
+
 def _text(data: dict[str, Any]) -> Iterator[str]:
     yield f"config:       {data['config']}"
     yield f"account:      {data['account']} ({data['directory']})"
     if not data["initialised"]:
         yield "state:        not initialised; run 'strongroom init'"
     else:
-        yield (
-            f"state:        unlocked by agent {data['agent']['pid']} ('strongroom lock' ends it)"
-            if not data["locked"]
-            else "state:        locked (commands unlock only while they run)"
-        )
+        yield _state_line(data)
         yield f"master key:   version {data['master_version']}"
     yield f"cipher suite: {data['cipher_suite']}"
     stores = ", ".join(f"{name} ({use})" for name, use in data["stores"].items())
