@@ -1,5 +1,46 @@
-"""strongroom's benchmarks: pytest-benchmark, side by side with the references.
+"""strongroom's benchmarks (pytest-benchmark, see ``nox -s bench``), and what they share.
 
-``pytest bench`` measures; ``python -m bench.report`` turns its JSON into the
-tables of ``docs/benchmarks.md`` and the plot.  See ``nox -s bench``.
+``python -m bench.report`` turns their JSON into ``docs/benchmarks.md``'s tables and plot.
 """
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pytest_benchmark.fixture import BenchmarkFixture
+
+MiB = 1 << 20
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each benchmark does: the full run, or the quick smoke run (``--quick``)."""
+
+    stream: int  # bytes of the file-to-file streams
+    stream_rounds: int
+    store_counts: tuple[int, ...]  # records in the store benchmarks
+    blob: int  # bytes of the blob read in ranges
+    cli_rounds: int
+    burst: int  # gets in the agent burst
+
+
+FULL = Sizes(1 << 30, 3, (1_000, 10_000, 100_000), 256 * MiB, 20, 100)
+QUICK = Sizes(4 * MiB, 1, (100,), 4 * MiB, 1, 3)
+
+
+def make_file(path: Path, size: int) -> Path:
+    """``size`` random bytes, written a MiB at a time."""
+    with open(path, "wb") as handle:
+        for offset in range(0, size, MiB):
+            handle.write(os.urandom(min(MiB, size - offset)))
+    return path
+
+
+def pedantic(benchmark: BenchmarkFixture, target: Callable[..., T], *args: Any, **kw: Any) -> T:
+    """``benchmark.pedantic``, typed: one call per round, ``setup`` untimed before each."""
+    return benchmark.pedantic(target, args, **kw)  # type: ignore[no-untyped-call,no-any-return]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from bench._subjects import FULL, QUICK, Sizes
+from bench import FULL, QUICK, Sizes
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -16,16 +14,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """In a quick run each benchmark runs once (after pytest-benchmark's calibration)."""
     if config.getoption("quick"):
-        config.option.benchmark_min_rounds = 1
-        config.option.benchmark_max_time = 0.0
-        config.option.benchmark_warmup = False
+        vars(config.option).update(
+            benchmark_min_rounds=1, benchmark_max_time=0.0, benchmark_warmup=False
+        )
 
 
 @pytest.fixture(scope="session")
 def sizes(pytestconfig: pytest.Config) -> Sizes:
     return QUICK if pytestconfig.getoption("quick") else FULL
-
-
-@pytest.fixture(scope="session")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("bench")

@@ -1,10 +1,9 @@
 """pytest-benchmark's JSON to the tables of ``docs/benchmarks.md`` and its plot.
 
-``python -m bench.report RESULTS.json docs/benchmarks.md`` replaces what lies
-between the two markers below (the rest of the page is written by hand) and
-writes the plot beside the page, same name, ``.png``.  Figures are medians;
-"time ÷ first" divides by the group's first row, which each test makes the
-one to compare with (strongroom, or ``import cryptography`` for the CLI).
+``python -m bench.report RESULTS.json docs/benchmarks.md`` replaces what lies between
+the two markers below (the rest of the page is written by hand) and writes the plot
+beside it, same name, ``.png``.  Figures are medians; "time ÷ first" divides by the
+group's first row: strongroom, or ``import cryptography`` for the CLI.
 """
 
 from __future__ import annotations
@@ -25,40 +24,27 @@ END = "<!-- end of generated tables -->"
 Row = dict[str, Any]
 
 
-def groups(results: dict[str, Any]) -> dict[str, list[Row]]:
-    by_group: dict[str, list[Row]] = {}
-    for bench in results["benchmarks"]:
-        by_group.setdefault(bench["group"], []).append(bench)
-    return by_group
-
-
 def rate(row: Row) -> str:
     info, seconds = row["extra_info"], row["stats"]["median"]
-    if "bytes" in info and "ops" not in info:
-        return f"{info['bytes'] / seconds / 1e6:,.0f} MB/s"
-    if "ops" in info:
-        per_second = f"{info['ops'] / seconds:,.0f}/s"
-        return per_second + (
-            f", {info['bytes'] / seconds / 1e6:,.1f} MB/s" if "bytes" in info else ""
-        )
-    return ""
+    per_second = f"{info['ops'] / seconds:,.0f}/s" if "ops" in info else ""
+    digits = 1 if per_second else 0  # MB/s beside a rate per second: one decimal
+    mb = f"{info['bytes'] / seconds / 1e6:,.{digits}f} MB/s" if "bytes" in info else ""
+    return ", ".join(part for part in (per_second, mb) if part)
 
 
 def table(name: str, rows: list[Row]) -> Iterable[str]:
     yield f"**{name}**\n"
     if "peak_mib" in rows[0]["extra_info"]:
         yield "| job | baseline MiB | peak MiB | above baseline MiB |\n|---|---:|---:|---:|"
-        for row in rows:
-            info = row["extra_info"]
-            above = info["peak_mib"] - info["baseline_mib"]
-            figures = (f"{info[name]:.1f}" for name in ("baseline_mib", "peak_mib"))
-            yield f"| {info['subject']} | {' | '.join(figures)} | {above:.1f} |"
+        for info in (row["extra_info"] for row in rows):
+            before, peak = info["baseline_mib"], info["peak_mib"]
+            yield f"| {info['subject']} | {before:.1f} | {peak:.1f} | {peak - before:.1f} |"
     else:
-        base = rows[0]
+        base = rows[0]["stats"]["median"]
         yield "| subject | median | rate | time ÷ first |\n|---|---:|---:|---:|"
         for row in rows:
             median = row["stats"]["median"]
-            ratio = "-" if row is base else f"{median / base['stats']['median']:.2f}x"
+            ratio = "-" if row is rows[0] else f"{median / base:.2f}x"
             shown = f"{median * 1e6:,.1f} µs" if median < 1e-3 else f"{median * 1e3:,.1f} ms"
             yield f"| {row['extra_info']['subject']} | {shown} | {rate(row)} | {ratio} |"
     yield ""
@@ -66,17 +52,15 @@ def table(name: str, rows: list[Row]) -> Iterable[str]:
 
 def plot(by_group: dict[str, list[Row]], path: Path, title: str) -> None:
     """Left: every row's time ÷ its group's first row's, log scale; right: peak memory."""
-    ratios: dict[str, float] = {}
-    memory: dict[str, float] = {}
+    ratios, memory = dict[str, float](), dict[str, float]()
     for name, rows in by_group.items():
-        first = rows[0]
-        for row in rows[1:] if "peak_mib" not in first["extra_info"] else rows:
+        for row in rows:
             info = row["extra_info"]
             if "peak_mib" in info:
                 memory[info["subject"]] = info["peak_mib"] - info["baseline_mib"]
-            else:
-                label = f"{name}: {info['subject']} ÷ {first['extra_info']['subject']}"
-                ratios[label] = row["stats"]["median"] / first["stats"]["median"]
+            elif row is not rows[0]:
+                label = f"{name}: {info['subject']} ÷ {rows[0]['extra_info']['subject']}"
+                ratios[label] = row["stats"]["median"] / rows[0]["stats"]["median"]
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(14, 0.2 * len(ratios) + 2), gridspec_kw={"width_ratios": [3, 1]}
     )
@@ -87,32 +71,27 @@ def plot(by_group: dict[str, list[Row]], path: Path, title: str) -> None:
         axes.grid(axis="x", alpha=0.3)
     left.set_xscale("log")
     left.axvline(1.0, color="black", linewidth=1)
-    left.set_xlabel(
-        "median time ÷ the first row's: right of 1, the first row (strongroom) is faster"
-    )
+    left.set_xlabel("median time ÷ the first row's: right of 1, the first row is faster")
     right.set_xlabel("peak MiB above baseline (streams)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main() -> None:
-    results_path, page = Path(sys.argv[1]), Path(sys.argv[2])
-    results = json.loads(results_path.read_text())
-    by_group = groups(results)
+    results, page = json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2])
+    by_group: dict[str, list[Row]] = {}
+    for row in results["benchmarks"]:
+        by_group.setdefault(row["group"], []).append(row)
     machine = results["machine_info"]
     title = (
         f"{results['datetime'][:16]} UTC, {machine['machine']}, {machine['cpu']['count']} cores, "
         f"Python {machine['python_version']}"
     )
     lines = [START, "", f"Run: {title}.", "", f"![benchmarks]({page.with_suffix('.png').name})", ""]
-    for name, rows in by_group.items():
-        lines += table(name, rows)
-    text = page.read_text() if page.exists() else "# Benchmarks\n\n"
-    head, _, rest = text.partition(START)
-    tail = rest.partition(END)[2] if rest else ""
-    page.write_text(head + "\n".join(lines) + END + tail)
+    lines += [line for name, rows in by_group.items() for line in table(name, rows)]
+    head, _, rest = (page.read_text() if page.exists() else "# Benchmarks\n\n").partition(START)
+    page.write_text(head + "\n".join(lines) + END + rest.partition(END)[2])
     plot(by_group, page.with_suffix(".png"), f"strongroom benchmarks ({title})")
 
 

@@ -1,9 +1,8 @@
 """The CLI's fixed costs against ``python -c "import cryptography"``, and the unlock agent.
 
-Each round is a fresh process (pytest-benchmark's rounds are the subprocess
-loop).  The account is made once with a passphrase (Argon2id); "before
-unlock" runs ``get`` with no passphrase to be had, so it stops where it would
-unlock: what it costs to get there.
+Each round is a fresh process.  The account is made once with a passphrase
+(Argon2id); "before unlock" runs ``get`` with no passphrase to be had, so it
+stops where it would unlock: what it costs to get there.
 """
 
 from __future__ import annotations
@@ -16,8 +15,9 @@ from pathlib import Path
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench._subjects import Sizes, pedantic
+from bench import Sizes, pedantic
 
+Env = dict[str, str]
 STRONGROOM = str(Path(sys.executable).with_name("strongroom"))
 COMMANDS = {
     'python -c "import cryptography"': ([sys.executable, "-c", "import cryptography"], 0),
@@ -28,41 +28,30 @@ COMMANDS = {
 
 
 @pytest.fixture(scope="module")
-def env(work: Path) -> dict[str, str]:
-    """A config, an account with one record, and the environment that finds them."""
-    home = work / "cli"
-    home.mkdir()
-    (home / "strongroom.toml").write_text(
-        f'[strongroom]\ndata_dir = "{home}"\naccount = "bench"\n\n[stores.notes]\nuse = "files"\n'
+def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
+    """A config, an account with one record, and the environment that finds them and unlocks."""
+    home = tmp_path_factory.mktemp("cli")
+    config = home / "strongroom.toml"
+    config.write_text(
+        f'[strongroom]\ndata_dir = "{home}"\naccount = "bench"\n[stores.notes]\nuse = "files"\n'
     )
     passphrase = home / "passphrase"
     passphrase.write_text("correct horse battery staple\n")
     passphrase.chmod(0o600)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM")}
-    env = {**clean, "STRONGROOM_CONFIG": str(home / "strongroom.toml")}
-    unlocking = {**env, "STRONGROOM_PASSPHRASE_FILE": str(passphrase)}
-    subprocess.run([STRONGROOM, "init"], env=unlocking, check=True, capture_output=True)
-    subprocess.run(
-        [STRONGROOM, "put", "notes", "k"],
-        input=b"v",
-        env=unlocking,
-        check=True,
-        capture_output=True,
-    )
-    return unlocking
+    env = {**clean, "STRONGROOM_CONFIG": str(config), "STRONGROOM_PASSPHRASE_FILE": str(passphrase)}
+    run([STRONGROOM, "init"], env)
+    run([STRONGROOM, "put", "notes", "k"], env, stdin=b"v")
+    return env
 
 
-def run(command: list[str], env: dict[str, str], expect: int = 0) -> None:
-    done = subprocess.run(
-        command, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False
-    )
+def run(command: list[str], env: Env, expect: int = 0, stdin: bytes = b"") -> None:
+    done = subprocess.run(command, env=env, input=stdin, capture_output=True, check=False)
     assert done.returncode == expect, done.stderr
 
 
 @pytest.mark.parametrize("subject", COMMANDS)
-def test_fixed_cost(
-    benchmark: BenchmarkFixture, sizes: Sizes, env: dict[str, str], subject: str
-) -> None:
+def test_fixed_cost(benchmark: BenchmarkFixture, sizes: Sizes, env: Env, subject: str) -> None:
     command, expect = COMMANDS[subject]
     if expect == 4:  # before unlock: nothing to unlock with
         env = {k: v for k, v in env.items() if k != "STRONGROOM_PASSPHRASE_FILE"}
@@ -73,14 +62,8 @@ def test_fixed_cost(
 
 
 @pytest.mark.parametrize("subject", ["strongroom get through the agent", "strongroom get"])
-def test_agent_burst(
-    benchmark: BenchmarkFixture, sizes: Sizes, env: dict[str, str], subject: str
-) -> None:
-    agent = subject.endswith("agent")
-    if agent:
-        usage = subprocess.run([STRONGROOM, "--help"], capture_output=True, text=True, check=False)
-        if " unlock " not in usage.stdout:
-            pytest.skip("no `strongroom unlock` agent yet")
+def test_agent_burst(benchmark: BenchmarkFixture, sizes: Sizes, env: Env, subject: str) -> None:
+    if agent := subject.endswith("agent"):
         run([STRONGROOM, "unlock"], env)
 
     def burst() -> None:

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -567,6 +568,27 @@ def test_a_wrong_or_missing_passphrase_changes_nothing(account: Account, tmp_pat
 # -- keys ----------------------------------------------------------------------------------
 
 
+def test_reencrypt_reports_its_rates_in_json(account: Account) -> None:
+    concurrently(
+        lambda: account.run("put", "default", "a", stdin=os.urandom(1000)),
+        lambda: account.run("put", "default", "blob", "--blob", stdin=os.urandom(MIB + 5)),
+    )
+    root = account.directory / "stores" / "default"
+    objects = [path for sub in ("records", "blobs") for path in (root / sub).rglob("*")]
+    stored = sum(path.stat().st_size for path in objects if path.is_file())
+    account.run("keys", "rotate", "--purpose", "store:default")
+    summary = account.json("keys", "reencrypt")
+    default, notes = summary["default"], summary["notes"]
+    assert (default["done"], default["total"], default["bytes"]) == (2, 2, stored)
+    assert default["seconds"] > 0
+    assert default["objects_per_second"] == pytest.approx(2 / default["seconds"], rel=0.01)
+    expected_mb = stored / default["seconds"] / 1e6
+    assert default["mb_per_second"] == pytest.approx(expected_mb, rel=0.01, abs=0.001)
+    assert [notes[field] for field in ("done", "total", "bytes", "objects_per_second")] == [0] * 4
+    again = account.json("keys", "reencrypt")["default"]  # nothing left to rewrite
+    assert (again["done"], again["bytes"], again["mb_per_second"]) == (2, 0, 0)
+
+
 def test_rotate_reencrypt_retire_and_destroy(account: Account) -> None:
     blob = os.urandom(2 * MIB + 3)
     concurrently(
@@ -593,7 +615,8 @@ def test_rotate_reencrypt_retire_and_destroy(account: Account) -> None:
     assert value == b"alpha"  # old data keeps opening
 
     summary = account.text("keys", "reencrypt")
-    assert summary == "default: 3 of 3 current\nnotes: 0 of 0 current\n"
+    rates = r" \([\d,]+ objects/s, [\d,]+\.\d MB/s\)"
+    assert re.fullmatch(f"default: 3 of 3 current{rates}\nnotes: 0 of 0 current{rates}\n", summary)
     assert set(object_versions(account).values()) == {2}
 
     stores = snapshot(account.directory / "stores")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import time
+from typing import Any
 
 from strongroom.cli import status
 from strongroom.cli._output import emit
@@ -61,21 +63,44 @@ def _rotatable(keysets: list[KeysetStatus]) -> list[str]:
 
 
 def reencrypt(args: argparse.Namespace) -> int:
-    summary = {}
+    """Re-encrypt every store; report each one's count and rates.
+
+    objects/s is the pass's objects over its time.  MB/s (10^6 bytes of
+    stored objects rewritten per second) only where the store counts those
+    bytes (``ReencryptProgress``); ``bytes`` and ``mb_per_second`` are null
+    in ``--json`` otherwise.
+    """
+    summary: dict[str, dict[str, Any]] = {}
     with opened(args) as stack:
         for name in stack.config.instances("stores"):
+            store = stack.store(name)
             progress = Progress(f"re-encrypting {name}", unit="records")
             done = total = 0
-            for done, total in stack.store(name).reencrypt():
+            rewritten: int | None = None
+            started = time.perf_counter()
+            for step in store.reencrypt():
+                done, total = step
+                rewritten = getattr(step, "rewritten_bytes", None)
                 progress.set(done, total)
+            seconds = max(time.perf_counter() - started, 1e-9)
             progress.finish()
-            summary[name] = {"done": done, "total": total}
-    emit(
-        args,
-        summary,
-        [f"{name}: {info['done']} of {info['total']} current" for name, info in summary.items()],
-    )
+            summary[name] = {
+                "done": done,
+                "total": total,
+                "seconds": round(seconds, 6),
+                "objects_per_second": round(done / seconds, 1),
+                "bytes": rewritten,
+                "mb_per_second": None if rewritten is None else round(rewritten / seconds / 1e6, 3),
+            }
+    emit(args, summary, [_reencrypted(name, info) for name, info in summary.items()])
     return 0
+
+
+def _reencrypted(name: str, info: dict[str, Any]) -> str:
+    rates = f"{info['objects_per_second']:,.0f} objects/s"
+    if info["mb_per_second"] is not None:
+        rates += f", {info['mb_per_second']:,.1f} MB/s"
+    return f"{name}: {info['done']} of {info['total']} current ({rates})"
 
 
 def retire(args: argparse.Namespace) -> int:
