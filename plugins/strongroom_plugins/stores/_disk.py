@@ -7,7 +7,8 @@ use only the public API, so the store carries this small set of its own:
   unpredictable temporary name beside its target, written, fsynced, and
   only then renamed over the target; the directory is fsynced afterwards;
 - directories are created with mode 0700;
-- reads refuse to follow symbolic links;
+- reads refuse to follow symbolic links, and anything but a regular file
+  (opened without blocking, so a FIFO cannot hang a reader);
 - an advisory ``flock`` serialises the short rename steps of concurrent
   processes.
 
@@ -21,6 +22,7 @@ import errno
 import fcntl
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -29,6 +31,7 @@ __all__ = [
     "PRIVATE_DIR",
     "PRIVATE_FILE",
     "FileIdentity",
+    "NotRegularFileError",
     "ensure_private_dir",
     "flocked",
     "fsync_dir",
@@ -47,7 +50,8 @@ __all__ = [
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 _TEMP_SUFFIX = ".tmp"
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: ``O_NONBLOCK``: opening a FIFO planted where a file belongs must not wait for a writer.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 #: What tells two versions of a file apart: every write makes a new inode.
 FileIdentity = tuple[int, int, int, int]
@@ -163,12 +167,28 @@ def read_file(path: Path) -> bytes | None:
         return handle.read()
 
 
+class NotRegularFileError(OSError):
+    """Something other than a regular file (a FIFO, a device, a directory) where one belongs."""
+
+
 def open_for_reading(path: Path) -> BinaryIO | None:
-    """``path`` opened for binary reading without following links, or ``None`` if missing."""
+    """``path`` opened for binary reading without following links, or ``None`` if missing.
+
+    :raises NotRegularFileError: it is not a regular file (checked on the open
+        descriptor, never blocking on a FIFO).
+    :raises OSError: it is a symbolic link (``ELOOP``) or cannot be opened.
+    """
     try:
         fd = os.open(path, _READ_FLAGS)
     except FileNotFoundError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFileError(errno.EINVAL, "not a regular file", os.fspath(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
     return os.fdopen(fd, "rb", closefd=True)
 
 

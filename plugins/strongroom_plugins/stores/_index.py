@@ -10,16 +10,20 @@ only answers for names found there; a name it does not know is opened and
 verified as before, and a name it knows that is gone is dropped.  An
 index that is missing, older than what was written since, torn, tampered
 with or sealed under a version that can no longer be opened is therefore
-never wrong, only incomplete, and is rebuilt by the next listing.
+never wrong, only incomplete, and is rebuilt by the next listing.  A
+listing saves only names of objects under the primary version, so names
+of objects a forced retire or destroy shreds do not outlive them here
+(``_listing``); :meth:`NameIndex.reseal` keeps what it holds.
 
 It is one sealed object, ``index`` in the store's directory, under the
 store keyset's primary version, bound to (account, store,
 ``names-index``): no key name is ever in the clear, and a file put back
 from another store or account fails authentication.  It is written like
 any object (private temporary file, fsync, rename, directory fsync), so a
-crash leaves the old index or the new one.  Plaintext: ``SRNX``, a format
-byte 1, a u32 BE count *n*, the *n* names' 32 raw bytes each, their keys'
-*n* u16 BE UTF-8 lengths, then the keys' UTF-8, all sorted by name.
+crash leaves the old index or the new one.  Plaintext (``docs/formats.md``):
+``SRNX``, a format byte 1, a u32 BE count *n*, then three runs: the *n*
+names' 32 raw bytes each, their keys' *n* u16 BE UTF-8 lengths, then the
+keys' UTF-8, all sorted by name.
 """
 
 from __future__ import annotations

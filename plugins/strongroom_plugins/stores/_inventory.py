@@ -1,7 +1,8 @@
 """Counting the ``files`` store's objects by key version, and purging unreadable ones.
 
 The key hierarchy refuses to retire or destroy a version that objects
-still use, unless forced; it asks the store how many there are.  The
+still use, unless forced; it asks the store how many there are, the records of a
+committed batch not yet in place (its journal) included.  The
 answer comes from the objects' headers, so nothing is decrypted and a
 locked account can be counted.  A blob counts once for each version its
 two files are under (re-encryption upgrades the key file, then the blob).
@@ -23,6 +24,7 @@ from pathlib import Path
 from strongroom.errors import StoreError
 from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores._install import Installer
+from strongroom_plugins.stores._journal import JOURNAL_FILE, entry_versions
 from strongroom_plugins.stores._layout import StoredObject, scan
 from strongroom_plugins.stores._reencrypt import object_versions
 from strongroom_plugins.stores._versions import KeyVersions
@@ -47,8 +49,19 @@ class Inventory:
         self._store_name = store_name
 
     def in_use(self) -> dict[int, int]:
-        """How many objects each key version encrypts now."""
-        counts: Counter[int] = Counter()
+        """How many objects each key version encrypts now, a committed batch included.
+
+        The entries of a committed journal (a killed writer's, or one being
+        installed) count too: they are under the version that was the
+        primary at its commit, which may be the one about to be retired or
+        destroyed.  The journal is read before the directories, without the
+        lock (the key hierarchy counts while holding its own guard, which a
+        writer holding the store's lock may be waiting for), so a batch
+        installed meanwhile is counted twice, never missed.
+
+        :raises strongroom.errors.IntegrityError: the journal is not one this store wrote.
+        """
+        counts: Counter[int] = Counter(entry_versions(self._root / JOURNAL_FILE))
         for obj in scan(self._root):
             counts.update(object_versions(obj))
         return dict(sorted(counts.items()))
@@ -59,6 +72,7 @@ class Inventory:
         Those under a retired or destroyed version, and those under a version
         older than the floor (copies put back after a completed pass).
         """
+        self._installer.settle()
         refused = self._refused()
         for obj in scan(self._root):
             versions = refused(object_versions(obj))

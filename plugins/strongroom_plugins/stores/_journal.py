@@ -13,7 +13,16 @@ whoever next takes the lock, before anything else happens under it, and
 readers look for one before they read (see ``_install``).  Replaying is
 idempotent, and nothing else can write while the journal exists, so
 replaying it twice cannot undo a later write.  A batch killed before its
-rename leaves only a temporary file, which is ignored.
+rename leaves only a temporary file, which is ignored.  Counting objects by
+key version counts a committed journal's entries too (``_inventory``).
+
+Unconditional entries (``put_many``) are not bound to what they replace:
+an old journal put back by hand is replayed like a fresh one, which rolls
+its records back exactly as putting back their old files would.  That is
+the documented rollback limit under one key version (threat model,
+Rollback); once the floor rises past the journal's version, its records
+are refused when read.  A journal that is not a regular file (a FIFO) is
+refused without blocking.
 
 An entry may be conditional (re-encryption): it is installed only if the
 record's current bytes still hash to the SHA-256 the entry carries, so a
@@ -36,10 +45,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from strongroom.errors import IntegrityError
+from strongroom.formats import peek_key_version
 from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores._layout import BLOBS, KEY_FILE_SUFFIX, RECORDS, scan_blob_names
 
-__all__ = ["JOURNAL_FILE", "JournalWriter", "apply", "digest", "entries"]
+__all__ = ["JOURNAL_FILE", "JournalWriter", "apply", "digest", "entries", "entry_versions"]
 
 JOURNAL_FILE = "journal"
 _MAGIC = b"SRBJ\x01"
@@ -47,6 +57,8 @@ _END = b"SRBE"
 _COUNT = struct.Struct(">I")
 _ENTRY = struct.Struct(">32sB")
 _UNCONDITIONAL, _CONDITIONAL = 0, 1
+#: Enough of a sealed record's start for ``peek_key_version``.
+_PEEK = 16
 
 
 def digest(data: bytes) -> bytes:
@@ -82,7 +94,10 @@ def entries(path: Path) -> Iterator[tuple[str, bytes, bytes | None]]:
     :raises strongroom.errors.IntegrityError: the journal is not one this store
         wrote (it was fsynced whole before it was committed).
     """
-    data = _disk.read_file(path)
+    try:
+        data = _disk.read_file(path)
+    except _disk.NotRegularFileError:
+        raise IntegrityError(f"{path} is not a regular file; the store never makes one") from None
     if data is None:
         return
     view = memoryview(data)
@@ -110,6 +125,17 @@ def entries(path: Path) -> Iterator[tuple[str, bytes, bytes | None]]:
         count += 1
     if _COUNT.unpack_from(view, end + len(_END))[0] != count:
         raise IntegrityError(f"{path} is not a complete batch journal")
+
+
+def entry_versions(path: Path) -> list[int]:
+    """The key version in each entry's header (unauthenticated); empty if there is no journal.
+
+    For counting objects by version without the store's lock: the journal is
+    renamed in whole, so it is read complete or not at all.
+
+    :raises strongroom.errors.IntegrityError: it is not a complete journal.
+    """
+    return [peek_key_version(sealed[:_PEEK]) for _name, sealed, _expected in entries(path)]
 
 
 def apply(root: Path, journal: Path) -> None:

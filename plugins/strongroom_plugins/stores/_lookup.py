@@ -81,6 +81,35 @@ class Lookup:
                     found = self._read(StoredObject.blob(self._root, obj.name), locked=True)
         return found
 
+    def peek(self, obj: StoredObject) -> tuple[StoredObject, frozenset[int]] | None:
+        """The current object of ``obj``'s name and its files' header versions; nothing decrypted.
+
+        ``None`` if it is gone.  The headers are not authenticated: a listing
+        only uses them to decide whether an object it already knows is
+        plausible (see ``_listing``).
+
+        :raises strongroom.errors.IntegrityError: a file is not a strongroom object.
+        """
+        found = self._peek(obj)
+        if found is None:  # switched form or deleted since the snapshot
+            with self._installer.locked():
+                found = self._peek(StoredObject.record(self._root, obj.name))
+                if found is None:
+                    found = self._peek(StoredObject.blob(self._root, obj.name))
+        return found
+
+    @staticmethod
+    def _peek(obj: StoredObject) -> tuple[StoredObject, frozenset[int]] | None:
+        version = peek_file(obj.path)
+        if version is None:
+            return None
+        if not obj.is_blob:
+            return obj, frozenset({version})
+        key_file_version = peek_file(obj.key_file)
+        if key_file_version is None:
+            return None
+        return obj, frozenset({version, key_file_version})
+
     def _try_open(self, name: str) -> tuple[StoredObject, bytes | BinaryIO] | None:
         record = StoredObject.record(self._root, name)
         data = read_object(record.path)

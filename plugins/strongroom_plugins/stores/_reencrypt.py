@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from strongroom.formats import peek_key_version
+from strongroom.store import ReencryptProgress
 from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores._batch import BatchWriter, Reseal
 from strongroom_plugins.stores._install import Installer
@@ -57,31 +58,31 @@ class Reencryption:
         self._batches = batches
         self._store_name = store_name
 
-    def run(self, target: int, objects: list[StoredObject]) -> Iterator[tuple[int, int]]:
+    def run(self, target: int, objects: list[StoredObject]) -> Iterator[ReencryptProgress]:
         """Upgrade ``objects`` to at least ``target``, yielding progress, then raise the floor.
 
         ``done`` counts the objects that are current; one under a retired or
         destroyed version is skipped, so a pass that meets any ends below
-        ``total``.
+        ``total``.  ``rewritten_bytes`` sums the stored size of what was rewritten.
         """
         total = len(objects)
-        yield 0, total
+        yield ReencryptProgress(0, total)
         inactive = set(self._sealer.versions.inactive())
-        done = skipped = 0
+        done = skipped = rewritten = 0
         pending: list[Reseal] = []
         for obj in objects:
             outcome = self._visit(obj, target, inactive, pending)
             if outcome is None:
                 skipped += 1
             else:
-                done += outcome
+                done, rewritten = done + outcome[0], rewritten + outcome[1]
             if len(pending) >= BATCH:
-                done += self._reseal(pending)
+                done, rewritten = done + len(pending), rewritten + self._reseal(pending)
                 pending = []
-            yield done, total
+            yield ReencryptProgress(done, total, rewritten)
         if pending:
-            done += self._reseal(pending)
-            yield done, total
+            done, rewritten = done + len(pending), rewritten + self._reseal(pending)
+            yield ReencryptProgress(done, total, rewritten)
         # Raise the floor only once nothing readable on disk is older than the target.
         # The final check runs under the lock, so no writer can slip an older object in.
         while True:
@@ -115,56 +116,58 @@ class Reencryption:
 
     def _visit(
         self, obj: StoredObject, target: int, inactive: set[int], pending: list[Reseal]
-    ) -> int | None:
+    ) -> tuple[int, int] | None:
         """Upgrade a blob, or queue a stale record in ``pending``; ``None`` if it is shredded.
 
-        Returns how many objects are now current: 1, or 0 for a queued record.
+        Returns how many objects are now current (1, or 0 for a queued
+        record) and how many stored bytes were rewritten.
         """
         if obj.is_blob:
             if object_versions(obj) & inactive:
                 return None
-            self._upgrade(obj, target)
-            return 1
+            return 1, self._upgrade(obj, target)
         data = read_object(obj.path)
         if data is None:
-            return 1  # gone since the scan
+            return 1, 0  # gone since the scan
         version = peek_key_version(data[:PEEK])
         if version in inactive:
             return None
         if version >= target:
-            return 1
+            return 1, 0
         pending.append((obj.name, self._sealer.open_record(obj, data)[2], data, version))
-        return 0
+        return 0, 0
 
     def _reseal(self, pending: list[Reseal]) -> int:
-        """Re-seal records in one batch; one at a time if the batch may not be installed."""
+        """Re-seal records in one batch (one at a time if it may not be installed); their bytes."""
         if not self._batches.reseal(pending):
             for name, plaintext, data, _version in pending:
                 self.replace_record(StoredObject.record(self._root, name), data, plaintext)
-        return len(pending)
+        return sum(len(data) for _name, _plaintext, data, _version in pending)
 
     def _stale(self, obj: StoredObject, target: int, inactive: set[int]) -> bool:
         versions = object_versions(obj)
         return not versions & inactive and any(version < target for version in versions)
 
-    def _upgrade(self, obj: StoredObject, target: int) -> None:
-        """Bring one object up to at least ``target``; skip what is current or gone."""
+    def _upgrade(self, obj: StoredObject, target: int) -> int:
+        """Bring one object up to at least ``target``, skipping what is current or gone.
+
+        Returns the stored bytes it rewrote.
+        """
         if obj.is_blob:
-            self._upgrade_key_file(obj, target)
-            self._upgrade_blob(obj, target)
-            return
+            return self._upgrade_key_file(obj, target) + self._upgrade_blob(obj, target)
         data = read_object(obj.path)
         if data is None or peek_key_version(data[:PEEK]) >= target:
-            return
+            return 0
         self.replace_record(obj, data, self._sealer.open_record(obj, data)[2])
+        return len(data)
 
-    def _upgrade_key_file(self, obj: StoredObject, target: int) -> None:
+    def _upgrade_key_file(self, obj: StoredObject, target: int) -> int:
         data = read_object(obj.key_file)
         if data is None:
-            return
+            return 0
         version = peek_key_version(data[:PEEK])
         if version >= target:
-            return
+            return 0
         encoded, _ = self._sealer.open(data, obj.key_file_context_record)
         data_key = self._sealer.primary()
         sealed = self._sealer.seal(data_key, encoded, obj.key_file_context_record)
@@ -174,18 +177,20 @@ class Reencryption:
             expected=data,
             versions=(version, data_key.version),
         )
+        return len(data)
 
-    def _upgrade_blob(self, obj: StoredObject, target: int) -> None:
+    def _upgrade_blob(self, obj: StoredObject, target: int) -> int:
         handle = _disk.open_for_reading(obj.path)
         if handle is None:
-            return
+            return 0
         with handle:
             before = _disk.identity(handle.fileno())
             version = peek_key_version(handle.read(PEEK))
             if before is None or version >= target:
-                return
+                return 0
             handle.seek(0)
             reader = self._sealer.blob_reader(obj, handle)
             data_key = self._sealer.primary()
             temp = self._sealer.encrypt_blob(obj, data_key, reader.iter_chunks())
         self._installer.swap(obj.path, temp, expected=before, versions=(version, data_key.version))
+        return before[2]  # its size

@@ -168,4 +168,6 @@ def read_error(path: Path, exc: OSError) -> StrongroomError:
     """The store's error for a file it could not read."""
     if _disk.is_symlink_error(exc):
         return IntegrityError(f"{path} is a symbolic link; the store never makes one")
+    if isinstance(exc, _disk.NotRegularFileError):
+        return IntegrityError(f"{path} is not a regular file; the store never makes one")
     return StoreError(f"cannot read {path}: {exc}")

@@ -72,7 +72,7 @@ from pydantic import Field
 
 from strongroom.errors import RecordNotFoundError, StoreError, StrongroomError, UsageError
 from strongroom.settings import BackendSettings
-from strongroom.store import Store, StoreBinding
+from strongroom.store import ReencryptProgress, Store, StoreBinding
 from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores._batch import BatchWriter
 from strongroom_plugins.stores._blob_read import BlobReading
@@ -236,9 +236,13 @@ class FilesStore(Store):
         """Every key, from the name index; objects it does not know yet are opened and verified.
 
         Objects under a retired or destroyed key version are left out: they
-        are shredded (see :meth:`unreadable`).
+        are shredded (see :meth:`unreadable`).  Indexed objects have their
+        headers peeked, and one that is implausible (not a strongroom object,
+        a version never had, or older than the floor) is verified as if not
+        indexed (see ``_listing``).
 
-        :raises strongroom.errors.IntegrityError: a file not yet indexed fails verification.
+        :raises strongroom.errors.IntegrityError: a file not yet indexed, or
+            an implausible one, fails verification.
         :raises strongroom.errors.KeyLockedError: the account is locked.
         """
         keys = self._lister.keys(self._versions)
@@ -258,14 +262,15 @@ class FilesStore(Store):
         """Decrypt only the chunks that cover the range (and the last, which seals the size)."""
         return self._blobs.range(self._blob(encode_key(key)), key, offset, length)
 
-    def reencrypt(self) -> Iterator[tuple[int, int]]:
+    def reencrypt(self) -> Iterator[ReencryptProgress]:
         """Bring every object up to the primary version, then raise the floor.
 
         Objects already current are skipped after peeking at their headers,
         so an interrupted pass resumes where it stopped.  The store stays
         usable throughout.  Objects under a retired or destroyed version are
         skipped and not counted as done, so the last ``(done, total)`` falls
-        short of ``total`` by their number (see :meth:`unreadable`).
+        short of ``total`` by their number (see :meth:`unreadable`).  Each step
+        also carries the stored bytes rewritten so far.
 
         :raises strongroom.errors.KeyLockedError: the account is locked.
         :raises strongroom.errors.IntegrityError: an object fails verification.
