@@ -47,7 +47,11 @@ class MasterKeyChanges(DataKeyAccess):
         :raises strongroom.errors.KeyUnavailableError: a provider cannot prove
             its root or wrap; nothing was changed.
         """
-        new_version = self._replace_master(rewrap=rewrap, without=None)
+        return self._replace_master(rewrap=rewrap, without=None)
+
+    def _replace_master(self, *, rewrap: str | None, without: str | None) -> int:
+        """Replace the master key, then tell plugins; returns the new version."""
+        new_version = self._prepare_and_install(rewrap=rewrap, without=without)
         self._notify(
             "strongroom_key_rotated",
             account=self.account,
@@ -57,7 +61,7 @@ class MasterKeyChanges(DataKeyAccess):
         )
         return new_version
 
-    def _replace_master(self, *, rewrap: str | None, without: str | None) -> int:
+    def _prepare_and_install(self, *, rewrap: str | None, without: str | None) -> int:
         """A new master key for every provider but ``without``, whose root is then erased.
 
         The providers wrap outside the record's lock (they may ask the user);
@@ -195,11 +199,4 @@ class MasterKeyChanges(DataKeyAccess):
                 f"{provider!r} is the only provider of account {self.account!r}; "
                 "add another before removing it"
             )
-        new_version = self._replace_master(rewrap=None, without=provider)
-        self._notify(
-            "strongroom_key_rotated",
-            account=self.account,
-            purpose=MASTER,
-            old_version=new_version - 1,
-            new_version=new_version,
-        )
+        self._replace_master(rewrap=None, without=provider)
