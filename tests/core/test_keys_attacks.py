@@ -194,35 +194,15 @@ def test_a_destroyed_key_leaves_no_copy_in_a_record_left_by_a_killed_write(
     tmp_path: Path,
 ) -> None:
     """Crypto-shredding: after 'destroy', no file strongroom left in the account holds the key."""
-    import signal
-    import subprocess
-    import sys
 
-    from test_keys_crash import CHILD, KEK, _account
+    from test_keys_crash import CHILD, KEK, _account, kill_at
 
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     directory = tmp_path / "alice"
     _account(directory)
     for stop_at in range(5):  # stop the child just before it renames its new record in
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                str(script),
-                str(directory),
-                "rotate files",
-                str(stop_at),
-                str(Path(__file__).parents[1]),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert child.stdout is not None
-        said = child.stdout.readline().strip()
-        child.send_signal(signal.SIGKILL)
-        child.communicate(timeout=30)
-        if said == "stopped rename":
+        if kill_at(script, directory, "rotate files", stop_at) == "stopped rename":
             break
     else:
         pytest.fail("the child never reached the rename")

@@ -82,6 +82,32 @@ def _account(directory: Path) -> dict[tuple[str, int], bytes]:
     return originals
 
 
+def kill_at(script: Path, directory: Path, change: str, stop_at: int) -> str:
+    """Run ``change`` in a child that stops at write step ``stop_at``; SIGKILL it there.
+
+    Returns what the child said: ``"stopped <step>"``, or ``"finished"`` when
+    the change has fewer steps.
+    """
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            str(script),
+            str(directory),
+            change,
+            str(stop_at),
+            str(Path(__file__).parents[1]),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    said = child.stdout.readline().strip()
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+    return said
+
+
 @pytest.mark.parametrize("change", CHANGES)
 def test_a_change_killed_at_any_write_step_loses_no_key(tmp_path: Path, change: str) -> None:
     script = tmp_path / "child.py"
@@ -91,23 +117,7 @@ def test_a_change_killed_at_any_write_step_loses_no_key(tmp_path: Path, change: 
         directory = tmp_path / f"alice-{stop_at}"
         originals = _account(directory)
         before = json.loads((directory / "keys.json").read_text())
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                str(script),
-                str(directory),
-                change,
-                str(stop_at),
-                str(Path(__file__).parents[1]),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert child.stdout is not None
-        said = child.stdout.readline().strip()
-        child.send_signal(signal.SIGKILL)
-        child.communicate(timeout=30)
+        said = kill_at(script, directory, change, stop_at)
         if said == "finished":
             break
         assert said.startswith("stopped "), said

@@ -6,17 +6,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from files_store_support import bind, open_files_store
+from files_store_support import KEK, bind, open_files_store
 
 from strongroom.keys import AccountKeys
-from strongroom.testing import make_account_keys
+from strongroom.testing import MemoryKeyProvider, make_account_keys
 from strongroom_plugins.stores.files import FilesStore
 
 
 @pytest.fixture
 def account_keys(tmp_path: Path) -> Iterator[AccountKeys]:
-    """Account ``alice``, created, with the in-memory test provider."""
-    keys = make_account_keys(tmp_path / "alice")
+    """Account ``alice``, created, with the in-memory provider under the fixed ``KEK``."""
+    keys = make_account_keys(tmp_path / "alice", provider=MemoryKeyProvider(kek=KEK))
     keys.create()
     yield keys
     keys.close()

@@ -12,6 +12,9 @@ from strongroom_plugins.stores.files import FilesStore, FilesStoreSettings
 
 CHUNK = 4096
 
+#: The in-memory provider's KEK, fixed so that a child process can unlock the same account.
+KEK = bytes(range(32))
+
 
 def open_files_store(binding: StoreBinding, chunk_size: int = CHUNK) -> FilesStore:
     return FilesStore(FilesStoreSettings(chunk_size=chunk_size), binding=binding)

@@ -31,22 +31,18 @@ from pathlib import Path
 
 import pytest
 from files_store_support import (
-    bind,
     blob_paths,
     header_version,
-    open_files_store,
     path_of,
     temporaries,
 )
 
 from strongroom.errors import RecordNotFoundError
 from strongroom.keys import AccountKeys
-from strongroom.testing import MemoryKeyProvider, make_account_keys
 from strongroom_plugins.stores._index import INDEX_FILE
 from strongroom_plugins.stores._journal import JOURNAL_FILE
 from strongroom_plugins.stores.files import FilesStore
 
-KEK = bytes(range(32))
 MARKER = b"PLAINTEXT-MARKER-5c1e"
 #: The key record's file: a re-encryption pass raises the floor by replacing it.
 KEY_RECORD = "keys.json"
@@ -275,20 +271,6 @@ class Helper:
             self.process.wait()
         if self.process.stdout is not None:
             self.process.stdout.close()
-
-
-@pytest.fixture
-def account_keys(tmp_path: Path) -> Iterator[AccountKeys]:
-    keys = make_account_keys(tmp_path / "alice", provider=MemoryKeyProvider(kek=KEK))
-    keys.create()
-    yield keys
-    keys.close()
-
-
-@pytest.fixture
-def store(account_keys: AccountKeys) -> Iterator[FilesStore]:
-    with open_files_store(bind(account_keys)) as store:
-        yield store
 
 
 @pytest.fixture

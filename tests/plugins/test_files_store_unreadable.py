@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from files_store_support import (
+    KEK,
     bind,
     blob_paths,
     files_under,
@@ -22,16 +23,6 @@ from strongroom.testing import MemoryKeyProvider, make_account_keys
 from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores.files import FilesStore
 
-KEK = bytes(range(32))
-
-
-@pytest.fixture
-def account_keys(tmp_path: Path) -> Iterator[AccountKeys]:
-    keys = make_account_keys(tmp_path / "alice", provider=MemoryKeyProvider(kek=KEK))
-    keys.create()
-    yield keys
-    keys.close()
-
 
 @pytest.fixture
 def other_process(account_keys: AccountKeys) -> Iterator[AccountKeys]:
@@ -40,12 +31,6 @@ def other_process(account_keys: AccountKeys) -> Iterator[AccountKeys]:
     keys.unlock()
     yield keys
     keys.close()
-
-
-@pytest.fixture
-def store(account_keys: AccountKeys) -> Iterator[FilesStore]:
-    with open_files_store(bind(account_keys)) as store:
-        yield store
 
 
 def names(store: FilesStore, *keys: str) -> set[str]:
