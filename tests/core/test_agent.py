@@ -163,6 +163,50 @@ def test_the_end_of_the_login_session_drops_the_key(account: Account) -> None:
     account.error("get", "notes", "a", code=4, env=without_passphrase(account))
 
 
+def _in_a_pid_namespace() -> list[str]:
+    """``unshare`` into a PID namespace of its own, whose session leader is outside it."""
+    launcher = ["unshare", "--pid", "--fork"]
+    if shutil.which("unshare") is None or subprocess.run([*launcher, "true"]).returncode != 0:
+        pytest.skip("cannot enter a new PID namespace here (needs unshare and CAP_SYS_ADMIN)")
+    return launcher
+
+
+def test_unlock_works_where_the_session_leader_is_outside_the_pid_namespace(
+    account: Account,
+) -> None:
+    """In a container ``getsid`` says 0: the agent watches its parent there, and still serves."""
+    strongroom = " ".join([*cli_command(), "--config", str(account.config)])
+    script = (
+        f"{strongroom} unlock && env -u {FILE_VARIABLE} {strongroom} get notes a && "
+        f"{strongroom} lock"
+    )
+    done = subprocess.run(
+        [*_in_a_pid_namespace(), "/bin/sh", "-c", script],
+        env=account.env,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"hello" in done.stdout
+    assert b"wiped the keys and ended" in done.stdout
+    assert list(runtime(account).iterdir()) == []
+
+
+def test_the_first_process_of_a_pid_namespace_watches_nothing(account: Account) -> None:
+    """Its exit ends every process in the namespace, an agent it forked included."""
+    probe = (
+        "from strongroom.agent.server import session_watch; "
+        "import os; print(os.getsid(0), session_watch())"
+    )
+    done = subprocess.run(
+        [*_in_a_pid_namespace(), sys.executable, "-c", probe],
+        env=account.env,
+        capture_output=True,
+        check=True,
+    )
+    assert done.stdout.split() == [b"0", b"None"]
+
+
 def test_a_foreground_agent_serves_from_the_unlocking_process(account: Account) -> None:
     command = [*cli_command(), "--config", str(account.config), "unlock", "--foreground"]
     with subprocess.Popen(command, env=account.env, stdout=subprocess.PIPE) as agent:

@@ -89,19 +89,23 @@ def listen(path: str) -> socket.socket:
 def session_watch() -> int | None:
     """A pidfd for the process whose exit ends the agent: the session's leader.
 
-    When ``unlock`` leads its own session, its parent stands in for it.
-    None when this process is both (an agent in the foreground leading its
-    session ends with itself).
+    When ``unlock`` leads its own session, or the leader lives outside this
+    PID namespace (``getsid`` says 0, as in a container started from a
+    shell outside it), its parent stands in for it.  None when there is no
+    such process to watch: this process is the one that ends the agent
+    (a foreground agent leading its session, or the first process of a PID
+    namespace, whose exit ends every process in it).
 
     :raises StrongroomError: that process has already exited.
     """
     sid = os.getsid(0)
-    watched = os.getppid() if sid == os.getpid() else sid
-    if watched == os.getpid():
+    leader_visible = sid not in (0, os.getpid())
+    watched = sid if leader_visible else os.getppid()
+    if watched in (0, os.getpid()):
         return None
     try:
         pidfd = os.pidfd_open(watched)
-        if sid != os.getpid() and os.getsid(watched) != sid:  # the leader's pid was reused
+        if leader_visible and os.getsid(watched) != sid:  # the leader's pid was reused
             raise ProcessLookupError
     except ProcessLookupError:
         raise StrongroomError(
