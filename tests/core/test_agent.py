@@ -166,7 +166,10 @@ def test_the_end_of_the_login_session_drops_the_key(account: Account) -> None:
 def _in_a_pid_namespace() -> list[str]:
     """``unshare`` into a PID namespace of its own, whose session leader is outside it."""
     launcher = ["unshare", "--pid", "--fork"]
-    if shutil.which("unshare") is None or subprocess.run([*launcher, "true"]).returncode != 0:
+    entered = shutil.which("unshare") is not None and not (
+        subprocess.run([*launcher, "true"], check=False, capture_output=True).returncode
+    )
+    if not entered:
         pytest.skip("cannot enter a new PID namespace here (needs unshare and CAP_SYS_ADMIN)")
     return launcher
 
