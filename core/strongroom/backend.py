@@ -1,16 +1,31 @@
 """``Backend``: what every slot's backend shares.
 
 A backend is a class registered under a slot's entry-point group.  It
-declares its settings model and takes a validated instance of it; it owns
+declares its settings struct and takes a validated instance of it; it owns
 whatever it opens and releases it in :meth:`Backend.close`.
+
+``Backend`` is generic over its settings type, so a backend that declares
+``class FilesStore(Store[FilesStoreSettings])`` sees ``self.settings`` typed
+as ``FilesStoreSettings``.  A backend that names no type parameter takes
+:class:`~strongroom.settings.NoSettings` (its ``Settings``) and is typed as
+taking any :class:`~strongroom.settings.BackendSettings`.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Generic, Self
 
 from strongroom.settings import BackendSettings, NoSettings
+
+if TYPE_CHECKING:  # a TypeVar default (PEP 696) is only in typing from Python 3.13
+    from typing_extensions import TypeVar
+
+    S_co = TypeVar("S_co", bound=BackendSettings, covariant=True, default=BackendSettings)
+else:
+    from typing import TypeVar
+
+    S_co = TypeVar("S_co", bound=BackendSettings, covariant=True)
 
 __all__ = ["Backend", "Closeable"]
 
@@ -33,12 +48,12 @@ class Closeable:
         self.close()
 
 
-class Backend(Closeable):
-    """Base of the four slot interfaces."""
+class Backend(Closeable, Generic[S_co]):
+    """Base of the four slot interfaces, generic over the type of its settings."""
 
-    #: The model that validates this backend's config table.
-    Settings: ClassVar[type[BackendSettings]] = NoSettings
+    #: The struct that validates this backend's config table; each backend names its own.
+    Settings: ClassVar[type[S_co]] = NoSettings  # type: ignore[assignment]
 
-    def __init__(self, settings: BackendSettings | None = None) -> None:
-        """:raises pydantic.ValidationError: ``settings`` is missing required values."""
-        self.settings = settings if settings is not None else self.Settings()
+    def __init__(self, settings: S_co | None = None) -> None:
+        """:raises TypeError: ``settings`` is omitted and ``Settings`` has required fields."""
+        self.settings: S_co = settings if settings is not None else self.Settings()

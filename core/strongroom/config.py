@@ -20,17 +20,19 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
+from types import UnionType
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+import msgspec
 
 from strongroom._config_path import locate
 from strongroom._loading import SLOTS, SLOTS_BY_TABLE
 from strongroom.errors import ConfigError
-from strongroom.settings import SecretRef
+from strongroom.settings import BackendSettings, SecretRef
 
 __all__ = ["BackendChoice", "Config", "load_config", "parse_config"]
 
@@ -49,37 +51,26 @@ _SECRET_KEY = re.compile(r"(^|_)(passphrase|password|secret|token|api_key|privat
 
 #: Account and instance names: safe as directory names and in variable names.
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
-Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-_ModelT = TypeVar("_ModelT", bound=BaseModel)
+Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
+NAME_RULE = "expected a lower-case name: letters, digits, '-' and '_', starting with a letter"
+_SettingsT = TypeVar("_SettingsT", bound=BackendSettings)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _StrongroomTable(_Strict):
+# The general tables are validated as backend settings are: frozen, unknown
+# keys refused, strings from overrides converted.
+class _StrongroomTable(BackendSettings, frozen=True, kw_only=True):
     data_dir: str = ""
     account: Name = "default"
-    idle_timeout: Annotated[float, Field(ge=0)] = 300.0
+    idle_timeout: Annotated[float, msgspec.Meta(ge=0)] = 300.0
 
 
-class _PluginsTable(_Strict):
+class _PluginsTable(BackendSettings, frozen=True, kw_only=True):
     autoload: bool = True
     block: tuple[str, ...] = ()
 
 
-class _BackendTable(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-    use: Annotated[str, StringConstraints(min_length=1)]
-
-
-class _ConfigFile(_Strict):
-    strongroom: _StrongroomTable = Field(default_factory=_StrongroomTable)
-    plugins: _PluginsTable = Field(default_factory=_PluginsTable)
-    cipher_suite: _BackendTable | None = None
-    key_providers: dict[Name, _BackendTable] = Field(default_factory=dict)
-    stores: dict[Name, _BackendTable] = Field(default_factory=dict)
-    transport: _BackendTable | None = None
+#: Every top-level table, in the order errors list them.
+_TABLES = ("strongroom", "plugins", *(slot.table for slot in SLOTS))
 
 
 @dataclass(frozen=True)
@@ -94,9 +85,11 @@ class BackendChoice:
     settings: Mapping[str, Any]
     #: Where ``use`` and each setting came from (a file path or a variable name).
     origins: Mapping[str, str] = field(repr=False)
+    #: What ``env:`` references read: the ``environ`` the config was parsed with.
+    environ: Mapping[str, str] | None = field(default=None, repr=False)
 
-    def validate(self, model: type[_ModelT]) -> _ModelT:
-        """Validate the settings against the backend's model.
+    def validate(self, model: type[_SettingsT]) -> _SettingsT:
+        """Validate the settings against the backend's settings struct.
 
         :raises ConfigError: naming the source, table, key and what was expected.
         """
@@ -108,17 +101,7 @@ class BackendChoice:
                     raise ConfigError(
                         str(exc), source=self.origins[key], location=f"[{self.table}] key {key!r}"
                     ) from None
-        try:
-            return model.model_validate(dict(self.settings))
-        except ValidationError as exc:
-            raise _config_error(
-                exc,
-                lambda loc: (
-                    self.origins.get(loc[0], self.origins["use"]) if loc else self.origins["use"]
-                ),
-                (self.table,),
-                known_keys=model.model_fields,
-            ) from None
+        return _convert(model, self.settings, self.table, self.origins, self.environ)
 
 
 @dataclass(frozen=True)
@@ -176,6 +159,11 @@ def parse_config(
 ) -> Config:
     """Validate already-parsed TOML ``data`` over the default stack.
 
+    ``environ`` (default: the process environment) supplies the
+    ``STRONGROOM__...`` overrides, and is what ``env:`` secret references
+    in backend settings read when the secret is needed: an application can
+    pass a mapping of its own and keep secrets out of ``os.environ``.
+
     :raises ConfigError: as :func:`load_config`.
     """
     merged: dict[str, Any] = {**DEFAULT_STACK, **data}
@@ -183,37 +171,106 @@ def parse_config(
         (table,): source if table in data else BUILTIN_SOURCE for table in merged
     }
     _apply_overrides(merged, origins, environ if environ is not None else os.environ)
-    try:
-        parsed = _ConfigFile.model_validate(merged)
-    except ValidationError as exc:
-        raise _config_error(exc, lambda loc: _origin(origins, loc)) from None
-
+    for table in merged:
+        if table not in _TABLES:
+            known = ", ".join(sorted(_TABLES))
+            raise ConfigError(
+                f"unknown table; expected one of: {known}",
+                source=_origin(origins, (table,)),
+                location=f"[{table}]",
+            )
+    general = _general(_StrongroomTable, "strongroom", merged, origins)
+    plugins = _general(_PluginsTable, "plugins", merged, origins)
     backends: list[BackendChoice] = []
     for slot in SLOTS:
-        value = getattr(parsed, slot.table)
-        tables = value.items() if slot.plural else [(None, value)] if value else []
-        for instance, table in tables:
-            path = (slot.table,) if instance is None else (slot.table, instance)
-            settings = dict(table.model_extra or {})
-            backends.append(
-                BackendChoice(
-                    table=".".join(path),
-                    slot=slot.table,
-                    use=table.use,
-                    settings=settings,
-                    origins={key: _origin(origins, (*path, key)) for key in ["use", *settings]},
-                )
-            )
+        if slot.table not in merged:
+            continue
+        value = _table(merged[slot.table], (slot.table,), origins)
+        if not slot.plural:
+            backends.append(_backend_choice((slot.table,), value, origins, environ))
+            continue
+        for instance, table in value.items():
+            _check_instance_name(instance, slot.table, origins)
+            path = (slot.table, instance)
+            backends.append(_backend_choice(path, _table(table, path, origins), origins, environ))
     return Config(
         source=source,
-        data_dir=_data_dir(
-            parsed.strongroom.data_dir, _origin(origins, ("strongroom", "data_dir")), environ
-        ),
-        account=parsed.strongroom.account,
-        idle_timeout=parsed.strongroom.idle_timeout,
-        autoload=parsed.plugins.autoload,
-        blocked=frozenset(parsed.plugins.block),
+        data_dir=_data_dir(general.data_dir, _origin(origins, ("strongroom", "data_dir")), environ),
+        account=general.account,
+        idle_timeout=general.idle_timeout,
+        autoload=plugins.autoload,
+        blocked=frozenset(plugins.block),
         backends=tuple(backends),
+    )
+
+
+def _general(
+    model: type[_SettingsT],
+    table: str,
+    merged: Mapping[str, Any],
+    origins: Mapping[tuple[str, ...], str],
+) -> _SettingsT:
+    values = _table(merged.get(table, {}), (table,), origins)
+    return _convert(model, values, table, {key: _origin(origins, (table, key)) for key in values})
+
+
+def _table(
+    value: object, path: tuple[str, ...], origins: Mapping[tuple[str, ...], str]
+) -> Mapping[str, Any]:
+    """``value`` if it is a table.
+
+    :raises ConfigError: it is not.
+    """
+    if isinstance(value, Mapping):
+        return value
+    location = (
+        f"top-level key {path[0]!r}"
+        if len(path) == 1
+        else f"[{'.'.join(path[:-1])}] key {path[-1]!r}"
+    )
+    raise ConfigError("expected a table", source=_origin(origins, path), location=location)
+
+
+def _check_instance_name(name: str, table: str, origins: Mapping[tuple[str, ...], str]) -> None:
+    if not re.match(NAME_PATTERN, name):
+        raise ConfigError(
+            NAME_RULE,
+            source=_origin(origins, (table, name)),
+            location=f"[{table}] table name {name!r}",
+        )
+
+
+def _backend_choice(
+    path: tuple[str, ...],
+    table: Mapping[str, Any],
+    origins: Mapping[tuple[str, ...], str],
+    environ: Mapping[str, str] | None,
+) -> BackendChoice:
+    """``use`` checked, the settings kept for the backend's own struct to validate."""
+    name = ".".join(path)
+    use = table.get("use")
+    problem = (
+        "missing required key"
+        if use is None
+        else "expected a string"
+        if not isinstance(use, str)
+        else "expected a non-empty string"
+        if not use
+        else None
+    )
+    if problem:
+        raise ConfigError(
+            problem, source=_origin(origins, (*path, "use")), location=f"[{name}] key 'use'"
+        )
+    assert isinstance(use, str)  # noqa: S101 - checked just above
+    settings = {key: value for key, value in table.items() if key != "use"}
+    return BackendChoice(
+        table=name,
+        slot=path[0],
+        use=use,
+        settings=settings,
+        origins={key: _origin(origins, (*path, key)) for key in ["use", *settings]},
+        environ=environ,
     )
 
 
@@ -238,13 +295,13 @@ def _apply_overrides(
         path = tuple(variable[len(OVERRIDE_PREFIX) :].lower().split("__"))
         slot = SLOTS_BY_TABLE.get(path[0])
         depth = 3 if slot is not None and slot.plural else 2
-        if path[0] not in _ConfigFile.model_fields or len(path) != depth or not all(path):
+        if path[0] not in _TABLES or len(path) != depth or not all(path):
             expected = (
                 "STRONGROOM__<TABLE>__<INSTANCE>__<KEY>"
                 if depth == 3
                 else "STRONGROOM__<TABLE>__<KEY>"
             )
-            tables = ", ".join(_ConfigFile.model_fields)
+            tables = ", ".join(_TABLES)
             raise ConfigError(
                 f"expected {expected} with TABLE one of: {tables}", source=f"${variable}"
             )
@@ -278,66 +335,95 @@ def _data_dir(configured: str, source: str, environ: Mapping[str, str] | None) -
     return Path(base) / "strongroom"
 
 
-def _config_error(
-    exc: ValidationError,
-    origin_of: Callable[[tuple[str, ...]], str],
-    prefix: tuple[str, ...] = (),
-    known_keys: Iterable[str] | None = None,
-) -> ConfigError:
-    """Turn pydantic's first error into one line; never quote the input value."""
-    errors = exc.errors(include_url=False, include_input=False)
-    first = errors[0]
-    loc = tuple(str(part) for part in first["loc"])
-    full = (*prefix, *loc)
-    kind = first["type"]
+def _convert(
+    model: type[_SettingsT],
+    values: Mapping[str, Any],
+    table: str,
+    origins: Mapping[str, str],
+    environ: Mapping[str, str] | None = None,
+) -> _SettingsT:
+    """``model.from_table(values)``, its error made one line that names the key.
 
-    if not loc:  # a model-level check of a backend's settings
-        location = f"[{'.'.join(full)}]"
-    elif len(full) == 1:
-        location = f"[{full[0]}]" if kind == "extra_forbidden" else f"top-level key {full[0]!r}"
-    elif loc and loc[-1] == "[key]":
-        location = f"[{'.'.join(full[:-2])}] table name {full[-2]!r}"
-    else:
-        location = f"[{'.'.join(full[:-1])}] key {full[-1]!r}"
-
-    if kind == "extra_forbidden":
-        if known_keys is None:
-            known_keys = _KNOWN_KEYS.get(full[:-1], ())
-        known = ", ".join(sorted(known_keys)) or "none"
-        message = f"unknown {'table' if len(full) == 1 else 'key'}; expected one of: {known}"
-    elif kind == "missing":
-        message = "missing required key"
-    elif kind in _TABLE_TYPES:
-        message = "expected a table"
-    elif kind in _ARRAY_TYPES:
-        message = "expected a list"
-    else:
-        message = _expected(first["msg"])
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return ConfigError(message, source=origin_of(loc), location=location)
+    :raises ConfigError: naming the source, table, key and what was expected.
+    """
+    try:
+        return model.from_table(values, environ=environ)
+    except msgspec.ValidationError as exc:
+        key, message = _reword(str(exc), model)
+        source = origins.get(key or "", origins.get("use", BUILTIN_SOURCE))
+        location = f"[{table}] key {key!r}" if key else f"[{table}]"
+        raise ConfigError(message, source=source, location=location) from None
 
 
-def _expected(pydantic_message: str) -> str:
-    """Reword pydantic's "Input should be ..." as "expected ..."."""
-    for lead in ("Input should be ", "Value error, "):
-        pydantic_message = pydantic_message.removeprefix(lead)
-    if pydantic_message.startswith("String should match pattern"):
-        return "expected a lower-case name: letters, digits, '-' and '_', starting with a letter"
-    if pydantic_message.startswith("expected"):
-        return pydantic_message
-    subject, should, rest = pydantic_message.partition(" should ")
-    if should and " " not in subject:  # "String should have at least 1 character"
-        return f"expected {subject.lower()} to {rest}"
-    return f"expected {pydantic_message}"
-
-
-#: pydantic error types reworded in TOML's terms (pydantic would name a model class or "tuple").
-_TABLE_TYPES = frozenset({"model_type", "model_attributes_type", "dict_type"})
-_ARRAY_TYPES = frozenset({"list_type", "tuple_type", "set_type", "frozen_set_type"})
-
-_KNOWN_KEYS: Mapping[tuple[str, ...], Iterable[str]] = {
-    (): _ConfigFile.model_fields,
-    ("strongroom",): _StrongroomTable.model_fields,
-    ("plugins",): _PluginsTable.model_fields,
+# Patterns for error paths only, left to re's cache rather than compiled at import.
+#: msgspec's message, then where: `` - at `$.key[0]` `` or `` - at `key` in `$.key` ``.
+_MSGSPEC_ERROR = r"(?P<message>.*?)(?: - at `(?P<in_key>key` in `)?(?P<path>\$[^`]*)`)?"
+_FIELD_IN_MESSAGE = r"Object (?P<what>contains unknown|missing required) field `(?P<key>.*)`"
+_PATH = r"\$\.(?P<key>[^.\[]+)(?:\[(?P<index>\d+)\])?"
+_TYPE_NAME = r"`([a-z]+)`"
+#: msgspec's type names, in TOML's words.
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "a boolean",
+    "array": "a list",
+    "object": "a table",
+    "null": "no value",
 }
+
+
+def _reword(message: str, model: type[BackendSettings]) -> tuple[str | None, str]:
+    """The key and a one-line reason from a msgspec error, quoting no value.
+
+    msgspec's own "Expected ..." messages name types and constraints only;
+    "Invalid enum value" quotes the input, so it becomes the list of allowed
+    values.  Other messages come from a ``dec_hook`` or ``__post_init__``
+    (code, not input) and are kept.
+    """
+    match = re.fullmatch(_MSGSPEC_ERROR, message)
+    assert match is not None  # noqa: S101 - the pattern matches any text
+    text, where = match["message"], re.match(_PATH, match["path"] or "")
+    if named := re.fullmatch(_FIELD_IN_MESSAGE, text):
+        if named["what"] == "missing required":
+            return named["key"], "missing required key"
+        known = ", ".join(sorted(model.__struct_fields__)) or "none"
+        return named["key"], f"unknown key; expected one of: {known}"
+    key = where["key"] if where else None
+    item = f" (list item {int(where['index']) + 1})" if where and where["index"] else ""
+    if match["in_key"]:
+        return key, f"a key of this table: {_reason(text, model, key)}"
+    return key, _reason(text, model, key) + item
+
+
+def _reason(text: str, model: type[BackendSettings], key: str | None) -> str:
+    if text.startswith(f"Expected `str` matching regex '{NAME_PATTERN}'"):
+        return NAME_RULE
+    if text.startswith("Expected "):  # "Expected `int` >= 1" -> "expected an integer >= 1"
+        return "e" + re.sub(_TYPE_NAME, lambda name: _TYPE_WORDS.get(name[1], name[1]), text[1:])
+    if text.startswith("Invalid enum value"):
+        return _allowed(model, key)
+    if text.startswith("Invalid "):  # another msgspec check: keep its kind, not the value
+        return "invalid value: " + re.sub(r"['\"].*|\d+", "", text[len("Invalid ") :]).strip()
+    return text
+
+
+def _allowed(model: type[BackendSettings], key: str | None) -> str:
+    """ "expected one of: ..." for a Literal or Enum field, from the type, not the input."""
+    import typing
+
+    hint = {info.name: info.type for info in msgspec.structs.fields(model)}.get(key or "")
+    if typing.get_origin(hint) is Annotated:
+        hint = typing.get_args(hint)[0]
+    kinds = (
+        typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, UnionType) else (hint,)
+    )
+    choices: list[object] = []
+    for kind in kinds:
+        if typing.get_origin(kind) is typing.Literal:
+            choices.extend(typing.get_args(kind))
+        elif isinstance(kind, type) and issubclass(kind, Enum):
+            choices.extend(member.value for member in kind)
+    if not choices:
+        return "expected an allowed value"
+    return f"expected one of: {', '.join(map(str, choices))}"

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
-from strongroom.backend import Backend
+from strongroom.backend import Backend, S_co
 
 __all__ = ["KeyProvider", "KeyProviderTraits", "WrapContext"]
 
@@ -46,7 +46,7 @@ class KeyProviderTraits:
     survives_reinstall: bool
 
 
-class KeyProvider(Backend, ABC):
+class KeyProvider(Backend[S_co], ABC):
     """Wraps and unwraps secrets under a root the provider keeps."""
 
     traits: ClassVar[KeyProviderTraits]

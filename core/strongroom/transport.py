@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from strongroom.backend import Backend
+from strongroom.backend import Backend, S_co
 
 __all__ = ["SyncRequest", "SyncResponse", "Transport"]
 
@@ -41,7 +41,7 @@ class SyncResponse:
         return f"SyncResponse({self.status}, {len(self.body)} bytes)"
 
 
-class Transport(Backend, ABC):
+class Transport(Backend[S_co], ABC):
     """Carries sync requests to the server."""
 
     @abstractmethod

@@ -219,7 +219,7 @@ def test_options_may_come_between_operands(account: Account, tmp_path: Path) -> 
         (
             "STRONGROOM__STORES__NOTES__CHUNK_SIZE",
             "10",
-            "[stores.notes] key 'chunk_size': expected greater than or equal to 4096",
+            "[stores.notes] key 'chunk_size': expected an integer >= 4096",
         ),
     ],
 )

@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+import enum
 import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated, Literal
 
+import msgspec
 import pytest
-from pydantic import ValidationError
+from msgspec import Meta, ValidationError
 
-from strongroom.errors import SecretSourceError
+from strongroom.config import BackendChoice, parse_config
+from strongroom.errors import ConfigError, KeyLockedError, SecretSourceError
 from strongroom.settings import BackendSettings, NoSettings, SecretRef
 
 LITERAL = "hunter2-literal"
 
 
-class VaultSettings(BackendSettings):
+class Mode(enum.Enum):
+    FAST = "fast"
+    SAFE = "safe"
+
+
+class VaultSettings(BackendSettings, frozen=True, kw_only=True):
     url: str
     passphrase: SecretRef
     token: SecretRef | None = None
+    retries: Annotated[int, Meta(ge=0, le=5, description="attempts after the first")] = 1
+    verify: bool = True
+    mode: Mode = Mode.SAFE
+    level: Literal["low", "high"] | None = None
 
 
 def vault(**values: object) -> VaultSettings:
     """A valid ``VaultSettings``, with ``values`` replacing the defaults."""
-    return VaultSettings.model_validate({"url": "u", "passphrase": "env:X", **values})
+    return VaultSettings.from_table({"url": "u", "passphrase": "env:X", **values})
 
 
 def _secret_file(tmp_path: Path, content: bytes, mode: int) -> Path:
@@ -93,10 +107,33 @@ def test_env_empty_value_is_an_empty_secret(monkeypatch: pytest.MonkeyPatch) -> 
     assert SecretRef.parse("env:STRONGROOM_TEST_SECRET").resolve() == b""
 
 
-def test_env_unset_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_unset_names_the_variable_and_is_a_key_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No secret to be had now is a key that is unavailable (exit 4), not a config error."""
     monkeypatch.delenv("STRONGROOM_TEST_SECRET", raising=False)
-    error = _source_error(SecretRef.parse("env:STRONGROOM_TEST_SECRET"))
-    assert str(error) == "env:STRONGROOM_TEST_SECRET: environment variable is not set"
+    with pytest.raises(KeyLockedError) as caught:
+        SecretRef.parse("env:STRONGROOM_TEST_SECRET").resolve()
+    assert str(caught.value) == "env:STRONGROOM_TEST_SECRET: environment variable is not set"
+    assert caught.value.exit_code == 4
+
+
+def test_env_reads_the_mapping_the_config_was_parsed_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("APP_SECRET", raising=False)
+    config = parse_config(
+        {"stores": {"notes": {"use": "files"}}}, source="app", environ={"APP_SECRET": "s3cret"}
+    )
+    choice = BackendChoice(
+        table="x",
+        slot="stores",
+        use="fake",
+        settings={"url": "https://vault", "passphrase": "env:APP_SECRET"},
+        origins={"url": "app", "passphrase": "app"},
+        environ=config.choice("stores.notes").environ,
+    )
+    ref = choice.validate(VaultSettings).passphrase
+    assert ref is not None
+    assert ref.resolve() == b"s3cret"  # not in os.environ: from the mapping given
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o400])
@@ -136,8 +173,9 @@ def test_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
 
 def test_missing_file_names_the_reference(tmp_path: Path) -> None:
     path = tmp_path / "absent"
-    error = _source_error(SecretRef.parse(f"file:{path}"))
-    assert str(error) == f"file:{path}: file does not exist"
+    with pytest.raises(KeyLockedError) as caught:
+        SecretRef.parse(f"file:{path}").resolve()
+    assert str(caught.value) == f"file:{path}: file does not exist"
 
 
 def test_directory_is_a_secret_source_error(tmp_path: Path) -> None:
@@ -217,65 +255,137 @@ def test_equality_and_hash_follow_the_reference() -> None:
     assert len({ref, SecretRef("env", "A"), SecretRef.parse("env:B")}) == 2
 
 
-# --- pydantic ----------------------------------------------------------------
+# --- settings structs --------------------------------------------------------
 
 
-def test_model_field_accepts_references_and_instances() -> None:
+def test_struct_field_accepts_references_and_instances() -> None:
     settings = vault(token=SecretRef("file", "/t"))
     assert settings.passphrase == SecretRef("env", "X")
     assert settings.token == SecretRef("file", "/t")
     assert vault().token is None
 
 
-def test_model_refuses_a_literal_without_echoing_it() -> None:
+def test_struct_refuses_a_literal_without_echoing_it() -> None:
     with pytest.raises(ValidationError) as caught:
         vault(passphrase=LITERAL)
-    (error,) = caught.value.errors()
-    assert error["loc"] == ("passphrase",)
-    assert error["type"] == "secret_ref"
-    assert str(error["msg"]).startswith("expected a secret reference")
-    assert LITERAL not in str(caught.value)
+    message = str(caught.value)
+    assert message.startswith("expected a secret reference")
+    assert message.endswith("- at `$.passphrase`")
+    assert LITERAL not in message
     assert LITERAL not in repr(caught.value)
 
 
-def test_model_refuses_a_non_string_reference() -> None:
+def test_struct_refuses_a_non_string_reference() -> None:
     with pytest.raises(ValidationError) as caught:
         vault(passphrase=12345)
-    assert caught.value.errors()[0]["msg"] == "expected a secret reference string"
-    assert "12345" not in str(caught.value)
+    assert str(caught.value) == "expected a secret reference string - at `$.passphrase`"
 
 
 def test_backend_settings_errors_never_quote_the_input() -> None:
     """Not only secret fields: any refused value could be a secret in the wrong key."""
-    with pytest.raises(ValidationError) as caught:
-        vault(url=["VALUE-SHOULD-NOT-LEAK"])
-    assert "VALUE-SHOULD-NOT-LEAK" not in str(caught.value)
+    for values in ({"url": ["VALUE-SHOULD-NOT-LEAK"]}, {"retries": "VALUE-SHOULD-NOT-LEAK"}):
+        with pytest.raises(ValidationError) as caught:
+            vault(**values)
+        assert "VALUE-SHOULD-NOT-LEAK" not in str(caught.value)
 
 
-def test_json_dump_gives_the_reference_string() -> None:
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("mode", "expected one of: fast, safe"),
+        ("level", "expected one of: low, high"),
+        ("retries", "expected an integer, got a string"),
+        ("verify", "expected a boolean, got a string"),
+    ],
+)
+def test_config_errors_never_quote_a_secret_looking_value(key: str, expected: str) -> None:
+    """msgspec quotes a refused enum or Literal value; the config error must not."""
+    leak = "hunter2-VALUE-SHOULD-NOT-LEAK"
+    config = parse_config({"stores": {"x": {"use": "v", key: leak}}}, source="s.toml", environ={})
+    with pytest.raises(ConfigError) as caught:
+        config.choice("stores.x").validate(VaultSettings)
+    message = str(caught.value)
+    assert message == f"s.toml: [stores.x] key {key!r}: {expected}"
+    assert "hunter2" not in message
+
+
+def test_range_errors_name_the_bound() -> None:
+    with pytest.raises(ValidationError, match=r"Expected `int` <= 5 - at `\$.retries`"):
+        vault(retries=6)
+    assert vault(retries="5").retries == 5
+
+
+@pytest.mark.parametrize(
+    ("word", "value"),
+    [("true", True), ("yes", True), ("On", True), ("1", True), ("no", False), ("0", False)],
+)
+def test_strings_from_the_environment_convert(word: str, value: bool) -> None:
+    assert vault(verify=word).verify is value
+
+
+def test_to_table_gives_every_setting_with_references_as_strings() -> None:
     settings = vault()
-    assert settings.model_dump(mode="json") == {"url": "u", "passphrase": "env:X", "token": None}
-    assert settings.model_dump()["passphrase"] == SecretRef("env", "X")
-    assert VaultSettings.model_validate_json(settings.model_dump_json()) == settings
+    assert settings.to_table() == {
+        "url": "u",
+        "passphrase": "env:X",
+        "token": None,
+        "retries": 1,
+        "verify": True,
+        "mode": "safe",
+        "level": None,
+    }
+    assert VaultSettings.from_table(settings.to_table()) == settings
+
+
+def test_descriptions_are_on_the_type() -> None:
+    (retries,) = [f for f in msgspec.structs.fields(VaultSettings) if f.name == "retries"]
+    assert retries.type.__metadata__[0].description == "attempts after the first"
 
 
 def test_backend_settings_refuse_unknown_keys() -> None:
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(ValidationError, match="Object contains unknown field `pasphrase`"):
         vault(pasphrase="env:Y")
-    (error,) = caught.value.errors()
-    assert (error["type"], error["loc"]) == ("extra_forbidden", ("pasphrase",))
 
 
 def test_no_settings_refuses_any_key() -> None:
     assert NoSettings() == NoSettings()
-    with pytest.raises(ValidationError) as caught:
-        NoSettings.model_validate({"rounds": 3})
-    assert caught.value.errors()[0]["type"] == "extra_forbidden"
+    assert NoSettings.from_table({}) == NoSettings()
+    with pytest.raises(ValidationError, match="unknown field `rounds`"):
+        NoSettings.from_table({"rounds": 3})
 
 
-def test_backend_settings_are_frozen() -> None:
+def test_backend_settings_are_frozen_and_keyword_only() -> None:
     settings = vault()
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(AttributeError, match="immutable"):
         settings.url = "v"  # type: ignore[misc]
-    assert caught.value.errors()[0]["type"] == "frozen_instance"
     assert settings.url == "u"
+    with pytest.raises(TypeError):
+        VaultSettings("u", SecretRef("env", "X"))  # type: ignore[misc]
+
+
+def test_no_module_on_the_cli_path_imports_pydantic(tmp_path: Path) -> None:
+    """pydantic costs tens of milliseconds to import; the CLI must start fast."""
+    config = tmp_path / "strongroom.toml"
+    config.write_text(f'[strongroom]\ndata_dir = "{tmp_path / "data"}"\n')
+    probe = (
+        "import sys\n"
+        "import strongroom.cli.main, strongroom._stack, strongroom.config\n"
+        "from strongroom.cli.main import main\n"
+        "for argv in (['status'], ['config', 'check']):\n"
+        "    try:\n"
+        "        main(['--config', sys.argv[1], *argv])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "assert 'pydantic' not in sys.modules, 'pydantic was imported'\n"
+        "assert 'msgspec' in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "STRONGROOM_DISABLE_PLUGIN_AUTOLOAD": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ok: the stack is valid" in done.stdout

@@ -25,7 +25,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from keyring.backend import KeyringBackend
 from keyring.backends import SecretService, chainer, fail, null
-from pydantic import ValidationError
+from msgspec import ValidationError
 
 from services import GnomeKeyring, running_gnome_keyring
 from strongroom.errors import (
@@ -499,7 +499,7 @@ def test_settings_traits_and_repr() -> None:
     with pytest.raises(ValidationError):
         KeyringSettings(service="")
     with pytest.raises(ValidationError):
-        KeyringSettings.model_validate({"servce": "x"})
+        KeyringSettings.from_table({"servce": "x"})
     traits = OsKeyringProvider.traits
     assert not traits.non_exportable_root
     assert not traits.needs_user_presence

@@ -47,7 +47,7 @@ def describe(
                 "table": item.choice.table,
                 "use": item.choice.use,
                 "distribution": f"{item.registration.distribution} {item.registration.version}",
-                "settings": item.settings.model_dump(mode="json"),
+                "settings": item.settings.to_table(),
             }
             for item in resolved
         ],

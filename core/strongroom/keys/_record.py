@@ -14,8 +14,7 @@ provider unlocking.  ``docs/formats.md`` documents the layout.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import copy
 import errno
 import hmac
 import json
@@ -24,19 +23,12 @@ import stat
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Any, Self
 
+import msgspec
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    ValidationError,
-)
 
 from strongroom._fs import TEMP_SUFFIX, atomic_write
 from strongroom.errors import IntegrityError, StoreError
@@ -53,25 +45,6 @@ MAX_RECORD_SIZE = 16 << 20
 MAC_LABEL = b"strongroom/key-record/v1\x00"
 
 
-def _decode_blob(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return base64.b64decode(value, validate=True)
-        except binascii.Error:
-            raise ValueError("expected base64") from None
-    return value
-
-
-def _encode_blob(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
-
-
-#: Bytes kept as standard base64 in the JSON.
-Blob = Annotated[
-    bytes, BeforeValidator(_decode_blob), PlainSerializer(_encode_blob, return_type=str)
-]
-
-
 class KeyState(StrEnum):
     """Where a data key version is in its life."""
 
@@ -83,11 +56,28 @@ class KeyState(StrEnum):
     DESTROYED = "destroyed"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class _Model(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Mutable, unknown fields refused; ``bytes`` are standard base64 in the JSON."""
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Self:
+        """Validate JSON-decoded ``data`` (integer keys as strings, bytes as base64).
+
+        :raises msgspec.ValidationError: ``data`` is not of this shape.
+        """
+        return msgspec.convert(data, type=cls, str_keys=True)
+
+    def model_copy(self, *, deep: bool = False) -> Self:
+        """A copy, sharing nothing with this one if ``deep``."""
+        return copy.deepcopy(self) if deep else copy.copy(self)
+
+    def to_json_data(self) -> dict[str, Any]:
+        """Plain JSON data: fields in declaration order, integer keys as strings."""
+        data: dict[str, Any] = msgspec.to_builtins(self, str_keys=True)
+        return data
 
 
-class KeyVersion(_Model):
+class KeyVersion(_Model, kw_only=True):
     """One version of a data keyset."""
 
     suite: str
@@ -95,11 +85,13 @@ class KeyVersion(_Model):
     #: Master key version this version is wrapped under.
     master_version: int
     #: The data key sealed under the master key; ``None`` once destroyed.
-    wrapped: Blob | None
-    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    wrapped: bytes | None
+    created: str = msgspec.field(
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
+    )
 
 
-class Keyset(_Model):
+class Keyset(_Model, kw_only=True):
     """All versions of one purpose's data key; ``primary`` encrypts new data."""
 
     primary: int
@@ -109,15 +101,15 @@ class Keyset(_Model):
     floor: int = 0
 
 
-class ProviderWrap(_Model):
+class ProviderWrap(_Model, kw_only=True):
     """The master key as wrapped by one configured provider."""
 
     #: Backend name of the provider (``passphrase``, ``keyring``...), for status.
     use: str
-    blob: Blob
+    blob: bytes
 
 
-class KeyRecord(_Model):
+class KeyRecord(_Model, kw_only=True):
     """An account's whole key hierarchy, wrapped."""
 
     format: str = FORMAT
@@ -127,11 +119,11 @@ class KeyRecord(_Model):
     generation: int = 0
     master_version: int = 1
     #: Provider config table name (``key_providers.<name>``) -> wrap.
-    wraps: dict[str, ProviderWrap] = Field(default_factory=dict)
-    keysets: dict[str, Keyset] = Field(default_factory=dict)
+    wraps: dict[str, ProviderWrap] = msgspec.field(default_factory=dict)
+    keysets: dict[str, Keyset] = msgspec.field(default_factory=dict)
     #: HMAC-SHA256 of :func:`authenticated_bytes` under the master-derived key;
     #: ``None`` only while a wipe is under way.
-    mac: Blob | None = None
+    mac: bytes | None = None
 
 
 def authenticated_bytes(record: KeyRecord) -> bytes:
@@ -140,7 +132,8 @@ def authenticated_bytes(record: KeyRecord) -> bytes:
     Canonical: keys sorted, no spaces, ASCII only, integers as JSON numbers
     and version numbers as string keys.
     """
-    body = record.model_dump(mode="json", exclude={"mac", "wraps"})
+    body = record.to_json_data()
+    del body["mac"], body["wraps"]
     return MAC_LABEL + json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
@@ -179,7 +172,7 @@ def load_record(directory: Path) -> KeyRecord:
     raw = _read_regular(path)
     try:
         record = KeyRecord.model_validate(json.loads(raw))
-    except (ValueError, ValidationError, RecursionError):
+    except (ValueError, msgspec.ValidationError, RecursionError):
         raise IntegrityError(f"{path}: the key record is corrupt") from None
     if record.format != FORMAT or record.version != FORMAT_VERSION:
         raise IntegrityError(f"{path}: unsupported key record format {record.version}")
@@ -231,7 +224,7 @@ def save_record(directory: Path, record: KeyRecord, master: Secret | None) -> No
     """
     record.generation += 1
     record.mac = None if master is None else record_mac(record, master)
-    text = record.model_dump_json(indent=1)
+    text = json.dumps(record.to_json_data(), indent=1, ensure_ascii=False)
     path = directory / RECORD_FILE
     try:
         _sweep_temporaries(directory)

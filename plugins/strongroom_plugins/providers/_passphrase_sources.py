@@ -85,8 +85,8 @@ def read_passphrase(request: PassphraseRequest) -> bytes:
         if target:
             try:
                 return SecretRef(scheme, target).resolve()
-            except SecretSourceError as exc:
-                raise SecretSourceError(f"{variable}: {exc}") from None
+            except (SecretSourceError, KeyLockedError) as exc:
+                raise type(exc)(f"{variable}: {exc}") from None
     if not _stdin_is_tty():
         raise KeyLockedError(_NO_NEW_SOURCE if request.change else _NO_SOURCE)
     return _prompt(request).encode()

@@ -81,13 +81,13 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import Annotated, Final
 
 import keyring
 from keyring.backend import KeyringBackend
 from keyring.backends.chainer import ChainerBackend
 from keyring.errors import InitError, KeyringLocked, NoKeyringError, PasswordDeleteError
-from pydantic import Field
+from msgspec import Meta
 
 from strongroom.errors import (
     IntegrityError,
@@ -118,10 +118,10 @@ MIN_PRIORITY: Final = 1.0
 _GENERATION = re.compile(r"[0-9]{1,19}")
 
 
-class KeyringSettings(BackendSettings):
+class KeyringSettings(BackendSettings, frozen=True, kw_only=True):
     """Where in the OS keyring the key-encryption keys are kept."""
 
-    service: str = Field("strongroom", min_length=1, description="keyring service name")
+    service: Annotated[str, Meta(min_length=1, description="keyring service name")] = "strongroom"
 
 
 def kek_username(account: str) -> str:
@@ -139,7 +139,7 @@ def _describe(backend: KeyringBackend) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-class OsKeyringProvider(KeyProvider):
+class OsKeyringProvider(KeyProvider[KeyringSettings]):
     """Wraps under a random per-account KEK kept in the OS keyring, with the record's generation.
 
     :param settings: the keyring service name.
@@ -155,9 +155,8 @@ class OsKeyringProvider(KeyProvider):
     def __init__(
         self, settings: KeyringSettings | None = None, *, backend: KeyringBackend | None = None
     ) -> None:
-        """:raises pydantic.ValidationError: never for the defaults."""
         super().__init__(settings)
-        self._params: KeyringSettings = settings if settings is not None else KeyringSettings()
+        self._params = self.settings
         self._backend_override = backend
 
     @property

@@ -87,10 +87,10 @@ from __future__ import annotations
 import os
 import struct
 import unicodedata
-from typing import Final
+from typing import Annotated, Final
 
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-from pydantic import Field
+from msgspec import Meta
 
 from strongroom.errors import (
     AuthenticationError,
@@ -144,26 +144,30 @@ _PARAMS = struct.Struct(">III")
 PREFIX_SIZE: Final = len(MAGIC) + 1 + _PARAMS.size + SALT_SIZE  # 33 bytes, before the nonce
 
 
-class PassphraseSettings(BackendSettings):
+class PassphraseSettings(BackendSettings, frozen=True, kw_only=True):
     """Argon2id cost for new wraps; each blob keeps the values it was made with."""
 
-    memory_kib: int = Field(
-        65536, ge=MIN_MEMORY_KIB, le=MAX_MEMORY_KIB, description="Argon2id memory cost in KiB"
-    )
-    iterations: int = Field(
-        3, ge=MIN_ITERATIONS, le=MAX_ITERATIONS, description="Argon2id passes over memory"
-    )
-    lanes: int = Field(4, ge=1, le=MAX_LANES, description="Argon2id parallelism")
-    passphrase: SecretRef | None = Field(
-        None,
-        description="where the passphrase comes from (env:, file:, command:); "
-        f"default: ${FILE_VARIABLE}, ${COMMAND_VARIABLE}, then a prompt",
-    )
-    new_passphrase: SecretRef | None = Field(
-        None,
-        description="where a changed passphrase comes from, read only to wrap afresh; "
-        f"default: ${NEW_FILE_VARIABLE}, ${NEW_COMMAND_VARIABLE}, then a prompt",
-    )
+    memory_kib: Annotated[
+        int, Meta(ge=MIN_MEMORY_KIB, le=MAX_MEMORY_KIB, description="Argon2id memory cost in KiB")
+    ] = 65536
+    iterations: Annotated[
+        int, Meta(ge=MIN_ITERATIONS, le=MAX_ITERATIONS, description="Argon2id passes over memory")
+    ] = 3
+    lanes: Annotated[int, Meta(ge=1, le=MAX_LANES, description="Argon2id parallelism")] = 4
+    passphrase: Annotated[
+        SecretRef | None,
+        Meta(
+            description="where the passphrase comes from (env:, file:, command:); "
+            f"default: ${FILE_VARIABLE}, ${COMMAND_VARIABLE}, then a prompt"
+        ),
+    ] = None
+    new_passphrase: Annotated[
+        SecretRef | None,
+        Meta(
+            description="where a changed passphrase comes from, read only to wrap afresh; "
+            f"default: ${NEW_FILE_VARIABLE}, ${NEW_COMMAND_VARIABLE}, then a prompt"
+        ),
+    ] = None
 
 
 def _normalise(passphrase: str | bytes) -> bytes:
@@ -212,7 +216,7 @@ def _derive(
     return kek
 
 
-class PassphraseProvider(KeyProvider):
+class PassphraseProvider(KeyProvider[PassphraseSettings]):
     """Wraps under a KEK derived from the user's passphrase with Argon2id.
 
     :param settings: Argon2id cost for new wraps.
@@ -237,11 +241,8 @@ class PassphraseProvider(KeyProvider):
         *,
         passphrase: PassphraseSource | None = None,
     ) -> None:
-        """:raises pydantic.ValidationError: never for the defaults."""
         super().__init__(settings)
-        self._params: PassphraseSettings = (
-            settings if settings is not None else PassphraseSettings()
-        )
+        self._params = self.settings
         self._custom_source = passphrase is not None
         self._source: PassphraseSource = (
             passphrase
