@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +38,8 @@ def fsync_dir(path: Path) -> None:
 
 def temp_path_for(target: Path) -> Path:
     """A fresh, unpredictable temporary name beside ``target``."""
+    import secrets
+
     return target.with_name(f".{target.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}")
 
 

@@ -1,19 +1,21 @@
 """Finding and loading backends and hook plugins through entry points.
 
-Discovery reads package metadata only; nothing is imported until a backend
-is asked for by name.  Every failure becomes a strongroom error that names
-the entry-point group, the backend and, where one is declared, the extra to
-install.  A plugin that raises on import is reported, never skipped.
+Discovery reads package metadata only, through a cache
+(:mod:`strongroom._entry_point_cache`) so that a command does not pay for
+importing ``importlib.metadata``; nothing is imported until a backend is
+asked for by name.  Loading imports the entry point's ``module:attr`` as
+``EntryPoint.load()`` (and stevedore's ``DriverManager``) would.  Every
+failure becomes a strongroom error that names the entry-point group, the
+backend and, where one is declared, the extra to install.  A plugin that
+raises on import is reported, never skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from importlib import import_module
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any
 
+from strongroom import _entry_point_cache
 from strongroom.errors import (
     BackendBlocked,
     BackendNotFound,
@@ -21,6 +23,10 @@ from strongroom.errors import (
     PluginError,
     PluginLoadError,
 )
+
+TYPE_CHECKING = False  # typing is not imported at run time, for cold start
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterator
 
 #: Entry-point group for hook plugins (pluggy), as opposed to slot backends.
 HOOK_PLUGIN_GROUP = "strongroom.plugins"
@@ -64,35 +70,35 @@ class Registration:
     version: str
     extras: tuple[str, ...]
 
-    @classmethod
-    def of(cls, entry_point: EntryPoint) -> Registration:
-        dist = entry_point.dist
-        return cls(
-            group=entry_point.group,
-            name=entry_point.name,
-            target=f"{entry_point.module}:{entry_point.attr}"
-            if entry_point.attr
-            else entry_point.module,
-            distribution=dist.name if dist is not None else "?",
-            version=dist.version if dist is not None else "?",
-            extras=tuple(entry_point.extras),
-        )
+    def load(self) -> object:
+        """Import ``module`` and follow ``attr`` (dotted) as ``EntryPoint.load()`` does.
+
+        :raises Exception: whatever importing the module raises.
+        """
+        module, _, attr = self.target.partition(":")
+        found: object = import_module(module)
+        for part in attr.split("."):
+            if part:
+                found = getattr(found, part)
+        return found
 
     def install_hint(self) -> str:
         extras = ",".join(self.extras)
         return f"pip install '{self.distribution}[{extras}]'" if extras else ""
 
 
+def _discovered(group: str) -> list[Registration]:
+    """``group``'s entry points in discovery order (one distribution per name)."""
+    return [Registration(group, *entry) for entry in _entry_point_cache.entries(group)]
+
+
 def registrations(group: str) -> list[Registration]:
     """Everything registered in ``group``, sorted by name; imports nothing."""
-    return sorted(
-        (Registration.of(ep) for ep in entry_points(group=group)),
-        key=lambda reg: (reg.name, reg.distribution),
-    )
+    return sorted(_discovered(group), key=lambda reg: (reg.name, reg.distribution))
 
 
-def _matching(group: str, name: str) -> list[EntryPoint]:
-    return [ep for ep in entry_points(group=group) if ep.name == name]
+def _matching(group: str, name: str) -> list[Registration]:
+    return [reg for reg in _discovered(group) if reg.name == name]
 
 
 def _is_blocked(registration: Registration, blocked: Collection[str]) -> bool:
@@ -111,42 +117,25 @@ def load_backend(
     :raises PluginError: several distributions claim the name, or the object
         registered is not a ``slot.interface`` subclass.
     """
-    from stevedore import DriverManager
-    from stevedore.exception import MultipleMatches, NoMatches
-    from stevedore.extension import ExtensionManager
-
     found = _matching(slot.group, name)
     if not found:
         available = ", ".join(reg.name for reg in registrations(slot.group)) or "none installed"
         raise BackendNotFound(
             f"no backend {name!r} in entry-point group {slot.group} (available: {available})"
         )
-    registration = Registration.of(found[0])
-    if any(_is_blocked(Registration.of(ep), blocked) for ep in found):
+    registration = found[0]
+    if any(_is_blocked(reg, blocked) for reg in found):
         raise BackendBlocked(
             f"backend {name!r} in {slot.group} comes from {registration.distribution}, "
             "which the config's [plugins] block list blocks"
         )
-
-    def reraise(
-        _manager: ExtensionManager[Any], _entry_point: EntryPoint, exc: BaseException
-    ) -> None:
-        raise exc
-
-    try:
-        manager: DriverManager[Any] = DriverManager(
-            namespace=slot.group,
-            name=name,
-            invoke_on_load=False,
-            on_load_failure_callback=reraise,
-        )
-    except MultipleMatches:
-        owners = ", ".join(sorted(Registration.of(ep).distribution for ep in found))
+    if len(found) > 1:
+        owners = ", ".join(sorted(reg.distribution for reg in found))
         raise PluginError(
             f"backend {name!r} in {slot.group} is registered by several distributions: {owners}"
-        ) from None
-    except NoMatches:  # vanished between discovery and loading: an install raced us
-        raise BackendNotFound(f"no backend {name!r} in entry-point group {slot.group}") from None
+        )
+    try:
+        backend = registration.load()
     except ModuleNotFoundError as exc:
         raise _unavailable(registration, exc) from exc
     except Exception as exc:
@@ -155,7 +144,6 @@ def load_backend(
             f"{type(exc).__name__}: {exc}"
         ) from exc
 
-    backend = manager.driver
     if not (isinstance(backend, type) and issubclass(backend, slot.interface_class())):
         raise PluginError(
             f"backend {name!r} in {slot.group} ({registration.target}) "
@@ -192,12 +180,11 @@ def load_hook_plugins(*, blocked: Collection[str] = ()) -> Iterator[HookPlugin]:
 
     :raises PluginLoadError: a plugin raised while being imported.
     """
-    for entry_point in sorted(entry_points(group=HOOK_PLUGIN_GROUP), key=lambda ep: ep.name):
-        registration = Registration.of(entry_point)
+    for registration in sorted(_discovered(HOOK_PLUGIN_GROUP), key=lambda reg: reg.name):
         if _is_blocked(registration, blocked):
             yield HookPlugin(registration, None)
         else:
-            yield HookPlugin(registration, _load_hook_entry_point(entry_point, registration))
+            yield HookPlugin(registration, _load_hook(registration))
 
 
 def load_hook_plugin(name: str) -> object:
@@ -206,14 +193,14 @@ def load_hook_plugin(name: str) -> object:
     :raises PluginError: no hook plugin has that name.
     :raises PluginLoadError: it raised while being imported.
     """
-    for entry_point in entry_points(group=HOOK_PLUGIN_GROUP, name=name):
-        return _load_hook_entry_point(entry_point, Registration.of(entry_point))
+    for registration in _matching(HOOK_PLUGIN_GROUP, name):
+        return _load_hook(registration)
     raise PluginError(f"no hook plugin {name!r} in entry-point group {HOOK_PLUGIN_GROUP}")
 
 
-def _load_hook_entry_point(entry_point: EntryPoint, registration: Registration) -> object:
+def _load_hook(registration: Registration) -> object:
     try:
-        return entry_point.load()
+        return registration.load()
     except Exception as exc:
         raise PluginLoadError(
             f"hook plugin {registration.name!r} ({registration.distribution}) failed to "

@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Self, cast
+from typing import TYPE_CHECKING, Self, cast
 
-import pluggy
-
-from strongroom import hookspecs
-from strongroom._fs import fsync_dir, make_private_dir
-from strongroom._loading import (
-    SLOTS_BY_TABLE,
-    HookPlugin,
-    Registration,
-    load_backend,
-    load_hook_plugins,
-)
+from strongroom._loading import SLOTS_BY_TABLE, load_backend, load_hook_plugins
 from strongroom.backend import Backend, Closeable
-from strongroom.cipher_suite import CipherSuite
-from strongroom.config import BackendChoice, Config, load_config
-from strongroom.key_provider import KeyProvider
-from strongroom.keys import AccountKeys
-from strongroom.keys.purposes import FILES
-from strongroom.settings import BackendSettings
-from strongroom.store import Store, StoreBinding
-from strongroom.transport import Transport
+from strongroom.config import Config, load_config
+
+# Only what building a stack and unlocking it need is imported here: the key
+# hierarchy, stores, formats and pluggy's machinery are imported where first
+# used, so a command that cannot unlock stops before paying for them.
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    import pluggy
+
+    from strongroom._loading import HookPlugin, Registration
+    from strongroom.cipher_suite import CipherSuite
+    from strongroom.config import BackendChoice
+    from strongroom.key_provider import KeyProvider
+    from strongroom.keys import AccountKeys
+    from strongroom.settings import BackendSettings
+    from strongroom.store import Store, StoreBinding
+    from strongroom.transport import Transport
 
 __all__ = ["ResolvedBackend", "Strongroom"]
 
@@ -65,13 +62,20 @@ class Strongroom(Closeable):
     ``strongroom.plugins`` unless autoload is off, plus any passed in) on a
     plugin manager of its own, and fires ``strongroom_configure``.  Backends
     are imported lazily, only those the config names.
+
+    The plugin manager (and pluggy) is built on first need: when a plugin is
+    registered, or :attr:`plugin_manager` or :attr:`hook` is used.  Until
+    then no plugin can be listening, so the stack's own events are not fired
+    at all; from then on every event reaches every registered plugin.
     """
 
     def __init__(self, config: Config, *, plugins: Iterable[object] = ()) -> None:
         """:raises strongroom.errors.PluginLoadError: an autoloaded hook plugin failed to import."""
+        import threading
+
         self.config = config
-        self.plugin_manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-        self.plugin_manager.add_hookspecs(hookspecs)
+        self._plugin_manager: pluggy.PluginManager | None = None
+        self._plugin_manager_guard = threading.Lock()
         self.hook_plugins: list[HookPlugin] = []
         if config.autoload and not os.environ.get(DISABLE_AUTOLOAD_ENV):
             for found in load_hook_plugins(blocked=config.blocked):
@@ -85,7 +89,7 @@ class Strongroom(Closeable):
         self._suites: dict[str, CipherSuite] = {}
         self._keys: AccountKeys | None = None
         self._closed = False
-        self.hook.strongroom_configure(strongroom=self)
+        self._notify("strongroom_configure", strongroom=self)
 
     @classmethod
     def from_config_file(cls, path: str | os.PathLike[str] | None = None) -> Self:
@@ -95,6 +99,20 @@ class Strongroom(Closeable):
         :raises strongroom.errors.PluginLoadError: a hook plugin failed to import.
         """
         return cls(load_config(path))
+
+    @property
+    def plugin_manager(self) -> pluggy.PluginManager:
+        """This stack's own pluggy plugin manager, with strongroom's hook specifications."""
+        with self._plugin_manager_guard:
+            if self._plugin_manager is None:
+                import pluggy
+
+                from strongroom import hookspecs
+
+                manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+                manager.add_hookspecs(hookspecs)
+                self._plugin_manager = manager
+            return self._plugin_manager
 
     @property
     def hook(self) -> pluggy.HookRelay:
@@ -125,8 +143,9 @@ class Strongroom(Closeable):
             raise RuntimeError("this Strongroom is closed")
         if table not in self._instances:
             resolved = self.resolve(table)
-            if issubclass(resolved.backend, Store):
-                self._instances[table] = resolved.backend(
+            if resolved.choice.slot == "stores":  # load_backend checked it is a Store
+                store = cast("type[Store]", resolved.backend)
+                self._instances[table] = store(
                     resolved.settings, binding=self._store_binding(table.partition(".")[2])
                 )
             else:
@@ -134,6 +153,9 @@ class Strongroom(Closeable):
         return self._instances[table]
 
     def _store_binding(self, name: str) -> StoreBinding:
+        from strongroom._fs import make_private_dir
+        from strongroom.store import StoreBinding
+
         directory = self.config.account_dir / "stores" / name
         make_private_dir(directory)
         return StoreBinding(self.config.account, name, directory, self.keys)
@@ -149,13 +171,15 @@ class Strongroom(Closeable):
             backend, _ = load_backend(
                 SLOTS_BY_TABLE["cipher_suite"], name, blocked=self.config.blocked
             )
-            self._suites[name] = cast(CipherSuite, backend())
+            self._suites[name] = cast("CipherSuite", backend())
         return self._suites[name]
 
     @property
     def keys(self) -> AccountKeys:
         """The configured account's key hierarchy, with every configured provider."""
         if self._keys is None:
+            from strongroom.keys import AccountKeys
+
             names = self.config.instances("key_providers")
             self._keys = AccountKeys(
                 account=self.config.account,
@@ -182,6 +206,8 @@ class Strongroom(Closeable):
 
         :raises strongroom.errors.KeyUnavailableError: a provider cannot wrap or unwrap.
         """
+        from strongroom.keys.purposes import FILES
+
         purposes = [
             purpose
             for name in self.config.instances("stores")
@@ -220,6 +246,11 @@ class Strongroom(Closeable):
         thing it could not do (see :meth:`strongroom.keys.AccountKeys.destroy_all`,
         and files the data directory kept), never raising for them.
         """
+        import contextlib
+        import shutil
+
+        from strongroom._fs import fsync_dir
+
         stores = [self._instances.pop(t) for t in list(self._instances) if t.startswith("stores.")]
         left = [
             f"a store failed to close ({type(exc).__name__})"
@@ -240,25 +271,27 @@ class Strongroom(Closeable):
         return left
 
     def _notify(self, hook: str, **kwargs: object) -> None:
-        getattr(self.hook, hook)(**kwargs)
+        """Fire ``hook``; without a plugin manager nothing is registered to hear it."""
+        if self._plugin_manager is not None:
+            getattr(self._plugin_manager.hook, hook)(**kwargs)
 
     @property
     def cipher_suite(self) -> CipherSuite:
         """The configured cipher suite, built on first use."""
-        return cast(CipherSuite, self._instance("cipher_suite"))
+        return cast("CipherSuite", self._instance("cipher_suite"))
 
     def key_provider(self, name: str) -> KeyProvider:
         """The key provider configured as ``[key_providers.<name>]``."""
-        return cast(KeyProvider, self._instance(f"key_providers.{name}"))
+        return cast("KeyProvider", self._instance(f"key_providers.{name}"))
 
     def store(self, name: str) -> Store:
         """The store configured as ``[stores.<name>]``."""
-        return cast(Store, self._instance(f"stores.{name}"))
+        return cast("Store", self._instance(f"stores.{name}"))
 
     @property
     def transport(self) -> Transport:
         """The configured transport, built on first use."""
-        return cast(Transport, self._instance("transport"))
+        return cast("Transport", self._instance("transport"))
 
     def close(self) -> None:
         """Close every backend built, wipe the keys, then tell plugins; idempotent.
@@ -274,7 +307,7 @@ class Strongroom(Closeable):
         steps: list[Callable[[], object]] = [instance.close for instance in instances]
         if self._keys is not None:
             steps.append(self._keys.close)
-        steps.append(lambda: self.hook.strongroom_unconfigure(strongroom=self))
+        steps.append(lambda: self._notify("strongroom_unconfigure", strongroom=self))
         errors = _run_each(steps)
         if errors:
             raise errors[0]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import re
-from collections.abc import Iterator
 
 from strongroom._stack import Strongroom
 from strongroom.config import NAME_PATTERN, Config, load_config
 from strongroom.errors import UsageError
-from strongroom.store import Store
+
+TYPE_CHECKING = False  # typing is not imported at run time, for cold start
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator
+
+    from strongroom.store import Store
 
 
 def config_for(args: argparse.Namespace) -> Config:

@@ -10,19 +10,24 @@ whole input has verified, so on failure none exists; stdout and devices
 
 from __future__ import annotations
 
-import argparse
 import os
 
-from strongroom._stack import Strongroom
-from strongroom.cipher_suite import CipherSuite
 from strongroom.cli._io import Input, check_output, output, reading
 from strongroom.cli._output import emit
 from strongroom.cli._progress import Progress
 from strongroom.cli._session import opened
 from strongroom.errors import IntegrityError
-from strongroom.formats.chunked import decrypt_stream, encrypt_stream
-from strongroom.formats.context import Context
-from strongroom.keys import KeyLookup
+
+# The formats are imported once the account is unlocked: a command that
+# cannot unlock stops before paying for them.
+TYPE_CHECKING = False  # typing is not imported at run time, for cold start
+if TYPE_CHECKING:
+    import argparse
+
+    from strongroom._stack import Strongroom
+    from strongroom.cipher_suite import CipherSuite
+    from strongroom.formats.context import Context
+    from strongroom.keys import KeyLookup
 
 PURPOSE = "files"
 
@@ -30,6 +35,8 @@ PURPOSE = "files"
 def encrypt(args: argparse.Namespace) -> int:
     check_output(args.target)
     with reading(args.source) as source, opened(args) as stack:
+        from strongroom.formats.chunked import encrypt_stream
+
         key = stack.keys.data_key(PURPOSE)
         with output(args.target) as target:
             quiet = target.is_stdout
@@ -51,6 +58,8 @@ def encrypt(args: argparse.Namespace) -> int:
 def decrypt(args: argparse.Namespace) -> int:
     check_output(args.target)
     with reading(args.source) as source, opened(args) as stack, output(args.target) as target:
+        from strongroom.formats.chunked import decrypt_stream
+
         quiet = target.is_stdout
         progress = Progress("decrypting", size_of(source))
         decrypt_stream(
@@ -64,6 +73,8 @@ def decrypt(args: argparse.Namespace) -> int:
 
 def file_context(stack: Strongroom) -> Context:
     """What every file of the account is bound to."""
+    from strongroom.formats.context import Context
+
     return Context(account=stack.config.account, store=PURPOSE, record="")
 
 

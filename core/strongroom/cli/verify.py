@@ -7,18 +7,21 @@ tag verifies: nothing reaches a file, a pipe or the terminal.
 
 from __future__ import annotations
 
-import argparse
-
 from strongroom.cli._io import reading
 from strongroom.cli._output import emit
 from strongroom.cli._progress import Progress
 from strongroom.cli._session import opened
 from strongroom.cli.files import Counting, file_context, known_versions, size_of
-from strongroom.formats.chunked import decrypt_stream
+
+TYPE_CHECKING = False  # typing is not imported at run time, for cold start
+if TYPE_CHECKING:
+    import argparse
 
 
 def run(args: argparse.Namespace) -> int:
     with reading(args.source) as source, opened(args) as stack:
+        from strongroom.formats.chunked import decrypt_stream  # once unlocked
+
         progress = Progress("verifying", size_of(source))
         size = decrypt_stream(
             Counting(source, progress), _Discard(), known_versions(stack), file_context(stack)

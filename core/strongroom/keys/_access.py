@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom._fs import locked, make_private_dir
 from strongroom.backend import Closeable
@@ -43,8 +43,11 @@ from strongroom.keys._record import (
     save_record,
 )
 from strongroom.keys._session import Session
-from strongroom.keys._wrapping import MASTER, SuiteResolver
+from strongroom.keys.purposes import MASTER
 from strongroom.secret import Secret
+
+if TYPE_CHECKING:
+    from strongroom.keys._wrapping import SuiteResolver
 
 __all__ = ["KEY_SIZE", "LOCK_FILE", "KeyAccess", "ObjectCounter"]
 

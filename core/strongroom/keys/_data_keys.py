@@ -16,7 +16,6 @@ from strongroom.errors import IntegrityError, KeyUnavailableError, UsageError
 from strongroom.keys._access import KEY_SIZE, KeyAccess
 from strongroom.keys._record import RECORD_FILE, KeyRecord, Keyset, KeyState, KeyVersion
 from strongroom.keys._session import DataKey
-from strongroom.keys._wrapping import open_data_key, seal_data_key
 from strongroom.keys.purposes import check_purpose
 from strongroom.secret import Secret
 
@@ -29,6 +28,8 @@ class DataKeyAccess(KeyAccess):
     """Data keys by purpose and version, and the keysets' floors."""
 
     def _seal_data_key(self, purpose: str, version: int, material: Secret) -> bytes:
+        from strongroom.keys._wrapping import seal_data_key
+
         return seal_data_key(
             self._session.master_key(),
             self._session.master_version,
@@ -39,6 +40,8 @@ class DataKeyAccess(KeyAccess):
         )
 
     def _unseal_data_key(self, purpose: str, version: int, entry: KeyVersion) -> Secret:
+        from strongroom.keys._wrapping import open_data_key
+
         master = self._session.master_key()
         if entry.wrapped is None:
             raise KeyUnavailableError(

@@ -17,7 +17,7 @@ from strongroom.key_provider import WrapContext
 from strongroom.keys._access import KEY_SIZE
 from strongroom.keys._data_keys import DataKeyAccess
 from strongroom.keys._record import KeyRecord, ProviderWrap
-from strongroom.keys._wrapping import MASTER
+from strongroom.keys.purposes import MASTER
 from strongroom.secret import Secret
 
 __all__ = ["MasterKeyChanges"]

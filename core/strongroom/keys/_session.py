@@ -15,12 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom.cipher_suite import CipherSuite
 from strongroom.errors import KeyLockedError
-from strongroom.formats import Subkeys
 from strongroom.secret import Secret
+
+if TYPE_CHECKING:
+    from strongroom.formats import Subkeys
 
 __all__ = ["DataKey", "Session"]
 
@@ -43,6 +45,8 @@ class DataKey:
     subkeys: Subkeys = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        from strongroom.formats import Subkeys
+
         object.__setattr__(self, "subkeys", Subkeys(self.suite, self.material, self.version))
 
     def wipe(self) -> None:
