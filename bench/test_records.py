@@ -32,9 +32,13 @@ def codec(subject: str) -> tuple[Callable[[bytes], bytes], Callable[[bytes], byt
     """``(seal, open)`` for one subject, under a fresh key."""
     if subject == "strongroom":
         subkeys = Subkeys(Aes256Gcm(), os.urandom(32), 1)
+
+        def key_for(_version: int) -> Subkeys:  # made once, as tink's primitive is
+            return subkeys
+
         return (
             lambda value: subkeys.seal(value, CONTEXT),
-            lambda blob: open_sealed(blob, lambda _version: subkeys, CONTEXT),
+            lambda blob: open_sealed(blob, key_for, CONTEXT),
         )
     if subject.startswith("tink"):
         aead.register()

@@ -216,10 +216,23 @@ def test_every_byte_of_a_batched_object_is_authenticated_with_a_warm_cache(
         if position >= 5:
             assert type(caught.value) is AuthenticationError, position
     for length in range(len(blob)):
-        with pytest.raises(IntegrityError):
+        with pytest.raises(IntegrityError) as caught:
             open_sealed(blob[:length], always(subkeys), CONTEXT)
+        if length >= HEAD_SIZE:  # past the header the AEAD refuses it: a short nonce or tag
+            assert type(caught.value) is AuthenticationError, length
     with pytest.raises(AuthenticationError):
         open_sealed(blob + b"\0", always(subkeys), CONTEXT)
+
+
+def test_a_suite_with_the_default_unchecked_decrypt_refuses_truncation_too() -> None:
+    """``KeyedAead.unchecked_decrypt``'s default is ``decrypt``, whose own checks refuse."""
+    counting = CountingSuite()
+    subkeys = Subkeys(counting, KEY, 1)
+    blob = subkeys.seal(b"value", CONTEXT)
+    assert open_sealed(blob, always(subkeys), CONTEXT) == b"value"
+    for length in range(HEAD_SIZE, len(blob)):
+        with pytest.raises(AuthenticationError):
+            open_sealed(blob[:length], always(subkeys), CONTEXT)
 
 
 def test_objects_of_one_batch_cannot_be_swapped_or_spliced(suite: CipherSuite) -> None:
@@ -245,6 +258,17 @@ def test_version_bytes_cannot_be_relabelled() -> None:
     v2 = seal(suite, KEY, 1, b"value", CONTEXT)
     with pytest.raises(AuthenticationError):  # read as version 1: another derivation
         open_sealed(v2[:4] + b"\x01" + v2[5:], always(Subkeys(suite, KEY, 1)), CONTEXT)
+
+
+def test_alternating_batches_each_open_with_their_own_subkey() -> None:
+    counting = CountingSuite()
+    first, second = Subkeys(counting, KEY, 1), Subkeys(counting, KEY, 1)
+    blobs = [writer.seal(b"%d" % i, CONTEXT) for i in range(6) for writer in (first, second)]
+    reader = Subkeys(counting, KEY, 1)
+    for _ in range(2):
+        for i, blob in enumerate(blobs):
+            assert open_sealed(blob, always(reader), CONTEXT) == b"%d" % (i // 2)
+    assert counting.keyed_count == 4  # each writer's batch, then the reader's two
 
 
 def test_the_cache_is_a_bounded_lru(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -283,12 +307,58 @@ def test_a_cleared_subkeys_of_a_wiped_key_fails_closed() -> None:
     secret = Secret(bytearray(KEY), label="test key")
     subkeys = Subkeys(Aes256Gcm(), secret, 1)
     blob = subkeys.seal(b"value", CONTEXT)
+    assert open_sealed(blob, always(subkeys), CONTEXT) == b"value"  # the subkey used last
     secret.wipe()
     subkeys.clear()
     with pytest.raises(KeyLockedError):
         subkeys.seal(b"value", CONTEXT)  # no batch left, and no key to start one
     with pytest.raises(KeyLockedError):
         open_sealed(blob, always(subkeys), CONTEXT)  # nothing cached, nothing to derive from
+
+
+class BlockingSuite(Aes256Gcm):
+    """AES-256-GCM whose next derivation waits for ``release``, once ``armed``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.deriving = threading.Event()
+        self.release = threading.Event()
+
+    def keyed(self, key: bytes) -> KeyedAead:
+        if self.armed:
+            self.deriving.set()
+            assert self.release.wait(10)
+        return super().keyed(key)
+
+
+def test_a_reader_deriving_while_another_thread_clears_leaves_no_subkey() -> None:
+    """``clear`` waits for a derivation under way, so the subkey it gave is not kept."""
+    suite = BlockingSuite()
+    blob = seal(suite, KEY, 1, b"value", CONTEXT)
+    secret = Secret(bytearray(KEY), label="test key")
+    subkeys = Subkeys(suite, secret, 1)
+    suite.armed = True
+    opened: list[bytes] = []
+    reader = threading.Thread(
+        target=lambda: opened.append(open_sealed(blob, always(subkeys), CONTEXT))
+    )
+    reader.start()
+    clearing = threading.Thread(target=subkeys.clear)
+    try:
+        assert suite.deriving.wait(10)  # the reader is inside the derivation
+        clearing.start()
+        clearing.join(0.2)
+        assert clearing.is_alive()  # it waits for the derivation: the lock is held through it
+    finally:
+        suite.armed = False
+        suite.release.set()
+    reader.join(10)
+    clearing.join(10)
+    assert opened == [b"value"]
+    secret.wipe()
+    with pytest.raises(KeyLockedError):  # nothing verified survived clear: it derives, and fails
+        open_sealed(blob, always(subkeys), CONTEXT)
 
 
 def test_wiping_a_data_key_drops_its_subkeys() -> None:

@@ -219,6 +219,31 @@ class WycheproofContract(CipherSuiteContract):
                 failures.append(f"{case.label}: {name} accepted a {len(case.nonce)}-byte nonce")
         assert not failures, "\n".join(failures)
 
+    def test_unchecked_decrypt_refuses_what_decrypt_refuses(self, suite: CipherSuite) -> None:
+        """The sealed reader's ``unchecked_decrypt`` opens valid cases and refuses the rest.
+
+        It refuses with ``ValueError`` or one of the exceptions it names, which
+        the reader turns into ``AuthenticationError``; that includes what a
+        truncated object gives: a short nonce and no ciphertext, or no whole tag.
+        """
+        failures = []
+        for case in self.applicable(suite, "valid") + self.applicable(suite, "invalid"):
+            decrypt, tag_errors = suite.keyed(case.key).unchecked_decrypt()
+            refusals: tuple[type[Exception], ...] = (*tag_errors, ValueError, AuthenticationError)
+            attempts = [(case.nonce, case.sealed, case.result == "valid")]
+            attempts += [(case.nonce[:cut], b"", False) for cut in range(len(case.nonce))]
+            attempts += [(case.nonce, case.sealed[:cut], False) for cut in range(suite.tag_size)]
+            for nonce, sealed, opens in attempts:
+                try:
+                    opened = decrypt(nonce, sealed, case.aad)
+                except refusals:
+                    if opens:
+                        failures.append(f"{case.label}: a valid ciphertext was refused")
+                    continue
+                if not opens or opened != case.plaintext:
+                    failures.append(f"{case.label}: opened {len(nonce)}, {len(sealed)} bytes")
+        assert not failures, "\n".join(failures)
+
 
 class TestAes256Gcm(WycheproofContract):
     suite_class = Aes256Gcm

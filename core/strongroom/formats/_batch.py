@@ -12,6 +12,8 @@ derives per *batch* (``docs/formats.md``, "Sealed objects"):
 - a reader keeps the subkeys it has verified, keyed by salt *and*
   commitment, in a small LRU: a hit skips HKDF, and a header whose
   commitment differs from a verified one is a miss, derived and refused.
+  The subkey it used last is compared first, without the lock: a reader
+  of one batch pays one bytes comparison for its commitment check.
 
 A :class:`Subkeys` belongs to one data key version.  :meth:`Subkeys.clear`
 drops every subkey when that key is wiped; the key hierarchy hangs one on
@@ -30,7 +32,7 @@ from collections.abc import Callable, Iterator
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from strongroom.cipher_suite import CipherSuite, KeyedAead, ReadableBuffer
+from strongroom.cipher_suite import CipherSuite, KeyedAead, ReadableBuffer, UncheckedDecrypt
 from strongroom.errors import AuthenticationError, UsageError
 from strongroom.formats._derive import (
     COMMITMENT_SIZE,
@@ -65,9 +67,16 @@ CACHE_SIZE = 128
 COUNTER_SIZE = 4
 #: Prefix (11), salt (32), commitment (32): the header up to the nonce.
 HEAD_SIZE = PREFIX_SIZE + SALT_SIZE + COMMITMENT_SIZE
+#: What a version 2 header starts with.
+V2_START = MAGIC + bytes([VERSION])
 _INFO = b"strongroom/v1/batch/"
 #: A keyed AEAD's ``encrypt`` or ``decrypt``: ``(nonce, data, aad) -> bytes``.
 Crypt = Callable[[bytes, ReadableBuffer, bytes], bytes]
+#: Where an object's nonce, body and header (up to the end of the nonce) lie.
+_Pieces = tuple[slice, slice, slice]
+#: The subkey a reader used last: the ``salt || commitment`` it verified, the
+#: subkey's decrypt and refusals (``_reader``), and the suite's ``_Pieces``.
+_Opener = tuple[bytes, Crypt, tuple[type[Exception], ...], slice, slice, slice]
 _SHA256 = hashes.SHA256()
 
 
@@ -118,6 +127,14 @@ def _never(nonce: bytes, plaintext: ReadableBuffer, aad: bytes = b"") -> bytes:
     raise AssertionError("the spent batch has no nonces left")  # pragma: no cover
 
 
+def _refuse(nonce: bytes, ciphertext: ReadableBuffer, aad: bytes = b"") -> bytes:
+    raise AuthenticationError  # pragma: no cover - no header's salt and commitment are empty
+
+
+#: No subkey used yet: no header's ``salt || commitment`` is empty.
+_NO_OPENER: _Opener = (b"", _refuse, (), slice(0), slice(0), slice(0))
+
+
 #: Every thread starts on this empty batch, and a cleared ``Subkeys`` puts it back.
 _SPENT = _Batch(None, b"", b"", 0)
 
@@ -147,6 +164,12 @@ class Subkeys:
     (read again at every derivation, so a wiped one fails closed) or the key
     bytes themselves.  The private ``_salt`` and ``_nonce_prefix`` fix the
     first batch for test vectors only.
+
+    :func:`~strongroom.formats.open_sealed` reads ``_last`` and calls
+    :meth:`_lookup` itself, which spares a Python call per object: ``_last``
+    is the ``salt || commitment`` a reader verified last and its subkey, and
+    a header whose salt and commitment are not those bytes exactly goes
+    through :meth:`_lookup`.
     """
 
     __slots__ = (
@@ -154,12 +177,12 @@ class Subkeys:
         "_cache",
         "_first",
         "_key",
+        "_last",
         "_lock",
+        "_pieces",
         "_writer",
         "code",
         "key_version",
-        "nonce_end",
-        "smallest",
         "suite",
     )
 
@@ -180,12 +203,12 @@ class Subkeys:
         self.suite = suite
         self.key_version = key_version
         self.code = suite.code
-        #: Where a version 2 header (and the nonce in it) ends, and the shortest object.
-        self.nonce_end = HEAD_SIZE + suite.nonce_size
-        self.smallest = self.nonce_end + suite.tag_size
+        end = HEAD_SIZE + suite.nonce_size  # of a version 2 header, and the nonce in it
+        self._pieces: _Pieces = (slice(HEAD_SIZE, end), slice(end, None), slice(None, end))
         self._key = key
         self._writer = _Writer()
-        self._cache: OrderedDict[bytes, Crypt] = OrderedDict()
+        self._cache: OrderedDict[bytes, UncheckedDecrypt] = OrderedDict()
+        self._last = _NO_OPENER
         self._lock = threading.Lock()
         self._first = (_salt, _nonce_prefix) if (_salt, _nonce_prefix) != (None, None) else None
         _LIVE.add(self)
@@ -221,52 +244,39 @@ class Subkeys:
         header = batch.head + nonce
         return header + batch.encrypt(nonce, plaintext, header + context._encoded)
 
-    def open(
-        self, data: bytes, suite_code: int, salt_and_commitment: bytes, context: Context
-    ) -> bytes:
-        """Open a version 2 object whose prefix the caller has parsed and looked up.
-
-        The subkey comes from the cache when its salt *and* commitment were
-        verified before, and is otherwise derived and its commitment checked,
-        in both cases before any AEAD call.
-
-        :raises strongroom.errors.AuthenticationError: another suite, a
-            commitment that does not match, a short object or a failed tag.
-        :raises strongroom.errors.KeyLockedError: not cached, and the data key
-            was wiped.
-        """
-        if suite_code != self.code:
-            raise AuthenticationError
-        cache = self._cache
-        decrypt = cache.get(salt_and_commitment)
-        if decrypt is None:
-            decrypt = self._verify(salt_and_commitment)
-        else:
-            try:  # noqa: SIM105 - suppress() costs more than the rest of this hot path
-                cache.move_to_end(salt_and_commitment)
-            except KeyError:  # evicted or cleared by another thread meanwhile
-                pass
-        if len(data) < self.smallest:
-            raise AuthenticationError
-        end = self.nonce_end
-        header = data[:end]
-        return decrypt(header[HEAD_SIZE:], data[end:], header + context._encoded)
-
     def clear(self) -> None:
         """Forget every subkey: no batch continues, and every reader derives again."""
         with self._lock:
             self._writer = _Writer()
             self._cache.clear()
+            self._last = _NO_OPENER
 
     def _after_fork(self) -> None:
         self._writer = _Writer()
         self._lock = threading.Lock()
 
-    def _verify(self, salt_and_commitment: bytes) -> Crypt:
+    def _lookup(self, salt_and_commitment: bytes) -> _Opener:
+        """The cached subkey of this salt and commitment, or one derived and verified now.
+
+        Either way the commitment was compared before the subkey is returned,
+        and no AEAD call has been made.  Under the lock, so that :meth:`clear`
+        leaves no subkey in ``_last``.
+
+        :raises strongroom.errors.AuthenticationError: the commitment does not match.
+        :raises strongroom.errors.KeyLockedError: not cached, and the data key
+            was wiped.
+        """
         with self._lock:
-            decrypt = verify_subkey(self.suite, self.material(), salt_and_commitment).decrypt
-            self._remember(salt_and_commitment, decrypt)
-            return decrypt
+            cache = self._cache
+            found = cache.get(salt_and_commitment)
+            if found is None:
+                aead = verify_subkey(self.suite, self.material(), salt_and_commitment)
+                found = _reader(aead)
+                self._remember(salt_and_commitment, found)
+            else:
+                cache.move_to_end(salt_and_commitment)
+            opener = self._last = (salt_and_commitment, *found, *self._pieces)
+            return opener
 
     def _start_batch(self) -> _Batch:
         """A new batch for this thread: fresh salt and nonce prefix, subkey derived once."""
@@ -277,16 +287,27 @@ class Subkeys:
             prefix = _nonce_prefix(self.suite, prefix)
             aead, commitment = derive_subkey(self.suite, self.material(), salt)
             head = pack_prefix(MAGIC, self.suite, self.key_version, VERSION) + salt + commitment
-            self._remember(salt + commitment, aead.decrypt)
+            self._remember(salt + commitment, _reader(aead))
             batch = _Batch(aead, head, prefix, BATCH_LIMIT)
             self._writer.batch = batch
             return batch
 
-    def _remember(self, salt_and_commitment: bytes, decrypt: Crypt) -> None:
+    def _remember(self, salt_and_commitment: bytes, found: UncheckedDecrypt) -> None:
         """Cache a verified subkey; the caller holds the lock."""
-        self._cache[salt_and_commitment] = decrypt
+        self._cache[salt_and_commitment] = found
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
+
+
+def _reader(aead: KeyedAead) -> UncheckedDecrypt:
+    """The subkey's unchecked decrypt, and every exception by which it refuses an object.
+
+    Those are its tag errors and ``ValueError``: the reader lets the AEAD
+    refuse a truncated object, whose nonce comes out short (``ValueError``)
+    or whose ciphertext is shorter than a tag (a tag error).
+    """
+    decrypt, tag_errors = aead.unchecked_decrypt()
+    return decrypt, (*tag_errors, ValueError)
 
 
 def _nonce_prefix(suite: CipherSuite, fixed: bytes | None) -> bytes:

@@ -19,7 +19,7 @@ import struct
 
 from strongroom.cipher_suite import CipherSuite, ReadableBuffer
 from strongroom.errors import AuthenticationError, IntegrityError
-from strongroom.formats._batch import HEAD_SIZE, MAGIC, VERSION, Subkeys, verify_subkey
+from strongroom.formats._batch import HEAD_SIZE, MAGIC, V2_START, VERSION, Subkeys, verify_subkey
 from strongroom.formats._derive import (
     SALT_SIZE,
     KeyFor,
@@ -41,8 +41,8 @@ __all__ = [
     "sealed_overhead",
 ]
 
-#: magic | format version | suite code | key version | salt || commitment
-_HEAD = struct.Struct(f">4sBHI{HEAD_SIZE - 11}s")
+#: magic || format version | suite code | key version | salt || commitment
+_HEAD = struct.Struct(f">5sHI{HEAD_SIZE - 11}s")
 _V1_KIND = b"sealed"
 
 
@@ -91,25 +91,54 @@ def open_sealed(blob: ReadableBuffer, key_for: KeyFor, context: Context) -> byte
         error is the same for all of them.
     """
     data = blob if type(blob) is bytes else bytes(blob)
-    if len(data) < HEAD_SIZE:
-        read_prefix(data, MAGIC)  # names foreign data and unknown versions first
-        raise IntegrityError("truncated strongroom sealed object")
-    magic, version, suite_code, key_version, tail = _HEAD.unpack_from(data)
-    if magic != MAGIC or version != VERSION:
-        read_prefix(data, MAGIC)  # raises unless this is version 1
-        return _open_v1(data, key_for, suite_code, key_version, context)
+    try:
+        start, suite_code, key_version, tail = _HEAD.unpack_from(data)
+    except struct.error:  # shorter than a header
+        start = None
+    if start != V2_START:
+        return _open_other(data, key_for, context)
     found = key_for(key_version)
-    if isinstance(found, Subkeys):
-        return found.open(data, suite_code, tail, context)
+    if not isinstance(found, Subkeys):
+        return _open_with_key(data, found, suite_code, tail, context)
+    # The Subkeys reader, inlined here to spare a Python call per object.
+    if suite_code != found.code:
+        raise AuthenticationError
+    # The salt and commitment verified last, else a subkey from the cache or
+    # derived, its commitment compared (Subkeys._lookup): no AEAD call before.
+    verified, decrypt, refusals, nonce, body, header = found._last  # one read
+    if tail != verified:
+        verified, decrypt, refusals, nonce, body, header = found._lookup(tail)
+    try:  # a truncated object is refused by the AEAD: a short nonce or no whole tag
+        return decrypt(data[nonce], data[body], data[header] + context._encoded)
+    except refusals:
+        raise AuthenticationError from None
+
+
+def _open_with_key(
+    data: bytes,
+    found: tuple[CipherSuite, ReadableBuffer],
+    suite_code: int,
+    salt_and_commitment: bytes,
+    context: Context,
+) -> bytes:
+    """Version 2 under a ``(suite, data key)`` pair: the subkey derived for this object."""
     suite, key = found
     if suite.code != suite_code:
         raise AuthenticationError
-    decrypt = verify_subkey(suite, key, tail).decrypt
+    decrypt = verify_subkey(suite, key, salt_and_commitment).decrypt
     end = HEAD_SIZE + suite.nonce_size
     if len(data) < end + suite.tag_size:
         raise AuthenticationError
     header = data[:end]
     return decrypt(header[HEAD_SIZE:], data[end:], header + context._encoded)
+
+
+def _open_other(data: bytes, key_for: KeyFor, context: Context) -> bytes:
+    """Anything but a whole version 2 header: version 1, or refused before ``key_for``."""
+    _, suite_code, key_version = read_prefix(data, MAGIC)  # names foreign data first
+    if len(data) < HEAD_SIZE:
+        raise IntegrityError("truncated strongroom sealed object")
+    return _open_v1(data, key_for, suite_code, key_version, context)
 
 
 def _open_v1(

@@ -6,7 +6,7 @@ from typing import ClassVar, Protocol
 
 from cryptography.exceptions import InvalidTag
 
-from strongroom.cipher_suite import CipherSuite, KeyedAead, ReadableBuffer
+from strongroom.cipher_suite import CipherSuite, KeyedAead, ReadableBuffer, UncheckedDecrypt
 from strongroom.errors import AuthenticationError
 
 
@@ -38,6 +38,15 @@ class PycaKeyedAead(KeyedAead):
             return self._aead.decrypt(nonce, ciphertext, aad)
         except InvalidTag:
             raise AuthenticationError from None
+
+    def unchecked_decrypt(self) -> UncheckedDecrypt:
+        """pyca's own ``decrypt``, which refuses a truncated object by itself.
+
+        It raises ``InvalidTag`` for a bad or missing tag and ``ValueError``
+        for a nonce the algorithm does not take (AES-GCM also takes 8 to 11
+        bytes, and then finds no tag).
+        """
+        return self._aead.decrypt, (InvalidTag,)
 
     def encrypt_into(
         self, nonce: bytes, plaintext: ReadableBuffer, aad: bytes, out: bytearray | memoryview
