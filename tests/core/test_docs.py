@@ -1,10 +1,16 @@
-"""The docs keep up with the code: every hook, command and exit code is documented."""
+"""The docs keep up with the code: every hook, command and exit code is documented.
+
+Code the docs mark ``<!-- tested by tests/core/test_docs.py: <label> -->``
+is run here: the store example of ``docs/plugins.md`` is collected as a
+``StoreContract`` subclass and held to the whole contract.
+"""
 
 from __future__ import annotations
 
 import argparse
 import inspect
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +19,31 @@ from strongroom.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
+
+
+def documented_code(page: str, label: str) -> str:
+    """The Python blocks of ``docs/<page>`` marked with ``label``, each at its own line numbers."""
+    lines = (DOCS / page).read_text().splitlines()
+    marker = f"<!-- tested by tests/core/test_docs.py: {label} -->"
+    code = [""] * len(lines)
+    starts = [index + 2 for index, line in enumerate(lines) if line == marker]
+    for start in starts:
+        assert lines[start - 1] == "```python", f"{page}:{start}: no Python block after the marker"
+        end = lines.index("```", start)
+        code[start:end] = lines[start:end]
+    assert starts, f"no {label!r} example in {page}"
+    return "\n".join(code)
+
+
+def run_documented_code(page: str, label: str) -> dict[str, Any]:
+    """The namespace the marked blocks leave, run as one module whose tracebacks name the page."""
+    namespace: dict[str, Any] = {"__name__": f"docs.{label.replace(' ', '_')}"}
+    exec(compile(documented_code(page, label), str(DOCS / page), "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+#: The store example of docs/plugins.md, held to the whole store contract.
+TestDocumentedStoreExample = run_documented_code("plugins.md", "store example")["TestSqliteStore"]
 
 HOOKS = sorted(
     name

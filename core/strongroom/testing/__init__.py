@@ -14,6 +14,12 @@ Subclass a contract in your own tests (pytest is required)::
         def open_store(self, binding):
             return MyStore(binding=binding)
 
+        def raw_record(self, store, key):      # the stored bytes of record ``key``
+            ...
+
+        def put_raw(self, store, key, raw):    # replace them, as an attacker would
+            ...
+
     from strongroom.testing import KeyProviderContract
 
     class TestMyProvider(KeyProviderContract):

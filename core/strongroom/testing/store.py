@@ -10,6 +10,19 @@ Subclass it and say how to open your store on a binding::
         def open_store(self, binding):
             return MyStore(MyStore.Settings(chunk_size=65536), binding=binding)
 
+and hand it a record's raw stored form, which it swaps, alters and replays
+(``_store_raw``: the hooks are required, or opted out of visibly)::
+
+        def raw_record(self, store, key):
+            return path_of(store, key).read_bytes()
+
+        def put_raw(self, store, key, raw):
+            path_of(store, key).write_bytes(raw)
+
+It also scans every file under the store's directory for the record keys
+and values it wrote, in the clear or encoded (``_store_leaks``); a store
+that writes elsewhere too names those paths in ``stored_paths(store)``.
+
 Each test gets a fresh account in ``tmp_path``: keys created and unlocked
 with a :class:`~strongroom.testing.MemoryKeyProvider` and the configured
 ``suite``, and a store directory made for ``store_name``.  Tests reach the
@@ -36,6 +49,8 @@ from strongroom.errors import (
 from strongroom.keys import AccountKeys
 from strongroom.store import Store, StoreBinding
 from strongroom.testing._store_bulk import BulkContract
+from strongroom.testing._store_leaks import LeakContract
+from strongroom.testing._store_raw import RawFormContract
 from strongroom.testing._store_versions import VersionContract
 from strongroom.testing.providers import MemoryKeyProvider
 
@@ -107,14 +122,18 @@ def _joined(chunks: Iterable[bytes]) -> bytes:
     return b"".join(chunks)
 
 
-class StoreContract(BulkContract, VersionContract):
+class StoreContract(BulkContract, VersionContract, LeakContract, RawFormContract):
     """Subclass with :meth:`open_store` (or override the ``store`` fixture).
 
     ``blob_size`` must exceed the store's chunk size several times over, so
     that streaming is exercised; shrink the store's chunk size in
     :meth:`open_store` rather than growing this.  The tests of counting and
     purging by key version (``VersionContract``) are skipped for a store
-    whose ``versions_in_use`` raises ``NotImplementedError``.
+    whose ``versions_in_use`` raises ``NotImplementedError``.  The attacks on
+    stored forms (``RawFormContract``) need :meth:`raw_record` and
+    :meth:`put_raw`, and fail without them unless ``raw_forms_unavailable``
+    says why they cannot be written; the scans (``LeakContract``) read
+    ``binding.directory`` and whatever :meth:`stored_paths` names.
     """
 
     account: ClassVar[str] = "alice"
