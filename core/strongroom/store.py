@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from strongroom.backend import Backend
+from strongroom.backend import Backend, S_co
 from strongroom.errors import RecordNotFoundError, UsageError
 from strongroom.keys.purposes import names_purpose, store_purpose
-from strongroom.settings import BackendSettings
 
 if TYPE_CHECKING:
     from strongroom.keys import AccountKeys
@@ -69,10 +68,10 @@ class ReencryptProgress(tuple[int, int]):
         return progress
 
 
-class Store(Backend, ABC):
+class Store(Backend[S_co], ABC):
     """Encrypted key-value records and blobs, bound to one account's keys."""
 
-    def __init__(self, settings: BackendSettings | None = None, *, binding: StoreBinding) -> None:
+    def __init__(self, settings: S_co | None = None, *, binding: StoreBinding) -> None:
         """:raises strongroom.errors.StoreError: the store's medium cannot be opened."""
         super().__init__(settings)
         self.binding = binding
