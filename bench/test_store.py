@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -105,21 +106,33 @@ CASES += [("put", f"sqlite WAL {way}") for way in ("autocommit", "one transactio
 CASES += [(op, s) for op in ("get", "list", "re-encrypt") for s in ("strongroom", "sqlite")]
 
 
+@pytest.fixture(scope="module")
+def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the put rounds write, each into a new directory; removed only after the module.
+
+    On ext4 without a journal every inode freed in the last minutes slows each one created
+    after it, so removing one subject's files would tax the next (put_many ran 5-9x slower
+    right after the single puts' store of the same size was removed).
+    """
+    made = tmp_path_factory.mktemp("put-targets")
+    yield made
+    shutil.rmtree(made)
+
+
 @pytest.mark.parametrize(("op", "subject"), CASES)
-def test_store(benchmark: BenchmarkFixture, filled: Filled, op: str, subject: str) -> None:
+def test_store(
+    benchmark: BenchmarkFixture, targets: Path, filled: Filled, op: str, subject: str
+) -> None:
     benchmark.group = f"store: {op} {filled.count:,}"
     benchmark.extra_info.update(subject=subject, ops=filled.count)
     if op == "put":  # into a new account or database, whose opening is timed too: a few ms
-        target = filled.directory / "put-target"
-
-        def empty() -> None:
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir()
-
         put = strongroom_put if subject.startswith("strongroom") else sqlite_put
         batched = subject.endswith(("put_many", "transaction"))
-        close(pedantic(benchmark, put, target / "db", filled.items.items(), batched, setup=empty))
-        shutil.rmtree(target)
+
+        def fresh() -> tuple[tuple[object, ...], dict[str, object]]:
+            return (Path(tempfile.mkdtemp(dir=targets)) / "db", filled.items.items(), batched), {}
+
+        close(pedantic(benchmark, put, setup=fresh))
     elif op == "re-encrypt":  # strongroom: a new primary first
         benchmark.extra_info["bytes"] = filled.count * len(VALUE)
         pedantic(benchmark, filled.run, op, subject, setup=filled.rotate)

@@ -1,7 +1,8 @@
-"""``put_many`` in the ``files`` store: all or nothing, one fsync a batch, never seen half done."""
+"""Batches in the ``files`` store (``put_many``, re-encryption): all or nothing, one fsync."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import threading
@@ -13,7 +14,7 @@ from files_store_support import bind, header_version, path_of, temporaries
 from strongroom.errors import IntegrityError, RecordNotFoundError, UsageError
 from strongroom.keys import AccountKeys
 from strongroom.store import Store
-from strongroom_plugins.stores import _disk, _journal
+from strongroom_plugins.stores import _disk, _journal, _reencrypt
 from strongroom_plugins.stores._install import Installer
 from strongroom_plugins.stores._journal import JOURNAL_FILE
 from strongroom_plugins.stores.files import FilesStore, FilesStoreSettings
@@ -149,3 +150,52 @@ def test_the_default_put_many_is_a_loop_of_put_and_not_atomic(
         assert store.get("stored") == b"1"
         with pytest.raises(RecordNotFoundError):
             store.get("never")
+
+
+@pytest.mark.parametrize("in_parallel", [False, True], ids=["one by one", "by threads"])
+def test_a_pass_frees_the_records_it_replaced_when_it_ends_however_it_ends(
+    store: FilesStore, monkeypatch: pytest.MonkeyPatch, in_parallel: bool
+) -> None:
+    """Replaced records keep a temporary name until the pass ends, then go, even if abandoned."""
+    monkeypatch.setattr(_reencrypt, "BATCH", 3)
+    monkeypatch.setattr(_reencrypt, "FREE_IN_PARALLEL", 2 if in_parallel else 100)
+    batch = items(7)
+    store.put_many(batch)
+    root, purpose = store.binding.directory, store.binding.purpose
+    aside: list[str | None] = []
+    link_aside = _disk.link_aside
+
+    def linking(directory: str, name: str) -> str | None:
+        aside.append(link_aside(directory, name))
+        return aside[-1]
+
+    monkeypatch.setattr(_disk, "link_aside", linking)
+    store.binding.keys.rotate(purpose)
+    passing = store.reencrypt()
+    for done, _total in passing:
+        if done == 3:  # the first batch is in, its old records only renamed aside
+            break
+    assert len(aside) == 3
+    assert {path for path in aside if path} == {os.fspath(p) for p in temporaries(root)}
+    passing.close()  # abandoned: what it renamed aside goes all the same
+    assert temporaries(root) == set()
+    assert list(store.reencrypt())[-1] == (len(batch),) * 2  # the next pass finishes
+    assert len(aside) == len(batch)  # it replaced only the 4 the first pass had not
+    assert temporaries(root) == set()
+    assert {header_version(path_of(store, key)) for key, _ in batch} == {2}
+    assert {key: store.get(key) for key, _ in batch} == dict(batch)
+
+
+def test_a_pass_on_a_file_system_without_hard_links_frees_at_once(
+    store: FilesStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EPERM, "hard links not supported")
+
+    batch = items(5)
+    store.put_many(batch)
+    store.binding.keys.rotate(store.binding.purpose)
+    monkeypatch.setattr(os, "link", refused)
+    assert list(store.reencrypt())[-1] == (len(batch),) * 2
+    assert temporaries(store.binding.directory) == set()
+    assert {key: store.get(key) for key, _ in batch} == dict(batch)

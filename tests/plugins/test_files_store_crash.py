@@ -3,10 +3,10 @@
 A helper process imports strongroom and unlocks the account once, then
 forks a fresh worker for every round.  The worker runs one operation with
 its disk steps counted (creating a temporary file, fsync, rename, unlink,
-mkdir): it announces each step on the pipe before taking it, and stops
-before step N to wait for the SIGKILL the test then sends.  Each operation
-is killed before each of its steps in turn, then let finish.  Nothing is
-random and nothing is timed.
+mkdir, a hard link): it announces each step on the pipe before taking it,
+and stops before step N to wait for the SIGKILL the test then sends.
+Each operation is killed before each of its steps in turn, then let
+finish.  Nothing is random and nothing is timed.
 
 After every kill the test computes, from the steps the worker announced,
 what must be on disk and checks it exactly: each key's record and blob
@@ -122,7 +122,7 @@ def count_steps(stop_at):
 
         setattr(os, name, call)
 
-    for name in ("mkdir", "fsync", "replace", "unlink"):
+    for name in ("mkdir", "fsync", "replace", "unlink", "link"):
         counted(name)
     create = _disk._create_temp_in
 
@@ -230,6 +230,8 @@ class Helper:
                 if int(number) == stop_at:
                     break
                 steps.taken.append((kind, paths))
+                if kind == "link":  # a second, temporary name (``_disk.link_aside``)
+                    steps.made.append(Path(paths[1]))
         if self.worker is None:
             self.worker = int(self._next(("pid ",)).split()[1])
         if not steps.finished:
@@ -437,8 +439,11 @@ def test_a_reencryption_killed_before_any_step_resumes_to_completion(
         )
 
     present = [key for key, (form, _) in BASELINE.items() if form is not None]
-    completed, floor = 0, keys.floor(purpose)
+    completed, floor, killed_with_asides = 0, keys.floor(purpose), 0
     for _, steps, leftovers in run_to_every_step(helper, store, "reencrypt", prepare):
+        # a record replaced by the pass keeps a temporary name until the pass ends
+        asides = {Path(paths[1]) for kind, paths in steps.taken if kind == "link"}
+        killed_with_asides += bool(asides - steps.gone())
         target = keys.primary_version(purpose)
         for path in objects():  # each file is upgraded by one rename, or not yet
             assert header_version(path) == (target if steps.replaced(path) else target - 1), path
@@ -458,7 +463,11 @@ def test_a_reencryption_killed_before_any_step_resumes_to_completion(
         assert {header_version(path) for path in objects()} == {target}
         assert header_version(index) == target, "resealed before the floor rose"
         assert not orphan.exists()
+        if steps.finished:
+            assert asides, "the pass keeps the records it replaces under a temporary name"
+            assert asides <= steps.gone(), "a finished pass frees what it renamed aside"
     assert completed == 1
+    assert killed_with_asides > 1, "kills must land while replaced records are kept aside"
 
 
 @pytest.mark.parametrize("before", ["absent", "stale"])

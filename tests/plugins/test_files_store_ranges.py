@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from files_store_support import CHUNK, bind, blob_paths, open_files_store
+from files_store_support import CHUNK, bind, blob_paths, open_files_store, path_of
 
 from strongroom.errors import IntegrityError, KeyUnavailableError, RecordNotFoundError
 from strongroom.formats import ChunkedReader
@@ -31,9 +31,18 @@ class TestTheInterfaceDefaults(StoreContract):
     """What a third-party store gets without writing ``put_many`` or ``get_blob_range``."""
 
     blob_size = 5 * CHUNK + 123
+    refuses_rollback_after_reencrypt = True
 
     def open_store(self, binding: StoreBinding) -> Store:
         return InterfaceDefaults(FilesStoreSettings(chunk_size=CHUNK), binding=binding)
+
+    def raw_record(self, store: Store, key: str) -> bytes:
+        assert isinstance(store, FilesStore)
+        return path_of(store, key).read_bytes()
+
+    def put_raw(self, store: Store, key: str, raw: bytes) -> None:
+        assert isinstance(store, FilesStore)
+        path_of(store, key).write_bytes(raw)
 
 
 @pytest.fixture

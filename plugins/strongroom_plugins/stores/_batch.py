@@ -62,12 +62,13 @@ class BatchWriter:
 
         return self._install(data_key, sealed(), frozenset())
 
-    def reseal(self, records: list[Reseal]) -> bool:
+    def reseal(self, records: list[Reseal], retired: list[str] | None = None) -> bool:
         """Re-seal ``records`` under the primary, each only if still what was read.
 
         Returns ``False``, having changed nothing, when a version read may no
         longer be re-sealed (retired or rolled back meanwhile): the caller
-        then goes one record at a time.
+        then goes one record at a time.  ``retired``: the files replaced
+        keep a temporary name, added to it (see ``_journal.apply``).
         """
         data_key = self._sealer.primary()
         batch = (
@@ -76,7 +77,7 @@ class BatchWriter:
         )
         read_under = frozenset(version for *_, version in records)
         try:
-            self._install(data_key, batch, read_under)
+            self._install(data_key, batch, read_under, retired)
         except _Refused:
             return False
         return True
@@ -86,6 +87,7 @@ class BatchWriter:
         data_key: DataKey,
         batch: Iterable[tuple[str, bytes, bytes | None]],
         read_under: frozenset[int],
+        retired: list[str] | None = None,
     ) -> int:
         target = self._root / JOURNAL_FILE
         temp, count = self._write(target, batch)
@@ -94,7 +96,7 @@ class BatchWriter:
             return 0
         try:
             for _attempt in range(WRITE_ATTEMPTS):
-                if self._installer.commit(temp, data_key.version, read_under):
+                if self._installer.commit(temp, data_key.version, read_under, retired):
                     return count
                 if read_under and not all(
                     self._sealer.versions.resealable(read) for read in read_under

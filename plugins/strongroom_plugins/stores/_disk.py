@@ -38,6 +38,7 @@ __all__ = [
     "identity",
     "is_symlink_error",
     "is_temp_name",
+    "link_aside",
     "open_for_reading",
     "read_file",
     "sync_filesystem",
@@ -52,6 +53,9 @@ PRIVATE_DIR = 0o700
 _TEMP_SUFFIX = ".tmp"
 #: ``O_NONBLOCK``: opening a FIFO planted where a file belongs must not wait for a writer.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+#: ``link`` errors of a file system without hard links (or out of them for a file).
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV})
 
 #: What tells two versions of a file apart: every write makes a new inode.
 FileIdentity = tuple[int, int, int, int]
@@ -91,6 +95,27 @@ def _create_temp_in(directory: str, name: str) -> tuple[str, int]:
             return temp, os.open(temp, flags, PRIVATE_FILE)
         except FileExistsError:  # pragma: no cover - 96 random bits collided
             continue
+
+
+def link_aside(directory: str, name: str) -> str | None:
+    """Give ``directory/name`` a second, temporary name beside it; return that name.
+
+    A file replaced while it has that name is freed only when the name is
+    removed (see ``_reencrypt``).  ``None`` where the file system has no
+    hard links: the caller then lets the file be freed at once.
+    """
+    target = f"{directory}/{name}"
+    while True:
+        aside = f"{directory}/.{name}.{secrets.token_hex(12)}{_TEMP_SUFFIX}"
+        try:
+            os.link(target, aside, follow_symlinks=False)
+        except FileExistsError:  # pragma: no cover - 96 random bits collided
+            continue
+        except OSError as exc:
+            if exc.errno in _NO_LINKS:
+                return None
+            raise
+        return aside
 
 
 def write_unsynced(directory: str, name: str, data: bytes) -> str:
@@ -155,7 +180,7 @@ def sync_filesystem(path: Path) -> None:
         os.close(fd)
 
 
-def read_file(path: Path) -> bytes | None:
+def read_file(path: Path | str) -> bytes | None:
     """The bytes of ``path``, or ``None`` if it does not exist.
 
     :raises OSError: it is a symbolic link (``ELOOP``) or cannot be read.
@@ -171,7 +196,7 @@ class NotRegularFileError(OSError):
     """Something other than a regular file (a FIFO, a device, a directory) where one belongs."""
 
 
-def open_for_reading(path: Path) -> BinaryIO | None:
+def open_for_reading(path: Path | str) -> BinaryIO | None:
     """``path`` opened for binary reading without following links, or ``None`` if missing.
 
     :raises NotRegularFileError: it is not a regular file (checked on the open

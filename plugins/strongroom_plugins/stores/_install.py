@@ -63,12 +63,20 @@ class Installer:
             with self.locked():
                 pass
 
-    def commit(self, temp: Path, version: int, read_under: frozenset[int] = frozenset()) -> bool:
+    def commit(
+        self,
+        temp: Path,
+        version: int,
+        read_under: frozenset[int] = frozenset(),
+        retired: list[str] | None = None,
+    ) -> bool:
         """Commit and install the batch journal ``temp``, sealed under ``version``, under the lock.
 
         Refuses (returning ``False``, ``temp`` left to the caller) when
         ``version`` stopped being the primary, or a version in ``read_under``
         (what conditional entries were read under) may no longer be re-sealed.
+        ``retired``: the records replaced keep a temporary name, added to it
+        for the caller to remove (see ``_journal.apply``).
         """
         journal = self._root / JOURNAL_FILE
         try:
@@ -79,15 +87,18 @@ class Installer:
                     return False
                 os.replace(temp, journal)
                 _disk.fsync_dir(self._root)
-                self._replay(journal)
+                self._replay(journal, retired)
         except OSError as exc:
             _disk.unlink_quietly(temp)
             raise StoreError(f"could not write to store {self._store_name!r}: {exc}") from exc
         return True
 
-    def _replay(self, journal: Path) -> None:
+    def _replay(self, journal: Path, retired: list[str] | None = None) -> None:
         try:
-            apply(self._root, journal)
+            if retired is None:
+                apply(self._root, journal)
+            else:
+                apply(self._root, journal, retired)
         except OSError as exc:
             raise StoreError(
                 f"could not finish a batch in store {self._store_name!r}: {exc}"

@@ -26,7 +26,10 @@ refused without blocking.
 
 An entry may be conditional (re-encryption): it is installed only if the
 record's current bytes still hash to the SHA-256 the entry carries, so a
-write made since wins, on replay too.
+write made since wins, on replay too.  The pass that commits such a batch
+has each record it replaces linked to a temporary name first, and frees
+them all when it ends (see ``_reencrypt``); a replay by anyone else frees
+them at once.
 
 The journal holds ciphertext only: each record is a sealed object bound
 to its 64-hex name, so an entry moved to another name fails when read.
@@ -138,10 +141,13 @@ def entry_versions(path: Path) -> list[int]:
     return [peek_key_version(sealed[:_PEEK]) for _name, sealed, _expected in entries(path)]
 
 
-def apply(root: Path, journal: Path) -> None:
+def apply(root: Path, journal: Path, retired: list[str] | None = None) -> None:
     """Install every entry of the committed ``journal``, make it durable, remove the journal.
 
-    Called under the store's lock.
+    Called under the store's lock.  With ``retired`` (a re-encryption pass),
+    each record a conditional entry replaces is first given a temporary
+    name beside it (``_disk.link_aside``), added to ``retired``: the pass
+    frees them all when it ends.
     """
     records, blobs = os.fspath(root / RECORDS), os.fspath(root / BLOBS)
     shards: set[str] = set()
@@ -150,13 +156,18 @@ def apply(root: Path, journal: Path) -> None:
         shard = f"{records}/{name[:2]}"
         target = f"{shard}/{name}"
         if expected is not None:
-            current = _disk.read_file(Path(target))
+            current = _disk.read_file(target)
             if current is None or digest(current) != expected:
                 continue  # replaced or removed since it was read: that write wins
         if shard not in shards:
             _disk.ensure_private_dir(Path(shard))
             shards.add(shard)
-        os.replace(_disk.write_unsynced(shard, name, sealed), target)
+        temp = _disk.write_unsynced(shard, name, sealed)
+        if expected is not None and retired is not None:
+            aside = _disk.link_aside(shard, name)
+            if aside is not None:
+                retired.append(aside)
+        os.replace(temp, target)
         if expected is None and name in blob_names:  # as put does: the record replaces it
             blob = f"{blobs}/{name[:2]}/{name}"
             _disk.unlink_quietly(blob)

@@ -11,12 +11,27 @@ not allowed to stop the pass.  Each rewrite is a compare-and-swap, so a
 concurrent write always wins.  The floor is raised only under the store's
 lock, once a final scan finds nothing readable older than the target: no
 writer can slip an older object in between the check and the raise.
+
+A batch costs one ``syncfs`` and a few fsyncs, so a pass's time goes to its
+files.  Key versions are checked against the key record, and their subkeys
+looked up, once per batch (installing checks again under the lock).  The
+records a batch replaces are not freed at once: each keeps a temporary name
+(a hard link, ``_disk.link_aside``) until the pass ends, however it ends,
+and is then removed, by a few threads when there are many (freeing a file
+waits on the device).  On ext4 without a journal, creating a file skips,
+one by one, every inode freed in the last minutes (``recently_deleted``),
+so a pass that freed one file per record between creating one per record
+grew quadratic in its length.  The price is room for the old and the new
+copy of every record rewritten until the pass ends.  A pass killed before
+its end leaves those names as ordinary temporary files of ciphertext,
+ignored.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from strongroom.formats import peek_key_version
@@ -25,14 +40,45 @@ from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores._batch import BatchWriter, Reseal
 from strongroom_plugins.stores._install import Installer
 from strongroom_plugins.stores._layout import StoredObject, orphan_key_files, scan
-from strongroom_plugins.stores._sealing import PEEK, Sealer, peek_file, read_object
+from strongroom_plugins.stores._sealing import PEEK, Checked, Sealer, peek_file, read_object
 
 __all__ = ["BATCH", "Reencryption", "object_versions"]
 
 #: Records re-sealed per batch: one journal, one ``syncfs``, not an fsync each.
 BATCH = 1024
+#: From how many replaced records a pass frees them with ``FREEING_THREADS`` threads.
+FREE_IN_PARALLEL = 256
+FREEING_THREADS = 4
 
 log = logging.getLogger(__name__)
+
+
+def _free(paths: list[str]) -> None:
+    """Remove the temporary names of the records a pass replaced, freeing them.
+
+    Freeing a file waits on the device (ext4 may discard its block), so
+    many are removed by a few threads; the order is of no consequence.  A
+    name that cannot be removed is left behind like any temporary file:
+    it must not fail a pass that has done its work.
+    """
+    if len(paths) >= FREE_IN_PARALLEL:
+        shares = [paths[start::FREEING_THREADS] for start in range(FREEING_THREADS)]
+        try:
+            with ThreadPoolExecutor(FREEING_THREADS) as pool:
+                for _ in pool.map(_free_all, shares):
+                    pass
+            return
+        except RuntimeError:  # no new threads (the interpreter is exiting): one by one
+            pass
+    _free_all(paths)
+
+
+def _free_all(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            _disk.unlink_quietly(path)
+        except OSError as exc:
+            log.debug("could not remove %s: %s", path, exc)
 
 
 def object_versions(obj: StoredObject) -> set[int]:
@@ -64,24 +110,35 @@ class Reencryption:
         ``done`` counts the objects that are current; one under a retired or
         destroyed version is skipped, so a pass that meets any ends below
         ``total``.  ``rewritten_bytes`` sums the stored size of what was rewritten.
+        The records it replaces are freed when it ends, however it ends.
         """
+        retired: list[str] = []
+        try:
+            yield from self._run(target, objects, retired)
+        finally:
+            _free(retired)
+
+    def _run(
+        self, target: int, objects: list[StoredObject], retired: list[str]
+    ) -> Iterator[ReencryptProgress]:
         total = len(objects)
         yield ReencryptProgress(0, total)
         inactive = set(self._sealer.versions.inactive())
         done = skipped = rewritten = 0
         pending: list[Reseal] = []
+        checked: Checked = {}  # versions checked against the key record, per batch
         for obj in objects:
-            outcome = self._visit(obj, target, inactive, pending)
+            outcome = self._visit(obj, target, inactive, pending, checked)
             if outcome is None:
                 skipped += 1
             else:
                 done, rewritten = done + outcome[0], rewritten + outcome[1]
             if len(pending) >= BATCH:
-                done, rewritten = done + len(pending), rewritten + self._reseal(pending)
-                pending = []
+                done, rewritten = done + len(pending), rewritten + self._reseal(pending, retired)
+                pending, checked = [], {}
             yield ReencryptProgress(done, total, rewritten)
         if pending:
-            done, rewritten = done + len(pending), rewritten + self._reseal(pending)
+            done, rewritten = done + len(pending), rewritten + self._reseal(pending, retired)
             yield ReencryptProgress(done, total, rewritten)
         # Raise the floor only once nothing readable on disk is older than the target.
         # The final check runs under the lock, so no writer can slip an older object in.
@@ -115,7 +172,12 @@ class Reencryption:
         )
 
     def _visit(
-        self, obj: StoredObject, target: int, inactive: set[int], pending: list[Reseal]
+        self,
+        obj: StoredObject,
+        target: int,
+        inactive: set[int],
+        pending: list[Reseal],
+        checked: Checked,
     ) -> tuple[int, int] | None:
         """Upgrade a blob, or queue a stale record in ``pending``; ``None`` if it is shredded.
 
@@ -134,12 +196,12 @@ class Reencryption:
             return None
         if version >= target:
             return 1, 0
-        pending.append((obj.name, self._sealer.open_record(obj, data)[2], data, version))
+        pending.append((obj.name, self._sealer.open_record(obj, data, checked)[2], data, version))
         return 0, 0
 
-    def _reseal(self, pending: list[Reseal]) -> int:
+    def _reseal(self, pending: list[Reseal], retired: list[str]) -> int:
         """Re-seal records in one batch (one at a time if it may not be installed); their bytes."""
-        if not self._batches.reseal(pending):
+        if not self._batches.reseal(pending, retired):
             for name, plaintext, data, _version in pending:
                 self.replace_record(StoredObject.record(self._root, name), data, plaintext)
         return sum(len(data) for _name, _plaintext, data, _version in pending)

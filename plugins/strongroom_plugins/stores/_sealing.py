@@ -34,10 +34,13 @@ from strongroom_plugins.stores._layout import StoredObject, split_record
 from strongroom_plugins.stores._names import NameKeys
 from strongroom_plugins.stores._versions import KeyVersions
 
-__all__ = ["PEEK", "Sealer", "object_context", "peek_file", "read_error", "read_object"]
+__all__ = ["PEEK", "Checked", "Sealer", "object_context", "peek_file", "read_error", "read_object"]
 
 #: Enough of any object's start for ``peek_key_version``.
 PEEK = 16
+
+#: Per key version already checked: the primary then, and the version's subkeys.
+Checked = dict[int, tuple[int, Subkeys]]
 
 
 class Sealer:
@@ -61,20 +64,37 @@ class Sealer:
         """Seal in the key's current batch: one subkey derivation serves many records."""
         return data_key.subkeys.seal(plaintext, object_context(self._binding, record))
 
-    def open(self, data: bytes, record: str) -> tuple[bytes, bool]:
-        """Verify and decrypt; return the plaintext and whether it is under an old version."""
+    def open(self, data: bytes, record: str, checked: Checked | None = None) -> tuple[bytes, bool]:
+        """Verify and decrypt; return the plaintext and whether it is under an old version.
+
+        ``checked`` holds, per version already checked against the key
+        record, the primary then and the version's subkeys: a pass over many
+        objects checks and looks up each version once per batch, not once
+        per object (what it installs is checked again under the lock, see
+        ``_install``).
+        """
         version = peek_key_version(data[:PEEK])
-        primary = self.versions.check(version)
-        plaintext = open_sealed(data, self._subkeys_for, object_context(self._binding, record))
+        if checked is None:
+            checked = {version: (self.versions.check(version), self._subkeys_for(version))}
+        elif version not in checked:
+            checked[version] = (self.versions.check(version), self._subkeys_for(version))
+        primary, subkeys = checked[version]
+
+        def key_for(asked: int) -> Subkeys:  # the header's version: the one peeked
+            return subkeys if asked == version else self._subkeys_for(asked)
+
+        plaintext = open_sealed(data, key_for, object_context(self._binding, record))
         return plaintext, version < primary
 
     def _subkeys_for(self, version: int) -> Subkeys:
         """A version's subkeys, whose cache spares a derivation per record of a seen batch."""
         return self._binding.keys.data_key(self._binding.purpose, version).subkeys
 
-    def open_record(self, obj: StoredObject, data: bytes) -> tuple[str, bytes, bytes, bool]:
+    def open_record(
+        self, obj: StoredObject, data: bytes, checked: Checked | None = None
+    ) -> tuple[str, bytes, bytes, bool]:
         """Verify a record file; return its key, value, whole plaintext and staleness."""
-        plaintext, stale = self.open(data, obj.context_record)
+        plaintext, stale = self.open(data, obj.context_record, checked)
         key, encoded, value = split_record(plaintext)
         if not hmac.compare_digest(self._names.name(encoded), obj.name):
             raise IntegrityError(f"store {self._binding.name!r}: a record is under the wrong name")

@@ -67,10 +67,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from typing import Annotated
 
-from pydantic import Field
+from msgspec import Meta
 
-from strongroom.errors import RecordNotFoundError, StoreError, StrongroomError, UsageError
+from strongroom.errors import RecordNotFoundError, StoreError, StrongroomError
 from strongroom.settings import BackendSettings
 from strongroom.store import ReencryptProgress, Store, StoreBinding
 from strongroom_plugins.stores import _disk
@@ -101,23 +102,25 @@ __all__ = ["FilesStore", "FilesStoreSettings"]
 log = logging.getLogger(__name__)
 
 
-class FilesStoreSettings(BackendSettings):
+class FilesStoreSettings(BackendSettings, frozen=True, kw_only=True):
     """``[stores.<name>]`` settings of ``use = "files"``."""
 
     #: Plaintext bytes per chunk of a blob: from 4 KiB to 64 MiB.
-    chunk_size: int = Field(default=1 << 20, ge=4096, le=64 << 20)
+    chunk_size: Annotated[
+        int, Meta(ge=4096, le=64 << 20, description="plaintext bytes per chunk of a blob")
+    ] = 1 << 20
 
 
-class FilesStore(Store):
+class FilesStore(Store[FilesStoreSettings]):
     """Records and blobs as individually encrypted files in the store's directory."""
 
     Settings = FilesStoreSettings
 
-    def __init__(self, settings: BackendSettings | None = None, *, binding: StoreBinding) -> None:
+    def __init__(
+        self, settings: FilesStoreSettings | None = None, *, binding: StoreBinding
+    ) -> None:
         """:raises strongroom.errors.StoreError: the directory cannot be prepared."""
         super().__init__(settings, binding=binding)
-        if not isinstance(self.settings, FilesStoreSettings):
-            raise UsageError("the files store takes FilesStoreSettings")
         self._root = root = binding.directory
         self._names = NameKeys(binding)
         self._versions = versions = KeyVersions(binding)
