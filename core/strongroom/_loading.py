@@ -149,6 +149,11 @@ def load_backend(
             f"backend {name!r} in {slot.group} ({registration.target}) "
             f"is not a subclass of {slot.interface.replace(':', '.')}"
         )
+    problems: list[str] = backend.declaration_problems()  # type: ignore[attr-defined]  # a Backend
+    if problems:
+        raise PluginError(
+            f"backend {name!r} in {slot.group} ({registration.target}): {'; '.join(problems)}"
+        )
     return backend, registration
 
 

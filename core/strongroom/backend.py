@@ -54,6 +54,16 @@ class Backend(Closeable, Generic[S_co]):
     #: The struct that validates this backend's config table; each backend names its own.
     Settings: ClassVar[type[S_co]] = NoSettings  # type: ignore[assignment]
 
+    @classmethod
+    def declaration_problems(cls) -> list[str]:
+        """What the class fails to declare or implement, checked when it is loaded.
+
+        An interface extends the list (a key provider must declare ``traits``);
+        a backend found wanting is a plugin error at load time, not a crash later.
+        """
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        return [f"does not implement {', '.join(missing)}"] if missing else []
+
     def __init__(self, settings: S_co | None = None) -> None:
         """:raises TypeError: ``settings`` is omitted and ``Settings`` has required fields."""
         self.settings: S_co = settings if settings is not None else self.Settings()

@@ -15,21 +15,38 @@ non-``None`` results are collected in a list.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pluggy
+
+from strongroom.audit import AuditEvent
 
 if TYPE_CHECKING:
     from strongroom._stack import Strongroom
     from strongroom.transport import SyncRequest, SyncResponse
 
-__all__ = [
+__all__ = [  # the hook specs too, so that help(strongroom.hookspecs) shows them
     "PROJECT_NAME",
     "AuditEvent",
     "IntegritySignal",
     "hookimpl",
     "hookspec",
+    "strongroom_account_wiped",
+    "strongroom_audit_event",
+    "strongroom_check_response",
+    "strongroom_configure",
+    "strongroom_device_integrity",
+    "strongroom_key_destroyed",
+    "strongroom_key_locked",
+    "strongroom_key_retired",
+    "strongroom_key_rotated",
+    "strongroom_key_unlocked",
+    "strongroom_pin_failure",
+    "strongroom_redaction_patterns",
+    "strongroom_request_user_presence",
+    "strongroom_sign_request",
+    "strongroom_unconfigure",
 ]
 
 PROJECT_NAME = "strongroom"
@@ -37,16 +54,6 @@ PROJECT_NAME = "strongroom"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 #: Marks a function as a strongroom hook implementation.
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """Something security-relevant happened.  ``details`` never holds a secret."""
-
-    action: str
-    account: str
-    outcome: str = "ok"
-    details: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,32 +86,58 @@ def strongroom_unconfigure(strongroom: Strongroom) -> None:
 
 @hookspec
 def strongroom_key_unlocked(account: str, provider: str) -> None:
-    """The account's master key was unlocked through the named provider."""
+    """The account's master key was unlocked through the named provider.
+
+    Fired by :meth:`strongroom.keys.AccountKeys.unlock` (not by ``init``,
+    which creates the key already unlocked).  Also the audit event ``key.unlocked``.
+    """
 
 
 @hookspec
 def strongroom_key_locked(account: str, reason: str) -> None:
-    """The account's session was locked (``reason``: "request", "idle", "close")."""
+    """The account's session was locked, and every key it held wiped from memory.
+
+    ``reason``: "request" (``lock``), "idle" (the idle timeout), "close"
+    (the stack closed, ``init``'s included), "wipe", "master key rotated"
+    (rotated by another process and not unwrappable again), "accept
+    rollback", "key record" (the unlock agent found its record gone or
+    altered).  Fired only by a session that was unlocked.  Also the audit
+    event ``key.locked``.
+    """
 
 
 @hookspec
 def strongroom_key_rotated(account: str, purpose: str, old_version: int, new_version: int) -> None:
-    """A keyset got a new primary version (``purpose`` "master" for the master key)."""
+    """A keyset got a new primary version (``purpose`` "master" for the master key).
+
+    Fired by ``AccountKeys.rotate`` and ``rotate_master``.  Also the audit event ``key.rotated``.
+    """
 
 
 @hookspec
 def strongroom_key_retired(account: str, purpose: str, version: int) -> None:
-    """A key version stopped being used for decryption; it still exists."""
+    """A key version stopped being used for decryption; it still exists.
+
+    Fired by ``AccountKeys.retire``.  Also the audit event ``key.retired``.
+    """
 
 
 @hookspec
 def strongroom_key_destroyed(account: str, purpose: str, version: int) -> None:
-    """A key version was erased; what it protected is now unreadable."""
+    """A key version was erased; what it protected is now unreadable.
+
+    Fired by ``AccountKeys.destroy``.  Also the audit event ``key.destroyed``.
+    """
 
 
 @hookspec
 def strongroom_account_wiped(account: str) -> None:
-    """An account's keys and then its data were destroyed."""
+    """An account's keys and then its data were destroyed.
+
+    Fired by :meth:`strongroom.Strongroom.wipe` (``strongroom wipe``), after
+    ``strongroom_key_locked`` with reason "wipe" if the session was unlocked.
+    Also the audit event ``account.wiped``.
+    """
 
 
 # audit and presence
@@ -112,7 +145,13 @@ def strongroom_account_wiped(account: str) -> None:
 
 @hookspec
 def strongroom_audit_event(event: AuditEvent) -> None:
-    """Record a security-relevant event, for example to an append-only log."""
+    """Record a security-relevant event, for example to an append-only log.
+
+    Every action shipped code fires is listed in :mod:`strongroom.audit`:
+    each key-lifecycle hook above, ``account.created``, a failed unlock
+    (``key.unlock``, outcome "failure") and data a store refused
+    (``data.refused``).  ``strongroom_contrib.audit_log`` writes them as JSON lines.
+    """
 
 
 @hookspec(firstresult=True)
@@ -122,12 +161,19 @@ def strongroom_request_user_presence(account: str, reason: str) -> bool | None:
     The first plugin that answers decides: ``True`` to allow, ``False`` to
     refuse.  ``None`` means "not mine to answer"; if no plugin answers, a
     provider that needs presence refuses.
+
+    Not fired yet: the key providers that need presence (Vault, PKCS#11)
+    will ask it; the passphrase provider's prompt is its own presence check.
     """
 
 
 @hookspec
 def strongroom_device_integrity() -> IntegritySignal | None:
-    """Report signals about the device; any ``compromised`` one is enforced by policy."""
+    """Report signals about the device; any ``compromised`` one is enforced by policy.
+
+    Not fired yet: the user-presence and device policy that will ask it
+    comes with the hardware-backed key providers (Vault, PKCS#11).
+    """
 
 
 # transport
@@ -135,17 +181,26 @@ def strongroom_device_integrity() -> IntegritySignal | None:
 
 @hookspec
 def strongroom_pin_failure(host: str, presented: Sequence[str], expected: Sequence[str]) -> None:
-    """A server presented keys (SPKI SHA-256, base64) that match no pin; the request failed."""
+    """A server presented keys (SPKI SHA-256, base64) that match no pin; the request failed.
+
+    Not fired yet: the ``https`` transport will fire it.
+    """
 
 
 @hookspec
 def strongroom_sign_request(request: SyncRequest) -> Mapping[str, str] | None:
-    """Return headers to add to an outgoing request (a signature, a nonce, a timestamp)."""
+    """Return headers to add to an outgoing request (a signature, a nonce, a timestamp).
+
+    Not fired yet: the signing layer above the transport will fire it.
+    """
 
 
 @hookspec
 def strongroom_check_response(request: SyncRequest, response: SyncResponse) -> None:
-    """Verify a response; raise :class:`strongroom.errors.IntegrityError` to reject it."""
+    """Verify a response; raise :class:`strongroom.errors.IntegrityError` to reject it.
+
+    Not fired yet: the signing layer above the transport will fire it.
+    """
 
 
 # logging
@@ -153,4 +208,9 @@ def strongroom_check_response(request: SyncRequest, response: SyncResponse) -> N
 
 @hookspec
 def strongroom_redaction_patterns() -> Sequence[str] | None:
-    """Return regular expressions whose matches are masked in strongroom's log output."""
+    """Return regular expressions whose matches are masked in strongroom's log output.
+
+    Asked once when a :class:`~strongroom.Strongroom` is built; the masking
+    is done by :class:`strongroom.redaction.RedactingFilter`, which the CLI
+    puts on its stderr handler and an application puts on its own.
+    """

@@ -14,14 +14,16 @@ reports objects/s alone for them.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from strongroom.audit import AuditEvent
 from strongroom.backend import Backend, S_co
-from strongroom.errors import RecordNotFoundError, UsageError
+from strongroom.errors import IntegrityError, RecordNotFoundError, UsageError
 from strongroom.keys.purposes import names_purpose, store_purpose
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ class StoreBinding:
     #: The store's own directory inside the account's; created by the stack.
     directory: Path
     keys: AccountKeys
+    #: Hears the store's security events (a refused read); the stack fires the audit hook.
+    audit: Callable[[AuditEvent], None] = field(default=lambda _event: None, repr=False)
 
     @property
     def purpose(self) -> str:
@@ -68,8 +72,34 @@ class ReencryptProgress(tuple[int, int]):
         return progress
 
 
+#: The reads whose refusal (an :class:`IntegrityError`) every store reports to the audit hook.
+AUDITED_READS = ("get", "get_any", "get_blob", "get_blob_range")
+
+
 class Store(Backend[S_co], ABC):
-    """Encrypted key-value records and blobs, bound to one account's keys."""
+    """Encrypted key-value records and blobs, bound to one account's keys.
+
+    A read that refuses stored data (:class:`~strongroom.errors.IntegrityError`
+    from one of :data:`AUDITED_READS`) is reported as an ``data.refused``
+    audit event by this base class, whatever the subclass: a store author
+    writes nothing for it.  The event names the store and the error class,
+    never the record's key (names are metadata the stores keep sealed).
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in AUDITED_READS:
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_audited", False):
+                setattr(cls, name, _audited(method))
+
+    def _refused(self, exc: IntegrityError) -> None:
+        """Report ``exc`` once, however many audited reads it passes through."""
+        if getattr(exc, "_reported", False):
+            return
+        exc._reported = True  # type: ignore[attr-defined]
+        details = {"store": self.binding.name, "error": type(exc).__name__}
+        self.binding.audit(AuditEvent("data.refused", self.binding.account, "failure", details))
 
     def __init__(self, settings: S_co | None = None, *, binding: StoreBinding) -> None:
         """:raises strongroom.errors.StoreError: the store's medium cannot be opened."""
@@ -248,3 +278,27 @@ class Store(Backend[S_co], ABC):
         :raises strongroom.errors.IntegrityError: a chunk fails verification; the
             iteration stops there.
         """
+
+
+def _audited(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method``, reporting an :class:`IntegrityError` it raises, or its iterator raises."""
+
+    @functools.wraps(method)
+    def call(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = method(self, *args, **kwargs)
+        except IntegrityError as exc:
+            self._refused(exc)
+            raise
+        return _watched(self, result) if isinstance(result, Iterator) else result
+
+    call._audited = True  # type: ignore[attr-defined]
+    return call
+
+
+def _watched(store: Store, chunks: Iterator[Any]) -> Iterator[Any]:
+    try:
+        yield from chunks
+    except IntegrityError as exc:
+        store._refused(exc)
+        raise

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Modules a plugin author may import.  Everything else in strongroom is private.
 PUBLIC_MODULES = {
     "strongroom",
+    "strongroom.audit",
     "strongroom.backend",
     "strongroom.cipher_suite",
     "strongroom.config",
@@ -25,6 +26,7 @@ PUBLIC_MODULES = {
     "strongroom.hookspecs",
     "strongroom.key_provider",
     "strongroom.keys",
+    "strongroom.redaction",
     "strongroom.secret",
     "strongroom.settings",
     "strongroom.store",
@@ -46,7 +48,9 @@ def sources(root: str) -> list[Path]:
     return sorted((ROOT / root).rglob("*.py"))
 
 
-@pytest.mark.parametrize("root", ["plugins", "contrib", "tests/fixtures/sample_plugin/src"])
+@pytest.mark.parametrize(
+    "root", ["plugins", "contrib", "tests/fixtures/sample_plugin/src", "tests/fixtures/examples"]
+)
 def test_extensions_import_only_the_public_api(root: str) -> None:
     files = sources(root)
     assert files, f"no sources under {root}"

@@ -44,8 +44,16 @@ class FakeStoreSettings(BackendSettings):
     password: str = ""
 
 
-class FakeStore(Store):
+class FakeStore(Store):  # only its settings are used; the methods let the class load
     Settings = FakeStoreSettings
+
+    def put(self, key, value): raise NotImplementedError
+    def get(self, key): raise NotImplementedError
+    def delete(self, key): raise NotImplementedError
+    def keys(self, prefix=""): raise NotImplementedError
+    def put_blob(self, key, chunks): raise NotImplementedError
+    def get_blob(self, key): raise NotImplementedError
+    def reencrypt(self): raise NotImplementedError
 """
 
 

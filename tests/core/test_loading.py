@@ -253,3 +253,53 @@ def test_explicit_plugins_are_registered_on_a_fresh_manager() -> None:
     with _stack("aes-256-gcm", plugins={"autoload": False}) as second:
         assert second.plugin_manager.get_plugins() == set()
     assert heard == ["default/files:1->2"]
+
+
+PROVIDERS = SLOTS_BY_TABLE["key_providers"]
+PROVIDER_WITHOUT_TRAITS = """
+from strongroom import KeyProvider
+
+class NoTraits(KeyProvider):
+    def wrap(self, secret, context):
+        return secret
+
+    def unwrap(self, blob, context):
+        return blob
+
+    def destroy(self, account):
+        pass
+"""
+
+
+def test_a_key_provider_without_traits_is_refused_when_it_loads(
+    make_distribution: MakeDistribution,
+) -> None:
+    make_distribution(
+        "no-traits",
+        entry_points={PROVIDERS.group: {"notraits": "no_traits:NoTraits"}},
+        modules={"no_traits": PROVIDER_WITHOUT_TRAITS},
+    )
+    with pytest.raises(PluginError, match="declares no traits") as caught:
+        load_backend(PROVIDERS, "notraits")
+    assert caught.value.exit_code == 2
+    config = {"key_providers": {"main": {"use": "notraits"}}}
+    with (
+        pytest.raises(PluginError, match="declares no traits"),
+        _stack("aes-256-gcm", **config) as s,
+    ):
+        s.resolve("key_providers.main")
+
+
+def test_a_backend_missing_an_abstract_method_is_refused_when_it_loads(
+    make_distribution: MakeDistribution,
+) -> None:
+    make_distribution(
+        "half-suite",
+        entry_points={SUITE_GROUP: {"half": "half_suite:Half"}},
+        modules={
+            "half_suite": "from strongroom import CipherSuite\n\nclass Half(CipherSuite):\n"
+            "    name = 'half'\n"
+        },
+    )
+    with pytest.raises(PluginError, match="does not implement keyed"):
+        load_backend(SUITES, "half")

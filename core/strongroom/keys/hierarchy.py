@@ -24,6 +24,7 @@ master key lives in a :class:`Secret` and is wiped on
 from __future__ import annotations
 
 from strongroom._fs import locked, make_private_dir
+from strongroom.audit import AuditEvent
 from strongroom.errors import UsageError
 from strongroom.keys._access import KEY_SIZE, LOCK_FILE
 from strongroom.keys._master import MasterKeyChanges
@@ -86,6 +87,8 @@ class AccountKeys(MasterKeyChanges):
             raise
         self._session.start(master, 1)
         self._unlocked_by = names[0]
+        event = AuditEvent("account.created", self.account, details={"providers": ",".join(names)})
+        self._notify("strongroom_audit_event", event=event)
 
     def _exists_error(self) -> UsageError:
         return UsageError(

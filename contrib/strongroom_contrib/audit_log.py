@@ -1,0 +1,100 @@
+"""Audit events as JSON lines, appended to a file only its owner can read.
+
+Registered as the hook plugin ``audit-log``.  It writes nothing until told
+where: ``$STRONGROOM_AUDIT_LOG`` names the file for a stack built from a
+config (read once, when the stack is configured), or an application passes
+its own instance::
+
+    Strongroom(config, plugins=[JsonLinesAuditLog("/var/log/app/audit.jsonl")])
+
+Each line is one event: ``{"action", "account", "details", "outcome",
+"time"}``, keys sorted, ``time`` in UTC (ISO 8601).  The file is created
+with mode 0600 and opened with ``O_APPEND | O_NOFOLLOW``: a symlink in its
+place, or a file another user owns or others can read, is refused.  A
+refused or failed write is logged as a warning and does not stop the
+operation that was being audited (locking and wiping must never be held
+up by a log).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import stat
+from pathlib import Path
+
+from strongroom import hookimpl
+from strongroom.audit import AuditEvent
+
+__all__ = ["ENV_VARIABLE", "JsonLinesAuditLog", "from_environment"]
+
+ENV_VARIABLE = "STRONGROOM_AUDIT_LOG"
+
+log = logging.getLogger(__name__)
+
+
+class JsonLinesAuditLog:
+    """Appends each ``strongroom_audit_event`` to ``path`` as one JSON line."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"JsonLinesAuditLog({str(self.path)!r})"
+
+    @hookimpl
+    def strongroom_audit_event(self, event: AuditEvent) -> None:
+        line = json.dumps(
+            {
+                "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
+                "action": event.action,
+                "account": event.account,
+                "outcome": event.outcome,
+                "details": dict(event.details),
+            },
+            sort_keys=True,
+        )
+        try:
+            self._append(line.encode() + b"\n")
+        except OSError as exc:
+            log.warning("audit log %s: cannot append (%s)", self.path, exc.strerror or exc)
+
+    def _append(self, data: bytes) -> None:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.path, flags, 0o600)
+        try:
+            info = os.fstat(fd)
+            if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+                raise PermissionError(0, "owned by another user or readable by others")
+            if not stat.S_ISREG(info.st_mode):
+                raise PermissionError(0, "not a regular file")
+            os.write(fd, data)  # one write under O_APPEND: lines from two processes never mix
+        finally:
+            os.close(fd)
+
+
+class _FromEnvironment:
+    """The registered plugin: a :class:`JsonLinesAuditLog` once ``$STRONGROOM_AUDIT_LOG`` is set."""
+
+    def __init__(self) -> None:
+        self._log: JsonLinesAuditLog | None = None
+
+    @hookimpl
+    def strongroom_configure(self) -> None:
+        path = os.environ.get(ENV_VARIABLE)
+        self._log = JsonLinesAuditLog(path) if path else None
+
+    @hookimpl
+    def strongroom_audit_event(self, event: AuditEvent) -> None:
+        if self._log is not None:
+            self._log.strongroom_audit_event(event)
+
+
+def from_environment() -> object:
+    """The object registered under ``strongroom.plugins`` as ``audit-log``."""
+    return _FromEnvironment()
+
+
+plugin = from_environment()

@@ -1,0 +1,38 @@
+"""Audit events: what the ``strongroom_audit_event`` hook hears.
+
+Kept apart from :mod:`strongroom.hookspecs` so that code which only emits
+events (a store refusing a read) does not import pluggy.
+
+Actions fired by shipped code (``outcome`` "ok" unless said):
+
+=================  ==========================================================
+``account.created``   ``init`` made the account's master key and keysets
+``key.unlocked``      details: ``provider``
+``key.unlock``        outcome "failure": no provider unlocked, or the record
+                      was refused; details: ``error`` (class), ``reason``
+``key.locked``        details: ``reason`` (request, idle, close, wipe, ...)
+``key.rotated``       details: ``purpose``, ``old_version``, ``new_version``
+``key.retired``       details: ``purpose``, ``version``
+``key.destroyed``     details: ``purpose``, ``version``
+``account.wiped``     the account's keys and data were destroyed
+``data.refused``      outcome "failure": a store refused stored data that
+                      failed verification; details: ``store``, ``error``
+=================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["AuditEvent"]
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """Something security-relevant happened.  ``details`` never holds a secret."""
+
+    action: str
+    account: str
+    outcome: str = "ok"
+    details: Mapping[str, str] = field(default_factory=dict)

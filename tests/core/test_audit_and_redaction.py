@@ -1,0 +1,219 @@
+"""Audit events and log redaction: what the audit and redaction hooks hear, and from where.
+
+The stack is real (passphrase provider, files store); a recording plugin
+hears the events, and no event may carry the passphrase, a key or a value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from strongroom import hookimpl
+from strongroom._stack import Strongroom
+from strongroom.audit import AuditEvent
+from strongroom.config import BUILTIN_SOURCE, DEFAULT_STACK, parse_config
+from strongroom.errors import IntegrityError, PluginError, UnlockFailedError
+from strongroom.redaction import MASK, RedactingFilter
+from strongroom_contrib.audit_log import ENV_VARIABLE, JsonLinesAuditLog, from_environment
+
+PASSPHRASE = "a passphrase for the audit tests"  # noqa: S105 - a test secret
+VALUE = b"a value that never reaches an audit event"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    @hookimpl
+    def strongroom_audit_event(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+    def actions(self) -> list[tuple[str, str]]:
+        return [(event.action, event.outcome) for event in self.events]
+
+
+def stack(root: Path, passphrase: str, *plugins: object) -> Strongroom:
+    secret = root / f"passphrase-{len(passphrase)}"
+    secret.write_text(passphrase)
+    secret.chmod(0o600)
+    providers = {
+        name: {**table, "passphrase": f"file:{secret}", "memory_kib": 19456, "iterations": 2}
+        for name, table in DEFAULT_STACK["key_providers"].items()
+    }
+    data = {
+        **DEFAULT_STACK,
+        "strongroom": {"data_dir": str(root / "data"), "account": "alice"},
+        "key_providers": providers,
+    }
+    return Strongroom(parse_config(data, source=BUILTIN_SOURCE, environ={}), plugins=plugins)
+
+
+def stored_record(directory: Path) -> Path:
+    """The one record file of a files store (its name is 64 hex digits)."""
+    (record,) = (p for p in (directory / "records").rglob("*") if len(p.name) == 64)
+    return record
+
+
+def test_each_key_lifecycle_step_a_failed_unlock_and_refused_data_are_audited(
+    tmp_path: Path,
+) -> None:
+    heard = Recorder()
+    with stack(tmp_path, PASSPHRASE, heard) as first:
+        first.initialise()
+        (name,) = first.config.instances("stores")
+        first.store(name).put("k", VALUE)
+    assert heard.actions()[:1] == [("account.created", "ok")]
+    assert heard.events[0].details == {"providers": "main"}
+
+    heard.events.clear()
+    with stack(tmp_path, "not the passphrase", heard) as wrong, pytest.raises(UnlockFailedError):
+        wrong.keys.unlock()
+    (failure,) = heard.events
+    assert (failure.action, failure.outcome, failure.account) == ("key.unlock", "failure", "alice")
+    assert failure.details["error"] == "UnlockFailedError"
+
+    heard.events.clear()
+    with stack(tmp_path, PASSPHRASE, heard) as app:
+        store = app.store(name)
+        app.keys.unlock()
+        purpose = f"store:{name}"
+        app.keys.rotate(purpose)
+        for _ in store.reencrypt():
+            pass
+        app.keys.retire(purpose, 1)
+        app.keys.destroy(purpose, 1)
+        record = stored_record(store.binding.directory)
+        data = bytearray(record.read_bytes())
+        data[-1] ^= 1
+        record.write_bytes(bytes(data))
+        with pytest.raises(IntegrityError):
+            store.get("k")
+        app.wipe()
+    assert heard.actions() == [
+        ("key.unlocked", "ok"),
+        ("key.rotated", "ok"),
+        ("key.retired", "ok"),
+        ("key.destroyed", "ok"),
+        ("data.refused", "failure"),
+        ("key.locked", "ok"),
+        ("account.wiped", "ok"),
+    ]
+    details = [dict(event.details) for event in heard.events]
+    assert details[0] == {"provider": "main"}
+    assert details[1] == {"purpose": purpose, "old_version": "1", "new_version": "2"}
+    assert details[2] == details[3] == {"purpose": purpose, "version": "1"}
+    assert details[4] == {"store": name, "error": "AuthenticationError"}
+    assert details[5] == {"reason": "wipe"}
+    seen = repr(heard.events) + repr(failure)
+    assert PASSPHRASE not in seen
+    assert "not the passphrase" not in seen
+    assert VALUE.decode() not in seen
+    assert "'k'" not in seen
+
+
+def test_a_refusal_passing_through_several_reads_is_reported_once(tmp_path: Path) -> None:
+    heard = Recorder()
+    with stack(tmp_path, PASSPHRASE, heard) as app:
+        app.initialise()
+        (name,) = app.config.instances("stores")
+        store = app.store(name)
+        store.put("k", VALUE)
+        record = stored_record(store.binding.directory)
+        record.write_bytes(record.read_bytes()[:-1])
+        heard.events.clear()
+        with pytest.raises(IntegrityError):
+            b"".join(store.get_any("k"))  # get_any reads through get: one report
+        assert heard.actions() == [("data.refused", "failure")]
+
+
+def test_the_json_lines_log_appends_owner_only_lines(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with stack(tmp_path, PASSPHRASE, JsonLinesAuditLog(path)) as app:
+        app.initialise()
+        app.keys.rotate("files")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["action"] for line in lines] == ["account.created", "key.rotated", "key.locked"]
+    assert set(lines[1]) == {"action", "account", "details", "outcome", "time"}
+    assert lines[1]["details"] == {"purpose": "files", "old_version": "1", "new_version": "2"}
+    assert PASSPHRASE not in path.read_text()
+
+
+@pytest.mark.parametrize("trap", ["symlink", "readable by others"])
+def test_the_json_lines_log_refuses_a_file_it_cannot_trust(
+    tmp_path: Path, trap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    target = tmp_path / "elsewhere"
+    if trap == "symlink":
+        target.write_bytes(b"")
+        path.symlink_to(target)
+    else:
+        path.write_bytes(b"")
+        path.chmod(0o644)
+    audit = JsonLinesAuditLog(path)
+    with caplog.at_level(logging.WARNING):
+        audit.strongroom_audit_event(AuditEvent("key.locked", "alice"))
+    assert "cannot append" in caplog.text
+    assert (target if trap == "symlink" else path).read_bytes() == b""
+
+
+def test_the_registered_plugin_writes_only_where_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registered: Any = from_environment()
+    monkeypatch.delenv(ENV_VARIABLE, raising=False)
+    with stack(tmp_path, PASSPHRASE, registered) as app:
+        app.initialise()
+    assert list(tmp_path.glob("*.jsonl")) == []
+    path = tmp_path / "audit.jsonl"
+    monkeypatch.setenv(ENV_VARIABLE, str(path))
+    with stack(tmp_path, PASSPHRASE, registered) as app:
+        app.keys.unlock()
+    assert [json.loads(line)["action"] for line in path.read_text().splitlines()] == [
+        "key.unlocked",
+        "key.locked",
+    ]
+    assert os.stat(path).st_uid == os.geteuid()
+
+
+class Masking:
+    @hookimpl
+    def strongroom_redaction_patterns(self) -> list[str]:
+        return [r"acct-[0-9]+"]
+
+
+def test_redaction_patterns_mask_log_lines_on_a_redacting_handler(tmp_path: Path) -> None:
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Collect()
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("strongroom.keys.example")
+    logger.addHandler(handler)
+    try:
+        with stack(tmp_path, PASSPHRASE, Masking()):
+            logger.warning("provider for %s could not keep its generation", "acct-12345")
+    finally:
+        logger.removeHandler(handler)
+    assert lines == [f"provider for {MASK} could not keep its generation"]
+
+
+def test_a_redaction_pattern_that_does_not_compile_is_a_plugin_error(tmp_path: Path) -> None:
+    class Broken:
+        @hookimpl
+        def strongroom_redaction_patterns(self) -> list[str]:
+            return ["(unclosed"]
+
+    with pytest.raises(PluginError, match="redaction pattern is not a regular expression"):
+        stack(tmp_path, PASSPHRASE, Broken())
