@@ -4,30 +4,44 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self, cast
+from typing import TYPE_CHECKING, cast
 
 from strongroom._loading import SLOTS_BY_TABLE, load_backend, load_hook_plugins
+from strongroom.audit import AuditEvent
 from strongroom.backend import Backend, Closeable
-from strongroom.config import Config, load_config
+from strongroom.config import Config
+from strongroom.errors import KeyLockedError, PluginError, UsageError
 
 # Only what building a stack and unlocking it need is imported here: the key
 # hierarchy, stores, formats and pluggy's machinery are imported where first
 # used, so a command that cannot unlock stops before paying for them.
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
     import pluggy
 
     from strongroom._loading import HookPlugin, Registration
     from strongroom.cipher_suite import CipherSuite
     from strongroom.config import BackendChoice
-    from strongroom.key_provider import KeyProvider
+    from strongroom.key_provider import KeyProvider, SecretRequest, SecretSource
     from strongroom.keys import AccountKeys
+    from strongroom.secret import Secret
     from strongroom.settings import BackendSettings
     from strongroom.store import Store, StoreBinding
     from strongroom.transport import Transport
 
 __all__ = ["ResolvedBackend", "Strongroom"]
+
+
+#: The key-lifecycle hooks each of which is also an audit event, and its action.
+_LIFECYCLE_ACTIONS = {
+    "strongroom_key_unlocked": "key.unlocked",
+    "strongroom_key_locked": "key.locked",
+    "strongroom_key_rotated": "key.rotated",
+    "strongroom_key_retired": "key.retired",
+    "strongroom_key_destroyed": "key.destroyed",
+    "strongroom_account_wiped": "account.wiped",
+}
 
 
 def _run_each(steps: Iterable[Callable[[], object]]) -> list[Exception]:
@@ -69,11 +83,35 @@ class Strongroom(Closeable):
     at all; from then on every event reaches every registered plugin.
     """
 
-    def __init__(self, config: Config, *, plugins: Iterable[object] = ()) -> None:
-        """:raises strongroom.errors.PluginLoadError: an autoloaded hook plugin failed to import."""
+    def __init__(
+        self,
+        config: Config,
+        *,
+        plugins: Iterable[object] = (),
+        secrets: Mapping[str, SecretSource | Secret | str | bytes] | None = None,
+    ) -> None:
+        """Register the hook plugins and fire ``strongroom_configure``.
+
+        ``secrets`` hands providers their user's secret in process, by the
+        provider's config name (``key_providers.<name>``): a
+        :data:`~strongroom.key_provider.SecretSource` that asks in the
+        application's own UI, or the secret itself (a
+        :class:`~strongroom.secret.Secret`, text or bytes), which then
+        answers every request but a change of secret.  Nothing goes through
+        the environment, a file or a command line.
+
+        :raises strongroom.errors.PluginLoadError: an autoloaded hook plugin failed to import.
+        :raises strongroom.errors.PluginError: a plugin's redaction pattern does not compile.
+        :raises strongroom.errors.UsageError: ``secrets`` names a provider the
+            config does not have.
+        """
         import threading
 
         self.config = config
+        self._secrets = {name: _as_source(secret) for name, secret in (secrets or {}).items()}
+        unknown = set(self._secrets) - set(config.instances("key_providers"))
+        if unknown:
+            raise UsageError(f"secrets given for unconfigured key providers: {sorted(unknown)}")
         self._plugin_manager: pluggy.PluginManager | None = None
         self._plugin_manager_guard = threading.Lock()
         self.hook_plugins: list[HookPlugin] = []
@@ -84,6 +122,8 @@ class Strongroom(Closeable):
                     self.plugin_manager.register(found.plugin, name=found.registration.name)
         for plugin in plugins:
             self.plugin_manager.register(plugin)
+        if self._listened_to:  # only a plugin can name what to mask
+            self._mask_what_plugins_name()
         self._resolved: dict[str, ResolvedBackend] = {}
         self._instances: dict[str, Backend] = {}
         self._suites: dict[str, CipherSuite] = {}
@@ -91,14 +131,16 @@ class Strongroom(Closeable):
         self._closed = False
         self._notify("strongroom_configure", strongroom=self)
 
-    @classmethod
-    def from_config_file(cls, path: str | os.PathLike[str] | None = None) -> Self:
-        """Build from the config found as :func:`strongroom.config.load_config` finds it.
+    def _mask_what_plugins_name(self) -> None:
+        import re
 
-        :raises strongroom.errors.ConfigError: the config is missing or invalid.
-        :raises strongroom.errors.PluginLoadError: a hook plugin failed to import.
-        """
-        return cls(load_config(path))
+        from strongroom.redaction import add_patterns
+
+        answers = self.hook.strongroom_redaction_patterns()
+        try:
+            add_patterns(pattern for answer in answers for pattern in answer or ())
+        except re.error as exc:
+            raise PluginError(f"a redaction pattern is not a regular expression: {exc}") from None
 
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
@@ -158,7 +200,7 @@ class Strongroom(Closeable):
 
         directory = self.config.account_dir / "stores" / name
         make_private_dir(directory)
-        return StoreBinding(self.config.account, name, directory, self.keys)
+        return StoreBinding(self.config.account, name, directory, self.keys, audit=self._audit)
 
     def suite(self, name: str) -> CipherSuite:
         """A cipher suite by name: the configured one, or another that old data names.
@@ -271,9 +313,27 @@ class Strongroom(Closeable):
         return left
 
     def _notify(self, hook: str, **kwargs: object) -> None:
-        """Fire ``hook``; without a plugin manager nothing is registered to hear it."""
-        if self._plugin_manager is not None:
-            getattr(self._plugin_manager.hook, hook)(**kwargs)
+        """Fire ``hook``; a key-lifecycle hook is also an audit event (:mod:`strongroom.audit`).
+
+        Without a plugin manager nothing is registered to hear either.
+        """
+        if not self._listened_to:
+            return
+        getattr(self.hook, hook)(**kwargs)
+        action = _LIFECYCLE_ACTIONS.get(hook)
+        if action is not None:
+            account = str(kwargs.pop("account"))
+            details = {name: str(value) for name, value in kwargs.items()}
+            self._audit(AuditEvent(action, account, details=details))
+
+    def _audit(self, event: AuditEvent) -> None:
+        if self._listened_to:
+            self.hook.strongroom_audit_event(event=event)
+
+    @property
+    def _listened_to(self) -> bool:
+        """Whether a plugin manager exists, and so whether any plugin can hear an event."""
+        return self._plugin_manager is not None
 
     @property
     def cipher_suite(self) -> CipherSuite:
@@ -281,8 +341,16 @@ class Strongroom(Closeable):
         return cast("CipherSuite", self._instance("cipher_suite"))
 
     def key_provider(self, name: str) -> KeyProvider:
-        """The key provider configured as ``[key_providers.<name>]``."""
-        return cast("KeyProvider", self._instance(f"key_providers.{name}"))
+        """The provider configured as ``[key_providers.<name>]``, built on first use.
+
+        :raises strongroom.errors.UsageError: it was handed a secret it cannot take.
+        """
+        table = f"key_providers.{name}"
+        fresh = table not in self._instances
+        provider = cast("KeyProvider", self._instance(table))
+        if fresh and name in self._secrets:
+            provider.use_secret(self._secrets[name])
+        return provider
 
     def store(self, name: str) -> Store:
         """The store configured as ``[stores.<name>]``."""
@@ -314,3 +382,19 @@ class Strongroom(Closeable):
 
     def __repr__(self) -> str:
         return f"<Strongroom account={self.config.account!r} config={self.config.source!r}>"
+
+
+def _as_source(secret: SecretSource | Secret | str | bytes) -> SecretSource:
+    """A secret source; the secret itself answers every request but a change of secret."""
+    if callable(secret):
+        return secret
+
+    def given(request: SecretRequest) -> str | bytes | Secret:
+        if request.change:
+            raise KeyLockedError(
+                f"no new secret was given for {request.context.account!r}; pass a source that "
+                "answers change requests to change it"
+            )
+        return secret
+
+    return given

@@ -8,14 +8,20 @@ provider's own root key never leaves that backend (keystore, Vault, HSM).
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from strongroom.backend import Backend, S_co
+from strongroom.errors import UsageError
 
-__all__ = ["KeyProvider", "KeyProviderTraits", "WrapContext"]
+if TYPE_CHECKING:
+    from strongroom.secret import Secret
+
+__all__ = ["KeyProvider", "KeyProviderTraits", "SecretRequest", "SecretSource", "WrapContext"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,25 @@ class WrapContext:
 
 
 @dataclass(frozen=True)
+class SecretRequest:
+    """What a key provider asks an application's secret source for."""
+
+    #: The wrap being made or opened: say which account it is for when asking.
+    context: WrapContext
+    #: ``True`` for a new wrap: an interactive source should ask twice and compare.
+    new: bool
+    #: ``True`` when the secret is being changed: answer with the *new* one, never the current.
+    change: bool = False
+
+
+#: An application's own source of a provider's secret (a passphrase, a PIN):
+#: answers a :class:`SecretRequest` with text, bytes or a
+#: :class:`~strongroom.secret.Secret`, or raises a
+#: :class:`~strongroom.errors.KeyUnavailableError` (the user cancelled).
+SecretSource = Callable[[SecretRequest], "str | bytes | Secret"]
+
+
+@dataclass(frozen=True)
 class KeyProviderTraits:
     """What a provider promises, shown by ``strongroom status`` and used by policy."""
 
@@ -49,7 +74,15 @@ class KeyProviderTraits:
 class KeyProvider(Backend[S_co], ABC):
     """Wraps and unwraps secrets under a root the provider keeps."""
 
+    #: Required: what the provider promises (checked when the backend loads).
     traits: ClassVar[KeyProviderTraits]
+
+    @classmethod
+    def declaration_problems(cls) -> list[str]:
+        problems = super().declaration_problems()
+        if not isinstance(getattr(cls, "traits", None), KeyProviderTraits):
+            problems.append("declares no traits (a KeyProviderTraits class attribute)")
+        return problems
 
     @abstractmethod
     def wrap(self, secret: bytes, context: WrapContext) -> bytes:
@@ -64,12 +97,43 @@ class KeyProvider(Backend[S_co], ABC):
     def unwrap(self, blob: bytes, context: WrapContext) -> bytes:
         """Recover the secret that :meth:`wrap` sealed under the same ``context``.
 
+        Raise only the errors below: unlocking tries the account's providers
+        in turn and any of them moves on to the next; when all fail, their
+        answers are reported together (exit 4, or 3 when every wrap failed
+        to authenticate).  Any other exception is a bug in the provider.
+
         :raises strongroom.errors.AuthenticationError: ``blob`` was altered or was
             wrapped under another context or root.
+        :raises strongroom.errors.IntegrityError: ``blob`` is not of this
+            provider's format at all.
+        :raises strongroom.errors.SecretSourceError: the configured source of
+            the user's secret (a file, a command) cannot be used.
         :raises strongroom.errors.KeyLockedError: the backing keystore is locked.
         :raises strongroom.errors.ProviderUnreachableError: its service is absent.
         :raises strongroom.errors.UnlockFailedError: the user's passphrase or PIN was refused.
         """
+
+    def use_secret(self, source: SecretSource) -> None:
+        """Take the user's secret from ``source``, an application's own prompt, from now on.
+
+        Instead of the configured sources (a file, a command, the terminal):
+        the application hands the secret over in process, never through the
+        environment, a file or a command line.
+
+        :raises strongroom.errors.UsageError: this provider takes no secret from its user.
+        """
+        raise UsageError(f"the {type(self).__name__} key provider takes no secret from its user")
+
+    @contextlib.contextmanager
+    def holding_secrets(self) -> Iterator[None]:
+        """Within this, a secret read from the user is asked for once and reused.
+
+        One operation (unlocking then rotating the master key, say) then
+        prompts once.  A provider that reads a secret keeps it in a
+        :class:`~strongroom.secret.Secret` and wipes it when the outermost
+        ``holding_secrets`` ends; the default holds nothing.
+        """
+        yield
 
     def rewrap(self, secret: bytes, context: WrapContext) -> bytes:
         """Wrap ``secret`` afresh for an account this provider already wraps.

@@ -110,3 +110,20 @@ def test_a_change_with_a_master_rotation_leaves_an_old_record_behind(tmp_path: P
     line = account.error("get", "default", "later", code=3)
     assert line == "store 'default': an object names a key version the store never had"
     assert "combine" in account.error(*command[:2], "--purpose", "files", "--master", code=2)
+
+
+def test_a_command_reads_the_passphrase_once(tmp_path: Path) -> None:
+    """Unlocking and then rotating the master key is one command: one read of the passphrase."""
+    counter = tmp_path / "reads"
+    secret = write_private(tmp_path / "passphrase", PASSPHRASE)
+    script = write_private(tmp_path / "ask.sh", f"#!/bin/sh\necho x >> {counter}\ncat {secret}")
+    script.chmod(0o700)
+    data_dir = tmp_path / "data"
+    config = write_config(tmp_path / "strongroom.toml", data_dir, passphrase_table("main"))
+    account = Account(config, data_dir, clean_environ(STRONGROOM_PASSPHRASE_COMMAND=str(script)))
+    account.run("init")
+    counter.unlink()
+    account.run("keys", "rotate", "--master")
+    assert counter.read_text() == "x\n"
+    account.run("keys", "rotate", "--master")
+    assert counter.read_text() == "x\nx\n"

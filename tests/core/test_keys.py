@@ -18,6 +18,7 @@ from strongroom.errors import (
     IntegrityError,
     KeyLockedError,
     KeyUnavailableError,
+    ProviderUnreachableError,
     UnlockFailedError,
     UsageError,
 )
@@ -149,6 +150,43 @@ def test_any_of_several_providers_unlocks(tmp_path: Path) -> None:
     recovery.refuse = True
     with pytest.raises(UnlockFailedError, match="os: refused; recovery: refused"):
         keys.unlock()
+
+
+def test_a_provider_holding_another_root_falls_through_to_the_next(tmp_path: Path) -> None:
+    """A wrap that does not authenticate under a provider's root is one answer, not the verdict."""
+    recovery = MemoryKeyProvider()
+    keys = make_keys(tmp_path / "a", {"env": MemoryKeyProvider(), "recovery": recovery})
+    keys.create()
+    keys.ensure("files")
+    secret = raw(keys, "files")
+    keys.close()
+    wrong_key = MemoryKeyProvider()  # another root: its unwrap raises AuthenticationError
+    fresh = make_keys(keys.directory, {"env": wrong_key, "recovery": recovery})
+    assert fresh.unlock() == "recovery"
+    assert raw(fresh, "files") == secret
+    fresh.lock()
+
+    recovery.fail = ProviderUnreachableError("the service does not answer")
+    with pytest.raises(KeyUnavailableError) as caught:
+        fresh.unlock()
+    assert type(caught.value) is KeyUnavailableError  # exit 4: one error for every answer
+    assert str(caught.value) == (
+        "could not unlock account 'alice': env: its wrap did not open under this provider's "
+        "root (another key, or an altered wrap); recovery: the service does not answer"
+    )
+    assert not fresh.unlocked
+
+
+def test_every_wrap_failing_to_authenticate_is_an_integrity_error(tmp_path: Path) -> None:
+    """No root opens any wrap: the record was altered, or it is not this device's (exit 3)."""
+    keys = make_keys(tmp_path / "a", {"os": MemoryKeyProvider(), "recovery": MemoryKeyProvider()})
+    keys.create()
+    keys.close()
+    strangers = make_keys(
+        keys.directory, {"os": MemoryKeyProvider(), "recovery": MemoryKeyProvider()}
+    )
+    with pytest.raises(IntegrityError, match=r"^could not unlock account 'alice': os: its wrap"):
+        strangers.unlock()
 
 
 def test_providers_can_be_added_and_removed_but_not_the_last(tmp_path: Path) -> None:

@@ -37,6 +37,9 @@ class TestMemoryKeyProvider(KeyProviderContract):
     def make_provider(self) -> KeyProvider:
         return MemoryKeyProvider()
 
+    def make_foreign_provider(self) -> KeyProvider:
+        return MemoryKeyProvider()  # another random KEK
+
 
 def test_a_shared_kek_opens_what_another_instance_wrapped() -> None:
     kek = os.urandom(32)

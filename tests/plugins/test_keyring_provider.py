@@ -27,7 +27,7 @@ from keyring.backend import KeyringBackend
 from keyring.backends import SecretService, chainer, fail, null
 from msgspec import ValidationError
 
-from services import GnomeKeyring, running_gnome_keyring
+from services import GnomeKeyring
 from strongroom.errors import (
     AuthenticationError,
     IntegrityError,
@@ -47,12 +47,6 @@ from strongroom_plugins.providers.os_keyring import (
 
 SECRET = bytes(range(32))
 CONTEXT = WrapContext("alice", "master", 1)
-
-
-@pytest.fixture
-def gnome_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[GnomeKeyring]:
-    with running_gnome_keyring(monkeypatch) as service:
-        yield service
 
 
 @pytest.fixture(autouse=True)
@@ -207,6 +201,12 @@ class TestOsKeyringProviderContract(KeyProviderContract):
     def provider(self, gnome_keyring: GnomeKeyring) -> Iterator[KeyProvider]:
         with OsKeyringProvider() as provider:
             yield provider
+
+    @pytest.fixture
+    def foreign(self, gnome_keyring: GnomeKeyring) -> Iterator[KeyProvider]:
+        """The same keyring under another service name: another KEK for alice."""
+        with OsKeyringProvider(KeyringSettings(service="strongroom-foreign")) as foreign:
+            yield foreign
 
 
 GENERATION_ITEM = {"service": "strongroom", "username": "alice:generation"}

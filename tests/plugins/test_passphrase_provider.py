@@ -317,6 +317,9 @@ class TestPassphraseProviderContract(KeyProviderContract):
     def make_provider(self) -> KeyProvider:
         return PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE))
 
+    def make_foreign_provider(self) -> KeyProvider:
+        return PassphraseProvider(SMALL, passphrase=fixed("another passphrase entirely"))
+
 
 # -- the terminal ----------------------------------------------------------------------------
 

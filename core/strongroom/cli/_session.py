@@ -35,12 +35,18 @@ def config_for(args: argparse.Namespace) -> Config:
 def opened(args: argparse.Namespace, *, unlock: bool = True) -> Iterator[Strongroom]:
     """The stack, unlocked unless ``unlock`` is false; locked and closed afterwards.
 
+    Each provider asks its user at most once in the command; what it read
+    is wiped when the command ends.
+
     :raises strongroom.errors.KeyUnavailableError: no provider could unlock it.
     """
     with Strongroom(config_for(args)) as stack:
-        if unlock:
+        if not unlock:
+            yield stack
+            return
+        with stack.keys.holding_secrets():
             stack.keys.unlock()
-        yield stack
+            yield stack
 
 
 def store_named(stack: Strongroom, name: str) -> Store:

@@ -24,13 +24,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strongroom._fs import locked, make_private_dir
+from strongroom.audit import AuditEvent
 from strongroom.backend import Closeable
 from strongroom.errors import (
+    AuthenticationError,
     IntegrityError,
     KeyLockedError,
     KeyUnavailableError,
     SecretSourceError,
     StrongroomError,
+    UnlockFailedError,
     UsageError,
 )
 from strongroom.key_provider import KeyProvider, WrapContext
@@ -212,6 +215,17 @@ class KeyAccess(Closeable):
 
     # locking
 
+    @contextlib.contextmanager
+    def holding_secrets(self) -> Iterator[None]:
+        """Within this, each provider asks its user once (see ``KeyProvider.holding_secrets``).
+
+        What a provider read is wiped when the block ends.
+        """
+        with contextlib.ExitStack() as held:
+            for provider in self._providers.values():
+                held.enter_context(provider.holding_secrets())
+            yield
+
     @property
     def unlocked(self) -> bool:
         return self._session.unlocked
@@ -231,6 +245,15 @@ class KeyAccess(Closeable):
         return self._unlock(provider, check_rollback=True)
 
     def _unlock(self, provider: str | None, *, check_rollback: bool) -> str:
+        try:
+            return self._unlock_once(provider, check_rollback=check_rollback)
+        except StrongroomError as exc:
+            details = {"error": type(exc).__name__, "reason": str(exc)}
+            event = AuditEvent("key.unlock", self.account, "failure", details)
+            self._notify("strongroom_audit_event", event=event)
+            raise
+
+    def _unlock_once(self, provider: str | None, *, check_rollback: bool) -> str:
         with self._guard:
             record = self._read()
             if self._session.unlocked and self._session.master_version == record.master_version:
@@ -303,8 +326,7 @@ class KeyAccess(Closeable):
             )
         if len(failures) == 1:
             raise failures[0][1]
-        reasons = "; ".join(f"{name}: {exc}" for name, exc in failures)
-        raise type(failures[0][1])(f"could not unlock account {self.account!r}: {reasons}")
+        raise _combined(self.account, failures)
 
     def lock(self, reason: str = "request") -> None:
         """Wipe the master key and every unwrapped data key from memory."""
@@ -331,3 +353,25 @@ class KeyAccess(Closeable):
         wrap = provider.rewrap if afresh else provider.wrap
         blob = wrap(bytes(master.view()), WrapContext(self.account, MASTER, version))
         return ProviderWrap(use=self._provider_backends.get(name, "?"), blob=blob)
+
+
+def _combined(account: str, failures: list[tuple[str, StrongroomError]]) -> StrongroomError:
+    """One error for every provider failing, naming each one's answer (never a secret).
+
+    Every provider refusing the secret offered is an :class:`UnlockFailedError`;
+    every wrap failing to authenticate (the record was altered, or every root
+    differs) an :class:`IntegrityError`; any other mix a :class:`KeyUnavailableError`.
+    """
+    answers = "; ".join(f"{name}: {_answer(exc)}" for name, exc in failures)
+    message = f"could not unlock account {account!r}: {answers}"
+    if all(isinstance(exc, UnlockFailedError) for _, exc in failures):
+        return UnlockFailedError(message)
+    if all(isinstance(exc, IntegrityError) for _, exc in failures):
+        return IntegrityError(message)
+    return KeyUnavailableError(message)
+
+
+def _answer(exc: StrongroomError) -> str:
+    if isinstance(exc, AuthenticationError):
+        return "its wrap did not open under this provider's root (another key, or an altered wrap)"
+    return str(exc)

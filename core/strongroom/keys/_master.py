@@ -51,7 +51,8 @@ class MasterKeyChanges(DataKeyAccess):
 
     def _replace_master(self, *, rewrap: str | None, without: str | None) -> int:
         """Replace the master key, then tell plugins; returns the new version."""
-        new_version = self._prepare_and_install(rewrap=rewrap, without=without)
+        with self.holding_secrets():  # a retry after a stale record asks nobody again
+            new_version = self._prepare_and_install(rewrap=rewrap, without=without)
         self._notify(
             "strongroom_key_rotated",
             account=self.account,

@@ -9,9 +9,11 @@ Subclass it and say how to build your provider against a real backend::
             return MyProvider(MyProvider.Settings(url=...))
 
 Override the ``provider`` fixture instead when building it needs other
-fixtures (a running service).  Class attributes describe what the provider
-promises, so that the suite checks exactly that: ``refusal`` is what
-unwrapping an altered blob raises, ``destroys_root`` whether
+fixtures (a running service).  :meth:`make_foreign_provider` gives a
+provider of the same kind under *another* root (another passphrase, key or
+token); without it the wrong-root check is skipped, and says so.  Class
+attributes describe what the provider promises, so that the suite checks
+exactly that: ``refusal`` is what unwrapping an altered blob raises, ``destroys_root`` whether
 :meth:`~strongroom.key_provider.KeyProvider.destroy` erases something, and
 ``keeps_generation`` whether it offers rollback protection.
 """
@@ -58,10 +60,22 @@ class KeyProviderContract:
         """A fresh provider on a backend holding nothing for the test accounts."""
         raise NotImplementedError("subclass KeyProviderContract with make_provider()")
 
+    def make_foreign_provider(self) -> KeyProvider | None:
+        """A provider of the same kind under another root, or None if there can be none."""
+        return None
+
     @pytest.fixture
     def provider(self) -> Iterator[KeyProvider]:
         with self.make_provider() as provider:
             yield provider
+
+    @pytest.fixture
+    def foreign(self) -> Iterator[KeyProvider]:
+        foreign = self.make_foreign_provider()
+        if foreign is None:
+            pytest.skip("make_foreign_provider() gives no provider under another root")
+        with foreign:
+            yield foreign
 
     # wrapping
 
@@ -98,6 +112,15 @@ class KeyProviderContract:
                 provider.unwrap(blob[:size], _CONTEXT)
         with pytest.raises((IntegrityError, self.refusal)):
             provider.unwrap(blob + b"\0", _CONTEXT)
+        assert provider.unwrap(blob, _CONTEXT) == _SECRET
+
+    def test_another_root_cannot_unwrap(self, provider: KeyProvider, foreign: KeyProvider) -> None:
+        """Another root's answer is the documented refusal, so unlocking tries the next provider."""
+        foreign.wrap(b"the foreign root's own key", _CONTEXT)  # it has a root for alice too
+        blob = provider.wrap(_SECRET, _CONTEXT)
+        with pytest.raises(self.refusal) as caught:
+            foreign.unwrap(blob, _CONTEXT)
+        assert _SECRET.hex() not in str(caught.value)
         assert provider.unwrap(blob, _CONTEXT) == _SECRET
 
     # destroying the root
@@ -143,6 +166,15 @@ class KeyProviderContract:
 
     def test_declares_its_traits(self, provider: KeyProvider) -> None:
         assert isinstance(type(provider).traits, KeyProviderTraits)
+        assert type(provider).declaration_problems() == []
+
+    def test_its_repr_holds_no_secret(self, provider: KeyProvider) -> None:
+        blob = provider.wrap(_SECRET, _CONTEXT)
+        provider.unwrap(blob, _CONTEXT)
+        shown = repr(provider) + str(provider)
+        for secret in (_SECRET, blob):
+            assert secret.hex() not in shown
+            assert repr(secret)[2:-1] not in shown
 
     def test_close_is_idempotent(self, provider: KeyProvider) -> None:
         provider.close()

@@ -11,12 +11,10 @@ import getpass
 import hmac
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from strongroom.errors import KeyLockedError, SecretSourceError, UnlockFailedError
-from strongroom.key_provider import WrapContext
+from strongroom.key_provider import SecretRequest, SecretSource
 from strongroom.settings import SecretRef
 
 __all__ = [
@@ -45,22 +43,12 @@ _NO_NEW_SOURCE = (
 )
 
 
-@dataclass(frozen=True)
-class PassphraseRequest:
-    """What a passphrase source is asked for."""
+#: What a passphrase source is asked for: the framework's :class:`SecretRequest`.
+PassphraseRequest = SecretRequest
 
-    #: The wrap being made or opened: say which account it is for when asking.
-    context: WrapContext
-    #: ``True`` for a new wrap: an interactive source should ask twice and compare.
-    new: bool
-    #: ``True`` when the passphrase is being changed (:meth:`PassphraseProvider.rewrap`):
-    #: answer with the *new* passphrase, never the current one.
-    change: bool = False
-
-
-#: Returns the passphrase as text or bytes, or raises a
-#: :class:`~strongroom.errors.KeyUnavailableError` (for instance when the user cancels).
-PassphraseSource = Callable[[PassphraseRequest], str | bytes]
+#: Returns the passphrase as text, bytes or a :class:`~strongroom.secret.Secret`, or
+#: raises a :class:`~strongroom.errors.KeyUnavailableError` (the user cancelled).
+PassphraseSource = SecretSource
 
 
 def read_passphrase(request: PassphraseRequest) -> bytes:

@@ -84,9 +84,12 @@ Python cannot reliably wipe.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import threading
 import unicodedata
+from collections.abc import Iterator
 from typing import Annotated, Final
 
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
@@ -98,6 +101,7 @@ from strongroom.errors import (
     UnlockFailedError,
 )
 from strongroom.key_provider import KeyProvider, KeyProviderTraits, WrapContext
+from strongroom.secret import Secret
 from strongroom.settings import BackendSettings, SecretRef
 from strongroom_plugins.providers._passphrase_sources import (
     COMMAND_VARIABLE,
@@ -249,6 +253,37 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
             if passphrase is not None
             else configured_source(self._params.passphrase, self._params.new_passphrase)
         )
+        #: Read inside :meth:`holding_secrets`: the current passphrase (False), a new one (True).
+        self._held: dict[bool, Secret] = {}
+        self._holding = 0
+        self._hold_lock = threading.Lock()
+
+    def use_secret(self, source: PassphraseSource) -> None:
+        """Ask ``source`` (the application's own prompt) for the passphrase from now on."""
+        self._source = source
+        self._custom_source = True
+
+    @contextlib.contextmanager
+    def holding_secrets(self) -> Iterator[None]:
+        """Ask once for the passphrase within this (and for a new one, once); wipe both after."""
+        with self._hold_lock:
+            self._holding += 1
+        try:
+            yield
+        finally:
+            with self._hold_lock:
+                self._holding -= 1
+                if not self._holding:
+                    for held in self._held.values():
+                        held.wipe()
+                    self._held.clear()
+
+    def _forget(self, change: bool) -> None:
+        """Drop a held passphrase that turned out wrong, so that the next use asks again."""
+        with self._hold_lock:
+            held = self._held.pop(change, None)
+        if held is not None:
+            held.wipe()
 
     def wrap(self, secret: bytes, context: WrapContext) -> bytes:
         """Seal ``secret`` under a KEK derived from the passphrase and a fresh salt.
@@ -334,6 +369,7 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
         try:
             return open_sealed(kek, blob, PREFIX_SIZE, context)
         except AuthenticationError:
+            self._forget(change=False)
             raise UnlockFailedError(
                 f"wrong passphrase for {context.account!r}, or the wrapped key was altered"
             ) from None
@@ -341,9 +377,18 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
             wipe(kek)
 
     def _passphrase(self, context: WrapContext, *, new: bool, change: bool = False) -> bytes:
-        passphrase = _normalise(self._source(PassphraseRequest(context, new, change)))
+        with self._hold_lock:
+            held = self._held.get(change)
+            if held is not None:
+                return bytes(held.view())
+        answer = self._source(PassphraseRequest(context, new, change))
+        passphrase = _normalise(bytes(answer.view()) if isinstance(answer, Secret) else answer)
         if not passphrase:
             raise UnlockFailedError(f"an empty passphrase is refused (for {context.account!r})")
+        with self._hold_lock:
+            if self._holding:
+                label = f"{'new ' if change else ''}passphrase for {context.account!r}"
+                self._held.setdefault(change, Secret(bytearray(passphrase), label=label))
         return passphrase
 
     def __repr__(self) -> str:
