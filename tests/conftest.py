@@ -1,4 +1,4 @@
-"""Shared fixtures: real distributions written on disk for entry-point tests."""
+"""Shared fixtures: real distributions written on disk for entry-point tests, and gnome-keyring."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from stevedore.extension import ExtensionManager
+
+from services import GnomeKeyring, running_gnome_keyring
 
 MakeDistribution = Callable[..., Path]
 
@@ -60,3 +62,10 @@ def make_distribution(
     for module in created_modules:
         sys.modules.pop(module, None)
     ExtensionManager.ENTRY_POINT_CACHE.clear()
+
+
+@pytest.fixture
+def gnome_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[GnomeKeyring]:
+    """A private gnome-keyring on its own D-Bus session, for this test only."""
+    with running_gnome_keyring(monkeypatch) as service:
+        yield service

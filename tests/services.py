@@ -1,12 +1,6 @@
 """Real services for tests, started on private sockets and stopped by PID.
 
-Import it from a test module (``tests/`` is on ``sys.path``) and wrap it in
-a fixture there::
-
-    @pytest.fixture
-    def gnome_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[GnomeKeyring]:
-        with running_gnome_keyring(monkeypatch) as service:
-            yield service
+``tests/conftest.py`` wraps it in the ``gnome_keyring`` fixture every test can ask for.
 
 :func:`running_gnome_keyring` follows the recipe in the project's services
 notes: a private ``dbus-daemon`` session bus and ``gnome-keyring-daemon``

@@ -117,7 +117,7 @@ class PluginLoadError(PluginError):
 
 
 class SecretSourceError(StrongroomError):
-    """A secret reference (env, file, command, keyring) could not be resolved.
+    """A secret reference (env, file, command) could not be resolved.
 
     The message names the reference, never the secret.
     """

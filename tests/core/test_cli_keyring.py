@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from test_cli_data import (
     PASSPHRASE,
     Account,
@@ -31,19 +29,13 @@ from test_cli_data import (
     write_private,
 )
 
-from services import GnomeKeyring, running_gnome_keyring
+from services import GnomeKeyring
 
 KEYRING_TABLE = '[key_providers.os]\nuse = "keyring"\n'
 KEK_ITEM = {"service": "strongroom", "username": "alice:kek"}
 GENERATION_ITEM = {"service": "strongroom", "username": "alice:generation"}
 LOCKED = "the OS keyring (keyring.backends.SecretService.Keyring) is locked; unlock it and retry"
 UNREACHABLE = "no OS keyring service is reachable"
-
-
-@pytest.fixture
-def gnome_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[GnomeKeyring]:
-    with running_gnome_keyring(monkeypatch) as service:
-        yield service
 
 
 def accounts(root: Path, env: dict[str, str]) -> tuple[Account, Account]:

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from test_cli_data import clean_environ, cli_command
 from test_cli_keyring import KEK_ITEM, accounts
 
-from services import GnomeKeyring, running_gnome_keyring
-
-
-@pytest.fixture
-def gnome_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[GnomeKeyring]:
-    with running_gnome_keyring(monkeypatch) as service:
-        yield service
+from services import GnomeKeyring
 
 
 def test_wipe_erases_the_keyring_kek_even_when_keys_json_is_missing(

@@ -43,6 +43,11 @@ EDITS: dict[str, Edit] = {
     "timestamp changed": lambda d: _versions(d, "files")["2"].update(created="2000-01-01"),
     "MAC removed": lambda d: d.update(mac=None),
     "MAC of another record": lambda d: d.update(mac=d["mac"][::-1]),
+    "MAC without base64 padding": lambda d: d.update(mac=d["mac"].rstrip("=")),
+    "MAC with a URL-safe base64 character": lambda d: d.update(mac="_" + d["mac"][1:]),
+    "wrapped key with a space in its base64": lambda d: _versions(d, "files")["2"].update(
+        wrapped=" " + _versions(d, "files")["2"]["wrapped"]
+    ),
 }
 
 
