@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from stevedore.extension import ExtensionManager
 
 from services import GnomeKeyring, running_gnome_keyring
 
@@ -24,8 +23,8 @@ def make_distribution(
     """Install a tiny distribution into a fresh sys.path entry.
 
     ``make_distribution(name, entry_points={group: {ep_name: target}}, modules={name: source})``
-    writes a real ``.dist-info`` that importlib.metadata (and so stevedore and
-    the CLI in a subprocess, through ``PYTHONPATH``) discovers like any
+    writes a real ``.dist-info`` that importlib.metadata (and so the entry-point
+    cache and the CLI in a subprocess, through ``PYTHONPATH``) discovers like any
     installed plugin.  Returns the sys.path entry.
     """
     site = tmp_path / "site"
@@ -53,15 +52,19 @@ def make_distribution(
             (site / f"{module}.py").write_text(textwrap.dedent(source))
             created_modules.append(module)
         importlib.invalidate_caches()
-        # stevedore caches each group's entry points for the life of the
-        # process; a distribution installed mid-process needs it cleared.
-        ExtensionManager.ENTRY_POINT_CACHE.clear()
         return site
 
     yield make
     for module in created_modules:
         sys.modules.pop(module, None)
-    ExtensionManager.ENTRY_POINT_CACHE.clear()
+
+
+@pytest.fixture(autouse=True)
+def private_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entry-point cache of this test session, not the user's ``~/.cache``."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 @pytest.fixture

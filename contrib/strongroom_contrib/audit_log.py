@@ -1,11 +1,14 @@
 """Audit events as JSON lines, appended to a file only its owner can read.
 
-Registered as the hook plugin ``audit-log``.  It writes nothing until told
-where: ``$STRONGROOM_AUDIT_LOG`` names the file for a stack built from a
-config (read once, when the stack is configured), or an application passes
-its own instance::
+An application registers it on its stack, with the path it chooses::
 
     Strongroom(config, plugins=[JsonLinesAuditLog("/var/log/app/audit.jsonl")])
+
+or lets the environment choose: :func:`from_environment` gives a plugin
+that writes to ``$STRONGROOM_AUDIT_LOG`` when that is set (read when the
+stack is configured) and does nothing otherwise.  It is not registered for
+autoloading: a hook plugin loaded by every command would cost each one the
+plugin machinery, and an audit log is the application's to choose.
 
 Each line is one event: ``{"action", "account", "details", "outcome",
 "time"}``, keys sorted, ``time`` in UTC (ISO 8601).  The file is created
@@ -76,7 +79,7 @@ class JsonLinesAuditLog:
 
 
 class _FromEnvironment:
-    """The registered plugin: a :class:`JsonLinesAuditLog` once ``$STRONGROOM_AUDIT_LOG`` is set."""
+    """A :class:`JsonLinesAuditLog` once ``$STRONGROOM_AUDIT_LOG`` is set (read at configure)."""
 
     def __init__(self) -> None:
         self._log: JsonLinesAuditLog | None = None
@@ -93,8 +96,5 @@ class _FromEnvironment:
 
 
 def from_environment() -> object:
-    """The object registered under ``strongroom.plugins`` as ``audit-log``."""
+    """A plugin that writes to ``$STRONGROOM_AUDIT_LOG`` when it is set, and else does nothing."""
     return _FromEnvironment()
-
-
-plugin = from_environment()

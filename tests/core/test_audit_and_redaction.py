@@ -165,7 +165,7 @@ def test_the_json_lines_log_refuses_a_file_it_cannot_trust(
     assert (target if trap == "symlink" else path).read_bytes() == b""
 
 
-def test_the_registered_plugin_writes_only_where_the_environment_says(
+def test_the_environment_plugin_writes_only_where_the_environment_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registered: Any = from_environment()
@@ -217,3 +217,13 @@ def test_a_redaction_pattern_that_does_not_compile_is_a_plugin_error(tmp_path: P
 
     with pytest.raises(PluginError, match="redaction pattern is not a regular expression"):
         stack(tmp_path, PASSPHRASE, Broken())
+
+
+def test_the_cli_masks_its_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from strongroom.cli import main as cli_main
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    cli_main._warnings_to_stderr()
+    (handler,) = root.handlers
+    assert any(isinstance(kept, RedactingFilter) for kept in handler.filters)

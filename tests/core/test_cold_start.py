@@ -98,14 +98,7 @@ def imported(modules: set[str], name: str) -> bool:
 @pytest.mark.parametrize(
     "heavy",
     [
-        pytest.param(
-            AEAD,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="strongroom_plugins/providers/_wrapping.py imports AESGCM at the top, "
-                "and the passphrase provider imports it; move that import into the functions",
-            ),
-        ),
+        AEAD,
         METADATA,
         "pydantic",
         "stevedore",

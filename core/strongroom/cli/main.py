@@ -70,10 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _warnings_to_stderr() -> None:
-    """Warnings the library logs reach the operator as ``strongroom: warning:`` lines."""
+    """Warnings the library logs reach the operator as ``strongroom: warning:`` lines.
+
+    What hook plugins name in ``strongroom_redaction_patterns`` is masked in them.
+    """
     import logging
 
+    from strongroom.redaction import RedactingFilter
+
     handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter())
     handler.setFormatter(logging.Formatter(f"{PROG}: warning: %(message)s"))
     handler.setLevel(logging.WARNING)
     logging.getLogger().addHandler(handler)

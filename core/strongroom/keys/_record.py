@@ -26,9 +26,6 @@ from pathlib import Path
 from typing import Any, Self
 
 import msgspec
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import hmac as crypto_hmac
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from strongroom._fs import TEMP_SUFFIX, atomic_write
 from strongroom.errors import IntegrityError, StoreError
@@ -139,6 +136,10 @@ def authenticated_bytes(record: KeyRecord) -> bytes:
 
 def record_mac(record: KeyRecord, master: Secret) -> bytes:
     """The MAC of ``record`` under the key derived from ``master``."""
+    from cryptography.hazmat.primitives import hashes  # off the cold path: after unlocking
+    from cryptography.hazmat.primitives import hmac as crypto_hmac
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     mac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=MAC_INFO).derive(
         master.view()
     )

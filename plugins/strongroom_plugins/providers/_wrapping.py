@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import os
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from strongroom.errors import AuthenticationError, IntegrityError
 from strongroom.key_provider import WrapContext
 
@@ -33,21 +30,26 @@ MAGIC_SIZE = 4
 KeyBuffer = bytes | bytearray | memoryview
 
 
-def seal(kek: KeyBuffer, prefix: bytes, secret: bytes, context: WrapContext) -> bytes:
+def seal_with_kek(kek: KeyBuffer, prefix: bytes, secret: bytes, context: WrapContext) -> bytes:
     """Return ``prefix || nonce || AES-256-GCM(kek, secret)`` bound to ``context``."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # off the cold path
+
     _check_key(kek)
     nonce = os.urandom(NONCE_SIZE)
     aad = prefix + nonce + context.encode()
     return prefix + nonce + AESGCM(kek).encrypt(nonce, secret, aad)
 
 
-def open_sealed(kek: KeyBuffer, blob: bytes, prefix_size: int, context: WrapContext) -> bytes:
-    """Recover the secret from a blob :func:`seal` made with a ``prefix_size``-byte prefix.
+def open_with_kek(kek: KeyBuffer, blob: bytes, prefix_size: int, context: WrapContext) -> bytes:
+    """Recover the secret from a blob :func:`seal_with_kek` made with a ``prefix_size``-byte prefix.
 
     :raises strongroom.errors.IntegrityError: ``blob`` is too short to be sealed.
     :raises strongroom.errors.AuthenticationError: the tag did not verify: a
         wrong key, an altered blob or another context (indistinguishable).
     """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     _check_key(kek)
     check_length(blob, prefix_size)
     nonce_end = prefix_size + NONCE_SIZE

@@ -102,8 +102,8 @@ from strongroom_plugins.providers._wrapping import (
     KEY_SIZE,
     check_length,
     check_magic,
-    open_sealed,
-    seal,
+    open_with_kek,
+    seal_with_kek,
     wipe,
 )
 
@@ -173,7 +173,7 @@ class OsKeyringProvider(KeyProvider[KeyringSettings]):
         """
         kek = self._kek(context.account, create=True)
         try:
-            return seal(kek, MAGIC + bytes([VERSION]), secret, context)
+            return seal_with_kek(kek, MAGIC + bytes([VERSION]), secret, context)
         finally:
             wipe(kek)
 
@@ -194,7 +194,7 @@ class OsKeyringProvider(KeyProvider[KeyringSettings]):
         check_length(blob, PREFIX_SIZE)
         kek = self._kek(context.account, create=False)
         try:
-            return open_sealed(kek, blob, PREFIX_SIZE, context)
+            return open_with_kek(kek, blob, PREFIX_SIZE, context)
         finally:
             wipe(kek)
 

@@ -92,7 +92,6 @@ import unicodedata
 from collections.abc import Iterator
 from typing import Annotated, Final
 
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from msgspec import Meta
 
 from strongroom.errors import (
@@ -117,8 +116,8 @@ from strongroom_plugins.providers._wrapping import (
     KEY_SIZE,
     check_length,
     check_magic,
-    open_sealed,
-    seal,
+    open_with_kek,
+    seal_with_kek,
     wipe,
 )
 
@@ -209,6 +208,8 @@ def _check_blob(blob: bytes) -> tuple[int, int, int]:
 def _derive(
     passphrase: bytes, salt: bytes, memory_kib: int, iterations: int, lanes: int
 ) -> bytearray:
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id  # off the cold path
+
     kdf = Argon2id(
         salt=salt, length=KEY_SIZE, iterations=iterations, lanes=lanes, memory_cost=memory_kib
     )
@@ -324,7 +325,7 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
         )
         kek = _derive(passphrase, salt, params.memory_kib, params.iterations, params.lanes)
         try:
-            return seal(kek, prefix, secret, context)
+            return seal_with_kek(kek, prefix, secret, context)
         finally:
             wipe(kek)
 
@@ -367,7 +368,7 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
         salt = blob[PREFIX_SIZE - SALT_SIZE : PREFIX_SIZE]
         kek = _derive(passphrase, salt, memory_kib, iterations, lanes)
         try:
-            return open_sealed(kek, blob, PREFIX_SIZE, context)
+            return open_with_kek(kek, blob, PREFIX_SIZE, context)
         except AuthenticationError:
             self._forget(change=False)
             raise UnlockFailedError(
