@@ -36,6 +36,7 @@ from strongroom.formats import (
     manifest_of,
     peek_key_version,
 )
+from strongroom.formats._fixed import fixed_randomness
 from strongroom.formats.chunked import HEADER_SIZE, TAG_SIZE
 from strongroom_plugins.ciphers.aesgcm import Aes256Gcm
 from strongroom_plugins.ciphers.chacha import ChaCha20Poly1305
@@ -233,23 +234,22 @@ def test_writer_matches_encrypt_stream_for_any_write_pattern(size: int) -> None:
     plaintext = pattern(size, seed=size)
     salt = bytes(range(32))
     expected_sink = io.BytesIO()
-    expected_manifest = encrypt_stream(
-        io.BytesIO(plaintext),
-        expected_sink,
-        suite,
-        KEY,
-        3,
-        CONTEXT,
-        chunk_size=CS,
-        manifest=True,
-        _salt=salt,
-    )
+    with fixed_randomness(salt=salt):
+        expected_manifest = encrypt_stream(
+            io.BytesIO(plaintext),
+            expected_sink,
+            suite,
+            KEY,
+            3,
+            CONTEXT,
+            chunk_size=CS,
+            manifest=True,
+        )
     splitter = random.Random(size)
     for pieces in ("whole", "bytes", "random", "chunks"):
         sink = io.BytesIO()
-        writer = ChunkedWriter(
-            sink, suite, KEY, 3, CONTEXT, chunk_size=CS, manifest=True, _salt=salt
-        )
+        with fixed_randomness(salt=salt):
+            writer = ChunkedWriter(sink, suite, KEY, 3, CONTEXT, chunk_size=CS, manifest=True)
         with writer:
             if pieces == "whole":
                 writer.write(plaintext)
@@ -333,9 +333,8 @@ def test_sources_without_seek_or_with_short_reads() -> None:
 
 def encrypt_with_salt_of(blob: bytes, suite: CipherSuite, plaintext: bytes) -> bytes:
     sink = io.BytesIO()
-    encrypt_stream(
-        io.BytesIO(plaintext), sink, suite, KEY, 1, CONTEXT, chunk_size=CS, _salt=blob[15:47]
-    )
+    with fixed_randomness(salt=blob[15:47]):
+        encrypt_stream(io.BytesIO(plaintext), sink, suite, KEY, 1, CONTEXT, chunk_size=CS)
     return sink.getvalue()
 
 
@@ -420,20 +419,21 @@ def test_the_manifest_is_opt_in_and_changes_no_byte() -> None:
     plaintext = pattern(3 * CS + 1)
     salt = bytes(32)
     with_manifest, without = io.BytesIO(), io.BytesIO()
-    manifest = encrypt_stream(
-        io.BytesIO(plaintext),
-        with_manifest,
-        suite,
-        KEY,
-        1,
-        CONTEXT,
-        chunk_size=CS,
-        manifest=True,
-        _salt=salt,
-    )
-    skipped = encrypt_stream(
-        io.BytesIO(plaintext), without, suite, KEY, 1, CONTEXT, chunk_size=CS, _salt=salt
-    )
+    with fixed_randomness(salt=salt):
+        manifest = encrypt_stream(
+            io.BytesIO(plaintext),
+            with_manifest,
+            suite,
+            KEY,
+            1,
+            CONTEXT,
+            chunk_size=CS,
+            manifest=True,
+        )
+    with fixed_randomness(salt=salt):
+        skipped = encrypt_stream(
+            io.BytesIO(plaintext), without, suite, KEY, 1, CONTEXT, chunk_size=CS
+        )
     assert skipped is None
     assert without.getvalue() == with_manifest.getvalue()
     assert manifest_of(io.BytesIO(without.getvalue())) == manifest
@@ -620,9 +620,8 @@ def test_rewritten_commitment_does_not_open_under_another_key() -> None:
     blob = encrypt(counting, plaintext)
     salt = blob[15:47]
     sink = io.BytesIO()
-    encrypt_stream(
-        io.BytesIO(b""), sink, counting, OTHER_KEY, 1, CONTEXT, chunk_size=CS, _salt=salt
-    )
+    with fixed_randomness(salt=salt):
+        encrypt_stream(io.BytesIO(b""), sink, counting, OTHER_KEY, 1, CONTEXT, chunk_size=CS)
     forged = blob[:47] + sink.getvalue()[47:79] + blob[HEADER_SIZE:]
     out = io.BytesIO()
     with pytest.raises(AuthenticationError):

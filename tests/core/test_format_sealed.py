@@ -19,6 +19,7 @@ from strongroom.errors import (
     UsageError,
 )
 from strongroom.formats import Context, open_sealed, peek_key_version, seal, sealed_overhead
+from strongroom.formats._fixed import fixed_randomness
 from strongroom.formats.sealed import HEAD_SIZE
 from strongroom_plugins.ciphers.aesgcm import Aes256Gcm
 from strongroom_plugins.ciphers.chacha import ChaCha20Poly1305
@@ -271,7 +272,8 @@ def test_rewritten_commitment_does_not_open_under_another_key() -> None:
     # The commitment the second key gives for this salt, taken from a real
     # object made with the same salt under that key.
     salt = blob[11:43]
-    forged_commitment = seal(counting, OTHER_KEY, 1, b"", CONTEXT, _salt=salt)[43:75]
+    with fixed_randomness(salt=salt):
+        forged_commitment = seal(counting, OTHER_KEY, 1, b"", CONTEXT)[43:75]
     forged = blob[:43] + forged_commitment + blob[75:]
     with pytest.raises(AuthenticationError):
         open_sealed(forged, lookup(counting, OTHER_KEY), CONTEXT)

@@ -20,6 +20,7 @@ import pytest
 from strongroom.cipher_suite import CipherSuite, KeyedAead, ReadableBuffer
 from strongroom.errors import AuthenticationError, IntegrityError, KeyLockedError, UsageError
 from strongroom.formats import Context, Subkeys, _batch, open_sealed, seal
+from strongroom.formats._fixed import fixed_randomness
 from strongroom.formats.sealed import HEAD_SIZE
 from strongroom.keys import DataKey
 from strongroom.secret import Secret
@@ -157,10 +158,10 @@ def test_a_forked_child_never_continues_its_parents_batch() -> None:
 
 
 def test_fixed_salt_and_prefix_are_checked() -> None:
-    with pytest.raises(UsageError):
-        seal(Aes256Gcm(), KEY, 1, b"", CONTEXT, _nonce_prefix=bytes(7))
-    with pytest.raises(UsageError):
-        seal(Aes256Gcm(), KEY, 1, b"", CONTEXT, _salt=bytes(31))
+    with fixed_randomness(nonce_prefix=bytes(7)), pytest.raises(UsageError):
+        seal(Aes256Gcm(), KEY, 1, b"", CONTEXT)
+    with fixed_randomness(salt=bytes(31)), pytest.raises(UsageError):
+        seal(Aes256Gcm(), KEY, 1, b"", CONTEXT)
     with pytest.raises(UsageError):
         Subkeys(Aes256Gcm(), KEY, 2**32)
 
@@ -194,7 +195,8 @@ def test_a_forged_commitment_under_a_cached_salt_is_refused_before_decryption() 
     # The commitment another key gives for the cached salt: it passes the
     # commitment under that key, never under ours, and the AEAD still refuses it.
     salt = genuine[11:43]
-    other = seal(counting, OTHER_KEY, 1, b"", CONTEXT, _salt=salt)[43:75]
+    with fixed_randomness(salt=salt):
+        other = seal(counting, OTHER_KEY, 1, b"", CONTEXT)[43:75]
     forged = genuine[:43] + other + genuine[75:]
     with pytest.raises(AuthenticationError):
         open_sealed(forged, always(subkeys), CONTEXT)

@@ -32,6 +32,7 @@ from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt
 
 from strongroom.cipher_suite import CipherSuite
 from strongroom.formats import Context, Subkeys, decrypt_stream, encrypt_stream, open_sealed
+from strongroom.formats._fixed import fixed_randomness
 from strongroom_plugins.ciphers.aesgcm import Aes256Gcm
 from strongroom_plugins.ciphers.chacha import ChaCha20Poly1305 as ChaChaSuite
 from strongroom_plugins.ciphers.xchacha import XChaCha20Poly1305
@@ -45,8 +46,6 @@ SUITES: dict[str, type[CipherSuite]] = {
     "chacha20-poly1305": ChaChaSuite,
     "xchacha20-poly1305": XChaCha20Poly1305,
 }
-CHUNKED_PATTERN = "bytes(i % 251 for i in range(10000))"
-CHUNKED_PLAINTEXT = bytes(i % 251 for i in range(10000))
 
 
 class Refused(Exception):
@@ -243,7 +242,8 @@ def make_sealed_vector(inputs: dict[str, Any]) -> dict[str, Any]:
     suite = SUITES[inputs["suite"]]()
     data_key, salt = bytes.fromhex(inputs["data_key"]), bytes.fromhex(inputs["salt"])
     prefix = bytes.fromhex(inputs["nonce_prefix"])
-    subkeys = Subkeys(suite, data_key, inputs["key_version"], _salt=salt, _nonce_prefix=prefix)
+    with fixed_randomness(salt=salt, nonce_prefix=prefix):
+        subkeys = Subkeys(suite, data_key, inputs["key_version"])
     subkey, commitment = ref_derive_batch(data_key, salt, suite.code)
     objects = []
     for counter, entry in enumerate(inputs["objects"]):
@@ -269,21 +269,32 @@ def make_sealed_vector(inputs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Plaintext lengths of the chunked vectors: three chunks with a short last one,
+#: an empty plaintext (one empty last chunk), an exact multiple of the chunk size
+#: (a full last chunk, no extra empty one).
+CHUNKED_LENGTHS = (10000, 0, 8192)
+
+
+def chunked_plaintext(length: int) -> bytes:
+    return bytes(i % 251 for i in range(length))
+
+
 def chunked_inputs() -> list[dict[str, Any]]:
     return [
         {
             "suite": name,
             "data_key": bytes(range(0x20, 0x40)).hex(),
-            "key_version": 3 + number,
-            "salt": bytes(range(0xC0 + number, 0xE0 + number)).hex(),
+            "key_version": 3 + number + 3 * variant,
+            "salt": bytes(range(0xC0 + number + 3 * variant, 0xE0 + number + 3 * variant)).hex(),
             "context": {"account": "alice", "store": "files", "record": "holiday/day-1.jpg"},
             "chunk_size": 4096,
             "plaintext": {
-                "pattern": CHUNKED_PATTERN,
-                "length": len(CHUNKED_PLAINTEXT),
-                "sha256": hashlib.sha256(CHUNKED_PLAINTEXT).hexdigest(),
+                "pattern": f"bytes(i % 251 for i in range({length}))",
+                "length": length,
+                "sha256": hashlib.sha256(chunked_plaintext(length)).hexdigest(),
             },
         }
+        for variant, length in enumerate(CHUNKED_LENGTHS)
         for number, name in enumerate(SUITES)
     ]
 
@@ -293,17 +304,17 @@ def make_chunked_vector(inputs: dict[str, Any]) -> dict[str, Any]:
     data_key, salt = bytes.fromhex(inputs["data_key"]), bytes.fromhex(inputs["salt"])
     context = context_of(inputs)
     sink = io.BytesIO()
-    manifest = encrypt_stream(
-        io.BytesIO(CHUNKED_PLAINTEXT),
-        sink,
-        suite,
-        data_key,
-        inputs["key_version"],
-        context,
-        chunk_size=inputs["chunk_size"],
-        manifest=True,
-        _salt=salt,
-    )
+    with fixed_randomness(salt=salt):
+        manifest = encrypt_stream(
+            io.BytesIO(chunked_plaintext(inputs["plaintext"]["length"])),
+            sink,
+            suite,
+            data_key,
+            inputs["key_version"],
+            context,
+            chunk_size=inputs["chunk_size"],
+            manifest=True,
+        )
     blob = sink.getvalue()
     key, commitment, prefix = ref_derive(
         data_key, salt, b"chunked", suite.code, suite.nonce_size - 5
@@ -344,7 +355,7 @@ def build_files() -> dict[Path, dict[str, Any]]:
         },
         CHUNKED_FILE: {
             "format": "strongroom chunked v1",
-            "about": about + f" The plaintext is {CHUNKED_PATTERN}.",
+            "about": about + " Each plaintext is the pattern its vector names.",
             "vectors": [make_chunked_vector(inputs) for inputs in chunked_inputs()],
         },
     }
@@ -397,7 +408,7 @@ def test_every_suite_is_covered() -> None:
     assert any(entry["plaintext"] == "" for v in sealed_vectors() for entry in v["objects"])
     assert sorted({vector["suite"] for vector in sealed_v1_vectors()}) == sorted(SUITES)
     assert len(sealed_v1_vectors()) == 6
-    assert sorted(vector["suite"] for vector in chunked_vectors()) == sorted(SUITES)
+    assert sorted(vector["suite"] for vector in chunked_vectors()) == sorted([*SUITES] * 3)
 
 
 @pytest.mark.parametrize("vector", sealed_vectors(), ids=label)
@@ -456,15 +467,23 @@ def test_sealed_version_1_still_opens_with_both_decoders(vector: dict[str, Any])
 @pytest.mark.parametrize("vector", chunked_vectors(), ids=label)
 def test_chunked_vector_opens_with_both_decoders(vector: dict[str, Any]) -> None:
     blob = bytes.fromhex(vector["chunked"])
-    assert hashlib.sha256(CHUNKED_PLAINTEXT).hexdigest() == vector["plaintext"]["sha256"]
+    length = vector["plaintext"]["length"]
+    plaintext = chunked_plaintext(length)
+    assert hashlib.sha256(plaintext).hexdigest() == vector["plaintext"]["sha256"]
     context = ref_context(**vector["context"])
     data_key = bytes.fromhex(vector["data_key"])
-    assert ref_open_chunked(blob, data_key, context) == CHUNKED_PLAINTEXT
+    assert ref_open_chunked(blob, data_key, context) == plaintext
     sink = io.BytesIO()
     decrypt_stream(io.BytesIO(blob), sink, key_for_vector(vector), context_of(vector))
-    assert sink.getvalue() == CHUNKED_PLAINTEXT
+    assert sink.getvalue() == plaintext
     assert ref_manifest(blob).hex() == vector["manifest"]
-    assert len(blob) == 79 + 10000 + 3 * 16  # chunks of 4096, 4096 and 1808 bytes
+    chunks = max(1, -(-length // vector["chunk_size"]))  # empty: one empty last chunk
+    assert len(blob) == 79 + length + 16 * chunks
+
+
+def test_the_chunked_vectors_cover_the_edge_lengths() -> None:
+    lengths = {vector["plaintext"]["length"] for vector in chunked_vectors()}
+    assert lengths == {10000, 0, 8192}
 
 
 @pytest.mark.parametrize("vector", sealed_vectors()[::2], ids=label)

@@ -42,6 +42,7 @@ from strongroom.formats._derive import (
     new_salt,
     pack_prefix,
 )
+from strongroom.formats._fixed import fixed
 from strongroom.formats.context import Context
 from strongroom.secret import Secret
 
@@ -162,8 +163,8 @@ class Subkeys:
 
     Safe to share between threads.  ``key`` is a :class:`~strongroom.secret.Secret`
     (read again at every derivation, so a wiped one fails closed) or the key
-    bytes themselves.  The private ``_salt`` and ``_nonce_prefix`` fix the
-    first batch for test vectors only.
+    bytes themselves.  Test vectors fix the first batch's salt and nonce
+    prefix with :func:`strongroom.formats._fixed.fixed_randomness`.
 
     :func:`~strongroom.formats.open_sealed` reads ``_last`` and calls
     :meth:`_lookup` itself, which spares a Python call per object: ``_last``
@@ -191,9 +192,6 @@ class Subkeys:
         suite: CipherSuite,
         key: Secret | ReadableBuffer,
         key_version: int,
-        *,
-        _salt: bytes | None = None,
-        _nonce_prefix: bytes | None = None,
     ) -> None:
         """:raises strongroom.errors.UsageError: a key version outside u32, or a
         suite whose nonce has no room for a counter."""
@@ -210,7 +208,8 @@ class Subkeys:
         self._cache: OrderedDict[bytes, UncheckedDecrypt] = OrderedDict()
         self._last = _NO_OPENER
         self._lock = threading.Lock()
-        self._first = (_salt, _nonce_prefix) if (_salt, _nonce_prefix) != (None, None) else None
+        first = fixed()
+        self._first = first if first != (None, None) else None
         _LIVE.add(self)
 
     def __repr__(self) -> str:

@@ -37,6 +37,7 @@ from strongroom.formats._derive import (
     pack_prefix,
     peek_key_version,
 )
+from strongroom.formats._fixed import fixed
 from strongroom.formats._layout import (
     DEFAULT_CHUNK_SIZE,
     HEADER_REST,
@@ -122,12 +123,11 @@ class ChunkedWriter:
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         manifest: bool = False,
-        _salt: bytes | None = None,
     ) -> None:
         check_chunk_size(chunk_size)
         if suite.tag_size != TAG_SIZE:
             raise UsageError(f"the chunked format needs a suite with {TAG_SIZE}-byte tags")
-        salt = new_salt(_salt)
+        salt = new_salt(fixed()[0])
         derived = derive(suite, key, salt, KIND, nonce_size_chunked(suite))
         header = pack_prefix(MAGIC, suite, key_version) + HEADER_REST.pack(
             chunk_size, salt, derived.commitment
@@ -265,7 +265,6 @@ def encrypt_stream(
     *,
     chunk_size: int = ...,
     manifest: Literal[True],
-    _salt: bytes | None = ...,
 ) -> Manifest: ...
 @overload
 def encrypt_stream(
@@ -278,7 +277,6 @@ def encrypt_stream(
     *,
     chunk_size: int = ...,
     manifest: Literal[False] = ...,
-    _salt: bytes | None = ...,
 ) -> None: ...
 @overload
 def encrypt_stream(
@@ -291,7 +289,6 @@ def encrypt_stream(
     *,
     chunk_size: int = ...,
     manifest: bool,
-    _salt: bytes | None = ...,
 ) -> Manifest | None: ...
 def encrypt_stream(  # noqa: PLR0917 - the order of seal() and ChunkedWriter
     source: ByteSource,
@@ -303,7 +300,6 @@ def encrypt_stream(  # noqa: PLR0917 - the order of seal() and ChunkedWriter
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     manifest: bool = False,
-    _salt: bytes | None = None,
 ) -> Manifest | None:
     """Encrypt everything ``source`` holds (to EOF) into ``sink`` as one chunked object.
 
@@ -322,7 +318,6 @@ def encrypt_stream(  # noqa: PLR0917 - the order of seal() and ChunkedWriter
         context,
         chunk_size=chunk_size,
         manifest=manifest,
-        _salt=_salt,
     )
     try:
         for plaintext, last in full_chunks(source, chunk_size):

@@ -57,9 +57,6 @@ def seal(
     key_version: int,
     plaintext: ReadableBuffer,
     context: Context,
-    *,
-    _salt: bytes | None = None,
-    _nonce_prefix: bytes | None = None,
 ) -> bytes:
     """Encrypt ``plaintext`` alone, in a batch of its own: a fresh salt and subkey.
 
@@ -71,7 +68,7 @@ def seal(
     :raises strongroom.errors.UsageError: ``key`` is shorter than the suite's
         key size, or ``key_version`` is not an unsigned 32-bit integer.
     """
-    subkeys = Subkeys(suite, key, key_version, _salt=_salt, _nonce_prefix=_nonce_prefix)
+    subkeys = Subkeys(suite, key, key_version)
     return subkeys.seal(plaintext, context)
 
 
