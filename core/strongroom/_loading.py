@@ -17,9 +17,9 @@ from importlib import import_module
 
 from strongroom import _entry_point_cache
 from strongroom.errors import (
-    BackendBlocked,
-    BackendNotFound,
-    BackendUnavailable,
+    BackendBlockedError,
+    BackendNotFoundError,
+    BackendUnavailableError,
     PluginError,
     PluginLoadError,
 )
@@ -110,9 +110,9 @@ def load_backend(
 ) -> tuple[type, Registration]:
     """Import the backend class registered as ``name`` in ``slot``; return it and its origin.
 
-    :raises BackendNotFound: nothing of that name is registered.
-    :raises BackendBlocked: it comes from a plugin the config blocks.
-    :raises BackendUnavailable: a module it needs is missing (names the extra).
+    :raises BackendNotFoundError: nothing of that name is registered.
+    :raises BackendBlockedError: it comes from a plugin the config blocks.
+    :raises BackendUnavailableError: a module it needs is missing (names the extra).
     :raises PluginLoadError: importing it raised anything else.
     :raises PluginError: several distributions claim the name, or the object
         registered is not a ``slot.interface`` subclass.
@@ -120,12 +120,12 @@ def load_backend(
     found = _matching(slot.group, name)
     if not found:
         available = ", ".join(reg.name for reg in registrations(slot.group)) or "none installed"
-        raise BackendNotFound(
+        raise BackendNotFoundError(
             f"no backend {name!r} in entry-point group {slot.group} (available: {available})"
         )
     registration = found[0]
     if any(_is_blocked(reg, blocked) for reg in found):
-        raise BackendBlocked(
+        raise BackendBlockedError(
             f"backend {name!r} in {slot.group} comes from {registration.distribution}, "
             "which the config's [plugins] block list blocks"
         )
@@ -157,15 +157,15 @@ def load_backend(
     return backend, registration
 
 
-def _unavailable(registration: Registration, exc: ModuleNotFoundError) -> BackendUnavailable:
+def _unavailable(registration: Registration, exc: ModuleNotFoundError) -> BackendUnavailableError:
     what = f"backend {registration.name!r} in {registration.group}"
     missing = f"module {exc.name!r} is not installed"
     if registration.extras:
         extras = ", ".join(repr(extra) for extra in registration.extras)
-        return BackendUnavailable(
+        return BackendUnavailableError(
             f"{what} needs the {extras} extra ({missing}): {registration.install_hint()}"
         )
-    return BackendUnavailable(f"{what} cannot be imported: {missing}")
+    return BackendUnavailableError(f"{what} cannot be imported: {missing}")
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,7 @@ class Strongroom(Closeable):
         return self._instances[table]
 
     def _store_binding(self, name: str) -> StoreBinding:
-        from strongroom._fs import make_private_dir
+        from strongroom.durable import make_private_dir
         from strongroom.store import StoreBinding
 
         directory = self.config.account_dir / "stores" / name
@@ -291,7 +291,7 @@ class Strongroom(Closeable):
         import contextlib
         import shutil
 
-        from strongroom._fs import fsync_dir
+        from strongroom.durable import fsync_dir
 
         stores = [self._instances.pop(t) for t in list(self._instances) if t.startswith("stores.")]
         left = [

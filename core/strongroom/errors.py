@@ -6,9 +6,9 @@
     ├── UsageError                          exit 2  a command or call was malformed
     ├── ConfigError                         exit 2  the config file or an override is wrong
     ├── PluginError                         exit 2  a backend or hook plugin cannot be used
-    │   ├── BackendNotFound                         no backend of that name in the slot's group
-    │   ├── BackendBlocked                          the config blocks the plugin providing it
-    │   ├── BackendUnavailable                      its extra is not installed
+    │   ├── BackendNotFoundError                    no backend of that name in the slot's group
+    │   ├── BackendBlockedError                     the config blocks the plugin providing it
+    │   ├── BackendUnavailableError                 its extra is not installed
     │   └── PluginLoadError                         it raised while being imported
     ├── SecretSourceError                   exit 2  a secret reference cannot be resolved
     ├── IntegrityError                      exit 3  data failed verification
@@ -37,9 +37,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthenticationError",
-    "BackendBlocked",
-    "BackendNotFound",
-    "BackendUnavailable",
+    "BackendBlockedError",
+    "BackendNotFoundError",
+    "BackendUnavailableError",
     "ConfigError",
     "IntegrityError",
     "KeyLockedError",
@@ -98,15 +98,15 @@ class PluginError(StrongroomError):
     exit_code = 2
 
 
-class BackendNotFound(PluginError):
+class BackendNotFoundError(PluginError):
     """No backend of the requested name is registered in the slot's group."""
 
 
-class BackendBlocked(PluginError):
+class BackendBlockedError(PluginError):
     """The backend comes from a plugin the configuration blocks."""
 
 
-class BackendUnavailable(PluginError):
+class BackendUnavailableError(PluginError):
     """The backend is registered but needs an extra that is not installed."""
 
 

@@ -17,6 +17,7 @@ PUBLIC_MODULES = {
     "strongroom.backend",
     "strongroom.cipher_suite",
     "strongroom.config",
+    "strongroom.durable",
     "strongroom.errors",
     "strongroom.formats",
     "strongroom.formats.chunked",

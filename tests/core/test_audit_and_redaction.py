@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from accounts import default_stack_config
 from strongroom import hookimpl
 from strongroom._stack import Strongroom
 from strongroom.audit import AuditEvent
-from strongroom.config import BUILTIN_SOURCE, DEFAULT_STACK, parse_config
 from strongroom.errors import IntegrityError, PluginError, UnlockFailedError
 from strongroom.redaction import MASK, RedactingFilter
 from strongroom_contrib.audit_log import ENV_VARIABLE, JsonLinesAuditLog, from_environment
@@ -40,19 +40,7 @@ class Recorder:
 
 
 def stack(root: Path, passphrase: str, *plugins: object) -> Strongroom:
-    secret = root / f"passphrase-{len(passphrase)}"
-    secret.write_text(passphrase)
-    secret.chmod(0o600)
-    providers = {
-        name: {**table, "passphrase": f"file:{secret}", "memory_kib": 19456, "iterations": 2}
-        for name, table in DEFAULT_STACK["key_providers"].items()
-    }
-    data = {
-        **DEFAULT_STACK,
-        "strongroom": {"data_dir": str(root / "data"), "account": "alice"},
-        "key_providers": providers,
-    }
-    return Strongroom(parse_config(data, source=BUILTIN_SOURCE, environ={}), plugins=plugins)
+    return Strongroom(default_stack_config(root, passphrase), plugins=plugins)
 
 
 def stored_record(directory: Path) -> Path:

@@ -504,7 +504,7 @@ def test_decrypt_refuses_altered_or_foreign_files_and_leaves_no_output(
     middle = len(ciphertext) // 2
     two_chunks = HEADER_SIZE + 2 * (DEFAULT_CHUNK_SIZE + TAG_SIZE)
     failed = "authentication failed"
-    never_had = "the file names a files key version that account 'alice' never had"
+    never_had = "an object of files names key version 16777217, which the keyset never had"
     cases: dict[str, tuple[bytes, tuple[str, ...], str]] = {
         "bit flipped in the body": (flipped(middle, 0x10), (), failed),
         "key version altered": (flipped(7, 0x01), (), never_had),  # u32 BE at offset 7

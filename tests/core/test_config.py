@@ -18,7 +18,7 @@ import pytest
 from conftest import MakeDistribution
 from strongroom import Strongroom
 from strongroom.config import BUILTIN_SOURCE, DEFAULT_STACK, Config, load_config, parse_config
-from strongroom.errors import BackendNotFound, ConfigError
+from strongroom.errors import BackendNotFoundError, ConfigError
 from strongroom.settings import BackendSettings, SecretRef
 
 LEAK = "VALUE-SHOULD-NOT-LEAK"
@@ -456,7 +456,7 @@ def test_secret_key_is_refused_even_where_the_backend_knows_no_such_key() -> Non
 
 def test_unknown_backend_lists_the_available() -> None:
     config = parse_config({"cipher_suite": {"use": "rot13"}}, source="x.toml", environ={})
-    with pytest.raises(BackendNotFound) as caught:
+    with pytest.raises(BackendNotFoundError) as caught:
         Strongroom(config).resolve("cipher_suite")
     message = str(caught.value)
     assert "'rot13'" in message

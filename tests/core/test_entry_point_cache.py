@@ -22,7 +22,7 @@ import pytest
 
 from strongroom import _entry_point_cache as cache
 from strongroom._loading import SLOTS_BY_TABLE, load_backend, registrations
-from strongroom.errors import BackendBlocked, BackendUnavailable, PluginError
+from strongroom.errors import BackendBlockedError, BackendUnavailableError, PluginError
 
 SUITES = SLOTS_BY_TABLE["cipher_suite"]
 GROUP = SUITES.group
@@ -302,11 +302,11 @@ def test_a_warm_cache_still_refuses_duplicates_and_blocked_plugins(
     with pytest.raises(PluginError, match="several distributions: impostor, original"):
         load_backend(SUITES, "twin")
     for blocked in ("original", "impostor", "twin"):
-        with pytest.raises(BackendBlocked, match="block list blocks"):
+        with pytest.raises(BackendBlockedError, match="block list blocks"):
             load_backend(SUITES, "twin", blocked=[blocked])
-    with pytest.raises(BackendBlocked):
+    with pytest.raises(BackendBlockedError):
         load_backend(SUITES, "gone", blocked=["gone"])
     # a module that is not there (a stale cache could only ever name one) is reported
-    with pytest.raises(BackendUnavailable, match="gone_mod"):
+    with pytest.raises(BackendUnavailableError, match="gone_mod"):
         load_backend(SUITES, "gone")
     assert scans == [1]

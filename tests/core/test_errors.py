@@ -22,9 +22,9 @@ EXPECTED_EXIT_CODES = {
     "UsageError": 2,
     "ConfigError": 2,
     "PluginError": 2,
-    "BackendNotFound": 2,
-    "BackendBlocked": 2,
-    "BackendUnavailable": 2,
+    "BackendNotFoundError": 2,
+    "BackendBlockedError": 2,
+    "BackendUnavailableError": 2,
     "PluginLoadError": 1,
     "SecretSourceError": 2,
     "IntegrityError": 3,
@@ -84,4 +84,4 @@ def test_record_not_found_is_also_a_key_error_with_a_plain_message() -> None:
 def test_specific_errors_sit_under_their_families() -> None:
     assert issubclass(PinMismatchError, errors.TransportError)
     assert issubclass(errors.KeyLockedError, KeyUnavailableError)
-    assert issubclass(errors.BackendUnavailable, errors.PluginError)
+    assert issubclass(errors.BackendUnavailableError, errors.PluginError)

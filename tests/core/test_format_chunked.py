@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from strongroom.cipher_suite import CipherSuite, KeyedAead, ReadableBuffer
+from counting import CountingSuite
+from strongroom.cipher_suite import CipherSuite, ReadableBuffer
 from strongroom.errors import (
     AuthenticationError,
     IntegrityError,
@@ -165,42 +166,6 @@ class SpySource(io.BytesIO):
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         self.reads.append(self.tell())
         return super().readinto(buffer)
-
-
-class CountingAead(KeyedAead):
-    def __init__(self, inner: KeyedAead, suite: CountingSuite) -> None:
-        self._inner = inner
-        self._suite = suite
-
-    def encrypt(self, nonce: bytes, plaintext: ReadableBuffer, aad: bytes = b"") -> bytes:
-        return self._inner.encrypt(nonce, plaintext, aad)
-
-    def encrypt_into(
-        self, nonce: bytes, plaintext: ReadableBuffer, aad: bytes, out: bytearray | memoryview
-    ) -> None:
-        self._inner.encrypt_into(nonce, plaintext, aad, out)
-
-    def decrypt(self, nonce: bytes, ciphertext: ReadableBuffer, aad: bytes = b"") -> bytes:
-        self._suite.decryptions += 1
-        return self._inner.decrypt(nonce, ciphertext, aad)
-
-    def decrypt_into(
-        self, nonce: bytes, ciphertext: ReadableBuffer, aad: bytes, out: bytearray | memoryview
-    ) -> None:
-        self._suite.decryptions += 1
-        self._inner.decrypt_into(nonce, ciphertext, aad, out)
-
-
-class CountingSuite(Aes256Gcm):
-    def __init__(self) -> None:
-        super().__init__()
-        self.decryptions = 0
-
-    def keyed(self, key: bytes) -> KeyedAead:
-        return CountingAead(super().keyed(key), self)
-
-
-# round trips
 
 
 @pytest.mark.parametrize("size", SIZES)

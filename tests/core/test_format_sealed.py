@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from strongroom.cipher_suite import CipherSuite, KeyedAead, ReadableBuffer
+from counting import CountingSuite
+from strongroom.cipher_suite import CipherSuite
 from strongroom.errors import (
     AuthenticationError,
     IntegrityError,
@@ -45,38 +46,6 @@ def lookup(suite: CipherSuite, key: bytes = KEY) -> Callable[[int], tuple[Cipher
         return suite, key
 
     return key_for
-
-
-class CountingAead(KeyedAead):
-    """Forwards to a real AEAD and counts decryptions."""
-
-    def __init__(self, inner: KeyedAead, suite: CountingSuite) -> None:
-        self._inner = inner
-        self._suite = suite
-
-    def encrypt(self, nonce: bytes, plaintext: ReadableBuffer, aad: bytes = b"") -> bytes:
-        return self._inner.encrypt(nonce, plaintext, aad)
-
-    def decrypt(self, nonce: bytes, ciphertext: ReadableBuffer, aad: bytes = b"") -> bytes:
-        self._suite.decryptions += 1
-        return self._inner.decrypt(nonce, ciphertext, aad)
-
-    def decrypt_into(
-        self, nonce: bytes, ciphertext: ReadableBuffer, aad: bytes, out: bytearray | memoryview
-    ) -> None:
-        self._suite.decryptions += 1
-        self._inner.decrypt_into(nonce, ciphertext, aad, out)
-
-
-class CountingSuite(Aes256Gcm):
-    """AES-256-GCM whose keyed AEADs count every decryption."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.decryptions = 0
-
-    def keyed(self, key: bytes) -> KeyedAead:
-        return CountingAead(super().keyed(key), self)
 
 
 def header_size(suite: CipherSuite) -> int:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from strongroom.cipher_suite import CipherSuite, KeyedAead, ReadableBuffer
+from counting import CountingSuite
+from strongroom.cipher_suite import CipherSuite, KeyedAead
 from strongroom.errors import AuthenticationError, IntegrityError, KeyLockedError, UsageError
 from strongroom.formats import Context, Subkeys, _batch, open_sealed, seal
 from strongroom.formats._fixed import fixed_randomness
@@ -39,30 +40,6 @@ OTHER = Context(account="alice", store="notes", record="b")
 def suite(request: pytest.FixtureRequest) -> CipherSuite:
     suite_class: type[CipherSuite] = request.param
     return suite_class()
-
-
-class CountingSuite(Aes256Gcm):
-    """AES-256-GCM that counts the subkeys made from it and the decryptions they run."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.keyed_count = 0
-        self.decryptions = 0
-
-    def keyed(self, key: bytes) -> KeyedAead:
-        self.keyed_count += 1
-        inner = super().keyed(key)
-        suite = self
-
-        class Counting(KeyedAead):
-            def encrypt(self, nonce: bytes, plaintext: ReadableBuffer, aad: bytes = b"") -> bytes:
-                return inner.encrypt(nonce, plaintext, aad)
-
-            def decrypt(self, nonce: bytes, ciphertext: ReadableBuffer, aad: bytes = b"") -> bytes:
-                suite.decryptions += 1
-                return inner.decrypt(nonce, ciphertext, aad)
-
-        return Counting()
 
 
 def always(subkeys: Subkeys) -> Callable[[int], Subkeys]:

@@ -426,3 +426,21 @@ def test_a_corrupt_record_is_an_integrity_error(
     with pytest.raises(IntegrityError, match="corrupt") as caught:
         make_keys(keys.directory, {"main": provider}).unlock()
     assert caught.value.exit_code == 3
+
+
+def test_a_version_the_keyset_never_had_is_an_altered_object(keys: AccountKeys) -> None:
+    """Only an altered header names such a version: exit 3, not a missing key (exit 4)."""
+    keys.ensure("files")
+    keys.rotate("files")
+    keys.retire("files", 1, force=True)
+    lookup = keys.key_lookup("files")
+    suite, _key = lookup(2)
+    assert suite.name == "aes-256-gcm"
+    with pytest.raises(IntegrityError, match="names key version 99, which the keyset never had"):
+        lookup(99)
+    with pytest.raises(KeyUnavailableError) as caught:
+        lookup(1)  # retired: it existed, it just does not decrypt any more
+    assert not isinstance(caught.value, IntegrityError)
+    keys.lock()
+    with pytest.raises(KeyLockedError):
+        lookup(99)  # locked first: nothing is read from the record

@@ -29,7 +29,7 @@ CHILD = textwrap.dedent(
     import os, sys
     from pathlib import Path
     sys.path.insert(0, sys.argv[4])
-    import strongroom._fs as fs
+    import strongroom.durable as fs
     from accounts import make_keys
     from strongroom.testing import MemoryKeyProvider
 

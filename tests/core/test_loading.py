@@ -12,9 +12,9 @@ from strongroom import Strongroom, hookimpl
 from strongroom._loading import SLOTS_BY_TABLE, load_backend, load_hook_plugins, registrations
 from strongroom.config import parse_config
 from strongroom.errors import (
-    BackendBlocked,
-    BackendNotFound,
-    BackendUnavailable,
+    BackendBlockedError,
+    BackendNotFoundError,
+    BackendUnavailableError,
     PluginError,
     PluginLoadError,
 )
@@ -71,7 +71,7 @@ def test_only_the_configured_backend_is_imported() -> None:
 
 
 def test_unknown_backend_names_group_and_lists_the_available() -> None:
-    with pytest.raises(BackendNotFound) as caught:
+    with pytest.raises(BackendNotFoundError) as caught:
         load_backend(SUITES, "rot13")
     message = str(caught.value)
     assert "'rot13'" in message
@@ -88,7 +88,7 @@ def test_missing_extra_is_named_with_the_install_command(
         entry_points={SUITE_GROUP: {"fancy": "fancy_suite:Fancy [turbo]"}},
         modules={"fancy_suite": "import not_installed_turbo_module\n"},
     )
-    with pytest.raises(BackendUnavailable) as caught:
+    with pytest.raises(BackendUnavailableError) as caught:
         load_backend(SUITES, "fancy")
     message = str(caught.value)
     assert "'turbo' extra" in message
@@ -104,7 +104,7 @@ def test_missing_module_without_declared_extra_is_still_reported(
         entry_points={SUITE_GROUP: {"plain": "plain_suite:Plain"}},
         modules={"plain_suite": "import not_installed_plain_module\n"},
     )
-    with pytest.raises(BackendUnavailable, match="not_installed_plain_module"):
+    with pytest.raises(BackendUnavailableError, match="not_installed_plain_module"):
         load_backend(SUITES, "plain")
 
 
@@ -158,7 +158,7 @@ def test_third_party_backend_is_selectable_and_blockable(
         assert stack.resolve("cipher_suite").registration.distribution == "rot-plugin"
     for blocked in ("rot-plugin", "rot"):
         with (
-            pytest.raises(BackendBlocked, match="rot-plugin"),
+            pytest.raises(BackendBlockedError, match="rot-plugin"),
             _stack("rot", plugins={"block": [blocked]}) as stack,
         ):
             stack.resolve("cipher_suite")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from accounts import default_stack_config
 from strongroom._stack import Strongroom
-from strongroom.config import BUILTIN_SOURCE, DEFAULT_STACK, Config, parse_config
 from strongroom.errors import UnlockFailedError
 from strongroom.keys.purposes import FILES, names_purpose, store_purpose
 from strongroom_plugins.stores import _disk
@@ -33,22 +33,6 @@ RECORDS = {
 BLOB_NAME = "BLOB-NAME-SHOULD-NOT-LEAK/cat.jpg"
 BLOB = b"BLOB-PAYLOAD-SHOULD-NOT-LEAK " * 20_000  # several chunks
 STORE = "default"
-
-
-def _config(root: Path, passphrase: str) -> Config:
-    secret = root / f"passphrase-{len(list(root.glob('passphrase-*')))}"
-    secret.write_text(passphrase)
-    secret.chmod(0o600)
-    providers = {
-        name: {**table, "passphrase": f"file:{secret}", "memory_kib": 19456, "iterations": 2}
-        for name, table in DEFAULT_STACK["key_providers"].items()
-    }
-    data = {
-        **DEFAULT_STACK,
-        "strongroom": {"data_dir": str(root / "data"), "account": "alice"},
-        "key_providers": providers,
-    }
-    return parse_config(data, source=BUILTIN_SOURCE, environ={})
 
 
 def _forms(secret: bytes | str) -> list[str]:
@@ -100,7 +84,7 @@ def test_log_records_through_a_whole_lifecycle_carry_no_secret(
     for name in ("strongroom", "strongroom_plugins"):
         caplog.set_level(logging.DEBUG, logger=name)
     secrets = Secrets()
-    stack = Strongroom(_config(tmp_path, PASSPHRASE))
+    stack = Strongroom(default_stack_config(tmp_path, PASSPHRASE))
     purpose = store_purpose(STORE)
     with stack:
         stack.initialise()
@@ -131,7 +115,7 @@ def test_log_records_through_a_whole_lifecycle_carry_no_secret(
         assert store.get(first) == RECORDS[first]
 
         # A wrong passphrase unlocks nothing.
-        wrong = Strongroom(_config(tmp_path, WRONG_PASSPHRASE))
+        wrong = Strongroom(default_stack_config(tmp_path, WRONG_PASSPHRASE))
         with wrong, pytest.raises(UnlockFailedError):
             wrong.keys.unlock()
 

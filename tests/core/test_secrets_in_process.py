@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from accounts import default_stack_config
 from strongroom import Strongroom
-from strongroom.config import BUILTIN_SOURCE, DEFAULT_STACK, parse_config
 from strongroom.errors import KeyLockedError, UnlockFailedError, UsageError
 from strongroom.key_provider import SecretRequest
 from strongroom.secret import Secret
@@ -16,19 +16,6 @@ from strongroom.testing import MemoryKeyProvider
 from strongroom_plugins.providers.passphrase import PassphraseProvider
 
 PASSPHRASE = "correct horse battery staple"  # noqa: S105 - a test secret
-
-
-def config(root: Path) -> object:
-    providers = {
-        name: {**table, "memory_kib": 19456, "iterations": 2}
-        for name, table in DEFAULT_STACK["key_providers"].items()
-    }
-    data = {
-        **DEFAULT_STACK,
-        "strongroom": {"data_dir": str(root / "data"), "account": "alice"},
-        "key_providers": providers,
-    }
-    return parse_config(data, source=BUILTIN_SOURCE, environ={})
 
 
 class Asker:
@@ -52,21 +39,21 @@ def no_passphrase_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("given", [PASSPHRASE, PASSPHRASE.encode(), "secret"], ids=str)
 def test_a_stack_takes_the_passphrase_in_process(tmp_path: Path, given: object) -> None:
     secret = Secret(PASSPHRASE.encode(), label="app passphrase") if given == "secret" else given
-    with Strongroom(config(tmp_path), secrets={"main": secret}) as stack:  # type: ignore[dict-item]
+    with Strongroom(default_stack_config(tmp_path), secrets={"main": secret}) as stack:  # type: ignore[dict-item]
         stack.initialise()
         stack.store("default").put("k", b"value")
-    with Strongroom(config(tmp_path), secrets={"main": PASSPHRASE}) as stack:
+    with Strongroom(default_stack_config(tmp_path), secrets={"main": PASSPHRASE}) as stack:
         stack.keys.unlock()
         assert stack.store("default").get("k") == b"value"
         with pytest.raises(KeyLockedError, match="no new secret was given"):
             stack.keys.rewrap_for("main")  # a change needs a source that answers it
-    with Strongroom(config(tmp_path)) as stack, pytest.raises(KeyLockedError):
+    with Strongroom(default_stack_config(tmp_path)) as stack, pytest.raises(KeyLockedError):
         stack.keys.unlock()  # nothing in the environment, no terminal: refused, not prompted
 
 
 def test_an_operation_asks_once_and_the_next_asks_again(tmp_path: Path) -> None:
     asker = Asker(PASSPHRASE)
-    with Strongroom(config(tmp_path), secrets={"main": asker}) as stack:
+    with Strongroom(default_stack_config(tmp_path), secrets={"main": asker}) as stack:
         stack.initialise()
         assert [request.new for request in asker.asked] == [True]
         stack.keys.lock()
@@ -83,10 +70,10 @@ def test_an_operation_asks_once_and_the_next_asks_again(tmp_path: Path) -> None:
 
 
 def test_a_wrong_passphrase_is_not_held(tmp_path: Path) -> None:
-    with Strongroom(config(tmp_path), secrets={"main": PASSPHRASE}) as stack:
+    with Strongroom(default_stack_config(tmp_path), secrets={"main": PASSPHRASE}) as stack:
         stack.initialise()
     asker = Asker("a typo", PASSPHRASE)
-    with Strongroom(config(tmp_path), secrets={"main": asker}) as stack:
+    with Strongroom(default_stack_config(tmp_path), secrets={"main": asker}) as stack:
         with stack.keys.holding_secrets():
             with pytest.raises(UnlockFailedError):
                 stack.keys.unlock()
@@ -96,7 +83,7 @@ def test_a_wrong_passphrase_is_not_held(tmp_path: Path) -> None:
 
 def test_secrets_for_an_unconfigured_provider_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unconfigured key providers: \\['nosuch'\\]"):
-        Strongroom(config(tmp_path), secrets={"nosuch": PASSPHRASE})
+        Strongroom(default_stack_config(tmp_path), secrets={"nosuch": PASSPHRASE})
 
 
 def test_a_provider_that_takes_no_secret_says_so() -> None:

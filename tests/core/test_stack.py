@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from accounts import default_stack_config
 from strongroom import hookimpl
 from strongroom._stack import Strongroom
-from strongroom.config import BUILTIN_SOURCE, DEFAULT_STACK, parse_config
 
 
 class Recorder:
@@ -28,19 +28,7 @@ class Recorder:
 
 
 def _stack(root: Path, recorder: Recorder) -> Strongroom:
-    passphrase = root / "passphrase"
-    passphrase.write_text("a passphrase for the stack tests")
-    passphrase.chmod(0o600)
-    providers = {
-        name: {**table, "passphrase": f"file:{passphrase}", "memory_kib": 19456, "iterations": 2}
-        for name, table in DEFAULT_STACK["key_providers"].items()
-    }
-    data = {
-        **DEFAULT_STACK,
-        "strongroom": {"data_dir": str(root / "data"), "account": "alice"},
-        "key_providers": providers,
-    }
-    config = parse_config(data, source=BUILTIN_SOURCE, environ={})
+    config = default_stack_config(root, "a passphrase for the stack tests")
     return Strongroom(config, plugins=[recorder])
 
 

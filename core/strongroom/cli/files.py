@@ -16,7 +16,6 @@ from strongroom.cli._io import Input, check_output, output, reading
 from strongroom.cli._output import emit
 from strongroom.cli._progress import Progress
 from strongroom.cli._session import opened
-from strongroom.errors import IntegrityError
 
 # The formats are imported once the account is unlocked: a command that
 # cannot unlock stops before paying for them.
@@ -25,9 +24,8 @@ if TYPE_CHECKING:
     import argparse
 
     from strongroom._stack import Strongroom
-    from strongroom.cipher_suite import CipherSuite
+    from strongroom.formats import KeyFor
     from strongroom.formats.context import Context
-    from strongroom.keys import KeyLookup
 
 PURPOSE = "files"
 
@@ -78,24 +76,9 @@ def file_context(stack: Strongroom) -> Context:
     return Context(account=stack.config.account, store=PURPOSE, record="")
 
 
-def known_versions(stack: Strongroom) -> KeyLookup:
-    """The ``files`` key lookup, refusing a version the account never had.
-
-    A header naming one was altered or made elsewhere: an integrity failure
-    (exit 3), and no reason to create the keyset in an account that has none.
-    """
-    primary = stack.keys.primary_version(PURPOSE)
-    lookup = stack.keys.key_lookup(PURPOSE)
-
-    def known(version: int) -> tuple[CipherSuite, memoryview]:
-        if primary is None or not 1 <= version <= primary:
-            raise IntegrityError(
-                f"the file names a {PURPOSE} key version that account "
-                f"{stack.config.account!r} never had: it was altered or made elsewhere"
-            )
-        return lookup(version)
-
-    return known
+def known_versions(stack: Strongroom) -> KeyFor:
+    """The ``files`` key lookup: a version the account never had is an altered file (exit 3)."""
+    return stack.keys.key_lookup(PURPOSE)
 
 
 def size_of(source: Input) -> int | None:

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from strongroom._fs import locked, make_private_dir
 from strongroom.audit import AuditEvent
 from strongroom.backend import Closeable
+from strongroom.durable import locked, make_private_dir
 from strongroom.errors import (
     AuthenticationError,
     IntegrityError,

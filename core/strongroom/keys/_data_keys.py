@@ -9,7 +9,7 @@ opened only from an authenticated record.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from strongroom.cipher_suite import CipherSuite
 from strongroom.errors import IntegrityError, KeyUnavailableError, UsageError
@@ -19,9 +19,10 @@ from strongroom.keys._session import DataKey
 from strongroom.keys.purposes import check_purpose
 from strongroom.secret import Secret
 
-__all__ = ["DataKeyAccess", "KeyLookup"]
+if TYPE_CHECKING:
+    from strongroom.formats import KeyFor
 
-KeyLookup = Callable[[int], tuple[CipherSuite, memoryview]]
+__all__ = ["DataKeyAccess"]
 
 
 class DataKeyAccess(KeyAccess):
@@ -105,14 +106,32 @@ class DataKeyAccess(KeyAccess):
             self._session.remember(key)
             return key
 
-    def key_lookup(self, purpose: str) -> KeyLookup:
-        """A ``version -> (suite, key bytes)`` function for the formats' decryptors."""
+    def key_lookup(self, purpose: str) -> KeyFor:
+        """A ``version -> (suite, key bytes)`` function for the formats' decryptors.
+
+        It raises :class:`~strongroom.errors.KeyUnavailableError` for a retired
+        or destroyed version, or a locked account, and
+        :class:`~strongroom.errors.IntegrityError` for a version the keyset
+        never had: only an altered header (or another keyset's object) names one.
+        """
 
         def lookup(version: int) -> tuple[CipherSuite, memoryview]:
-            key = self.data_key(purpose, version)
+            try:
+                key = self.data_key(purpose, version)
+            except KeyUnavailableError:
+                if not self._had_version(purpose, version):
+                    raise IntegrityError(
+                        f"an object of {purpose} names key version {version}, which the "
+                        "keyset never had: it was altered, or belongs to another keyset"
+                    ) from None
+                raise
             return key.suite, key.material.view()
 
         return lookup
+
+    def _had_version(self, purpose: str, version: int) -> bool:
+        with self._guard:
+            return version in self._keyset(self._current(), purpose).versions
 
     def primary_version(self, purpose: str) -> int:
         """The primary version of ``purpose``.

@@ -2,7 +2,7 @@
 
 It holds only wrapped material: the master key wrapped by each provider,
 and every data key version wrapped under the master key.  A crash at any
-point leaves the previous record or the next one (see ``strongroom._fs``).
+point leaves the previous record or the next one (see ``strongroom.durable``).
 
 Everything in it but the provider wraps is authenticated by ``mac``, an
 HMAC-SHA256 under a key derived from the master key, so states,
@@ -27,7 +27,7 @@ from typing import Any, Self
 
 import msgspec
 
-from strongroom._fs import TEMP_SUFFIX, atomic_write
+from strongroom.durable import TEMP_SUFFIX, atomic_write
 from strongroom.errors import IntegrityError, StoreError
 from strongroom.secret import Secret
 

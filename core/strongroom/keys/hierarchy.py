@@ -23,8 +23,8 @@ master key lives in a :class:`Secret` and is wiped on
 
 from __future__ import annotations
 
-from strongroom._fs import locked, make_private_dir
 from strongroom.audit import AuditEvent
+from strongroom.durable import locked, make_private_dir
 from strongroom.errors import UsageError
 from strongroom.keys._access import KEY_SIZE, LOCK_FILE
 from strongroom.keys._master import MasterKeyChanges

@@ -147,6 +147,28 @@ class CipherSuiteContract:
             with pytest.raises(AuthenticationError):
                 aead.decrypt(nonce, candidate, b"")
 
+    def test_unchecked_decrypt_opens_and_refuses_as_decrypt_does(self, suite: CipherSuite) -> None:
+        """``KeyedAead.unchecked_decrypt`` may skip checks, never refusals.
+
+        The sealed reader calls it and turns ``ValueError`` and the exceptions
+        it names into ``AuthenticationError``: it must open what ``decrypt``
+        opens and refuse, with one of those, a flipped bit, a ciphertext
+        shorter than a tag, and a short nonce with nothing after it (what a
+        truncated object gives).
+        """
+        aead = suite.keyed(self.key(suite))
+        nonce = self.nonce(suite)
+        sealed = aead.encrypt(nonce, b"attack at dawn", b"aad")
+        decrypt, tag_errors = aead.unchecked_decrypt()
+        refusals: tuple[type[Exception], ...] = (*tag_errors, ValueError, AuthenticationError)
+        assert decrypt(nonce, sealed, b"aad") == b"attack at dawn"
+        attempts = [(nonce, sealed[:-1] + bytes([sealed[-1] ^ 1]))]
+        attempts += [(nonce, sealed[:cut]) for cut in range(suite.tag_size)]
+        attempts += [(nonce[:cut], b"") for cut in range(len(nonce))]
+        for candidate_nonce, candidate in attempts:
+            with pytest.raises(refusals):
+                decrypt(candidate_nonce, candidate, b"aad")
+
     def test_wrong_key_nonce_or_aad_is_rejected(self, suite: CipherSuite) -> None:
         key, nonce = self.key(suite), self.nonce(suite)
         sealed = suite.encrypt(key, nonce, b"payload", b"aad")

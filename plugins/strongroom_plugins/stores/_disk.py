@@ -1,7 +1,8 @@
-"""Crash-safe file primitives for the ``files`` store.
+"""Crash-safe file primitives for the ``files`` store, on top of :mod:`strongroom.durable`.
 
-strongroom's own helpers are private to the core, and first-party plugins
-use only the public API, so the store carries this small set of its own:
+The public module gives the directory fsync, the private modes and the
+``flock`` (re-exported here as ``fsync_dir`` and ``flocked``); what is the
+store's own is its hot path of many files at once:
 
 - every file is created exclusively (``O_EXCL``) with mode 0600 under an
   unpredictable temporary name beside its target, written, fsynced, and
@@ -19,13 +20,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from strongroom.durable import PRIVATE_DIR, PRIVATE_FILE, TEMP_SUFFIX, fsync_dir
+from strongroom.durable import locked as flocked
 
 __all__ = [
     "PRIVATE_DIR",
@@ -37,7 +40,6 @@ __all__ = [
     "fsync_dir",
     "identity",
     "is_symlink_error",
-    "is_temp_name",
     "link_aside",
     "open_for_reading",
     "read_file",
@@ -48,9 +50,7 @@ __all__ = [
     "write_unsynced",
 ]
 
-PRIVATE_FILE = 0o600
-PRIVATE_DIR = 0o700
-_TEMP_SUFFIX = ".tmp"
+_TEMP_SUFFIX = TEMP_SUFFIX
 #: ``O_NONBLOCK``: opening a FIFO planted where a file belongs must not wait for a writer.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
@@ -65,20 +65,6 @@ def ensure_private_dir(path: Path) -> None:
     """Create ``path`` (not its parents) with mode 0700 if it is missing."""
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, PRIVATE_DIR)
-
-
-def is_temp_name(name: str) -> bool:
-    """Whether ``name`` is one of :func:`temp_file`'s names (never a finished file)."""
-    return name.startswith(".") and name.endswith(_TEMP_SUFFIX)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make renames and unlinks in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _create_temp(target: Path) -> tuple[Path, int]:
@@ -238,18 +224,3 @@ def unlink_quietly(path: Path | str) -> bool:
 def is_symlink_error(exc: OSError) -> bool:
     """Whether ``exc`` is what ``O_NOFOLLOW`` raises on a symbolic link."""
     return exc.errno == errno.ELOOP
-
-
-@contextlib.contextmanager
-def flocked(lock_file: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``lock_file`` (created 0600 if missing).
-
-    The kernel releases it when the process dies, so a killed writer never
-    leaves the store locked.
-    """
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

@@ -1,6 +1,8 @@
 """Crash-safe file operations: atomic replace, directory fsync, advisory locks.
 
-Every write that must survive a crash goes through :func:`atomic_write`:
+Public for plugin authors: a store or provider that keeps files uses these
+rather than its own copies.  Every write that must survive a crash goes
+through :func:`atomic_write`:
 the bytes go to a private temporary file in the same directory, are
 fsynced, renamed over the target and the directory is fsynced, so a reader
 (or a restart after SIGKILL) sees the old file or the new one, never a mix.
@@ -14,6 +16,17 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+__all__ = [
+    "PRIVATE_DIR",
+    "PRIVATE_FILE",
+    "TEMP_SUFFIX",
+    "atomic_write",
+    "fsync_dir",
+    "locked",
+    "make_private_dir",
+    "temp_path_for",
+]
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
@@ -29,7 +42,7 @@ def make_private_dir(path: Path) -> None:
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
@@ -70,8 +83,13 @@ def atomic_write(target: Path, data: bytes | bytearray | memoryview) -> None:
 
 @contextlib.contextmanager
 def locked(lock_file: Path, *, shared: bool = False) -> Iterator[None]:
-    """Hold an advisory ``flock`` on ``lock_file`` (created if missing)."""
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    """Hold an advisory ``flock`` on ``lock_file`` (created 0600 if missing, never through a link).
+
+    The kernel releases it when the process dies, so a killed holder never
+    leaves it locked.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(lock_file, flags, PRIVATE_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
