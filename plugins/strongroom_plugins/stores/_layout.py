@@ -42,25 +42,34 @@ _MAX_KEY = 0xFFFF
 
 @dataclass(frozen=True)
 class StoredObject:
-    """One stored value on disk: a record, or a blob with its key file."""
+    """One stored value on disk: a record, or a blob with its key file.
+
+    ``location`` is the file's path as a string; :attr:`path` makes the
+    ``Path`` only when asked, since a listing peeks thousands of headers by
+    the string alone.
+    """
 
     #: The 64-hex name: HMAC-SHA256 of the key under the store's name key.
     name: str
-    path: Path
+    location: str
     is_blob: bool
 
     @classmethod
     def record(cls, root: Path, name: str) -> StoredObject:
-        return cls(name, root / RECORDS / name[:2] / name, is_blob=False)
+        return cls(name, f"{root}/{RECORDS}/{name[:2]}/{name}", is_blob=False)
 
     @classmethod
     def blob(cls, root: Path, name: str) -> StoredObject:
-        return cls(name, root / BLOBS / name[:2] / name, is_blob=True)
+        return cls(name, f"{root}/{BLOBS}/{name[:2]}/{name}", is_blob=True)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
 
     @property
     def key_file(self) -> Path:
         """A blob's sealed key file, ``<name>.name`` beside it."""
-        return self.path.with_name(self.name + KEY_FILE_SUFFIX)
+        return Path(self.location + KEY_FILE_SUFFIX)
 
     @property
     def context_record(self) -> str:
@@ -96,7 +105,7 @@ def scan(root: Path) -> list[StoredObject]:
     for kind, is_blob in ((RECORDS, False), (BLOBS, True)):
         for shard in _shards(root / kind):
             found.extend(
-                StoredObject(name, shard / name, is_blob)
+                StoredObject(name, f"{shard}/{name}", is_blob)
                 for name in _names(shard)
                 if _NAME.fullmatch(name) and name.startswith(shard.name)
             )

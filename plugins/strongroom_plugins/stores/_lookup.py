@@ -27,7 +27,7 @@ from strongroom.errors import IntegrityError
 from strongroom.formats import peek_key_version
 from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores._install import Installer
-from strongroom_plugins.stores._layout import StoredObject, scan_names
+from strongroom_plugins.stores._layout import KEY_FILE_SUFFIX, StoredObject, scan_names
 from strongroom_plugins.stores._sealing import PEEK, peek_file, read_error, read_object
 
 __all__ = ["Found", "Lookup"]
@@ -100,12 +100,12 @@ class Lookup:
 
     @staticmethod
     def _peek(obj: StoredObject) -> tuple[StoredObject, frozenset[int]] | None:
-        version = peek_file(obj.path)
+        version = peek_file(obj.location)
         if version is None:
             return None
         if not obj.is_blob:
             return obj, frozenset({version})
-        key_file_version = peek_file(obj.key_file)
+        key_file_version = peek_file(obj.location + KEY_FILE_SUFFIX)
         if key_file_version is None:
             return None
         return obj, frozenset({version, key_file_version})

@@ -169,22 +169,19 @@ def read_object(path: Path) -> bytes | None:
         raise read_error(path, exc) from exc
 
 
-def peek_file(path: Path) -> int | None:
+def peek_file(path: Path | str) -> int | None:
     """The key version in ``path``'s header, unauthenticated; ``None`` if there is no file.
 
     :raises strongroom.errors.IntegrityError: it is not a strongroom object.
     """
     try:
-        handle = _disk.open_for_reading(path)
+        head = _disk.read_head(path, PEEK)
     except OSError as exc:
         raise read_error(path, exc) from exc
-    if handle is None:
-        return None
-    with handle:
-        return peek_key_version(handle.read(PEEK))
+    return None if head is None else peek_key_version(head)
 
 
-def read_error(path: Path, exc: OSError) -> StrongroomError:
+def read_error(path: Path | str, exc: OSError) -> StrongroomError:
     """The store's error for a file it could not read."""
     if _disk.is_symlink_error(exc):
         return IntegrityError(f"{path} is a symbolic link; the store never makes one")
