@@ -7,7 +7,7 @@ from pathlib import Path
 
 from strongroom.formats import peek_key_version
 from strongroom.keys import AccountKeys
-from strongroom.store import StoreBinding
+from strongroom.store import Store, StoreBinding
 from strongroom_plugins.stores.files import FilesStore, FilesStoreSettings
 
 CHUNK = 4096
@@ -55,3 +55,18 @@ def temporaries(root: Path) -> set[Path]:
         for path in root.rglob("*.tmp")
         if path.is_file() and path.name.startswith(".") and os.sep not in path.name
     }
+
+
+class RawRecordFiles:
+    """``StoreContract``'s raw-form hooks for a files store: a record's file, read and written."""
+
+    #: The floor in the key record: a copy older than a completed pass is "rolled back".
+    refuses_rollback_after_reencrypt = True
+
+    def raw_record(self, store: Store, key: str) -> bytes:
+        assert isinstance(store, FilesStore)
+        return path_of(store, key).read_bytes()
+
+    def put_raw(self, store: Store, key: str, raw: bytes) -> None:
+        assert isinstance(store, FilesStore)
+        path_of(store, key).write_bytes(raw)

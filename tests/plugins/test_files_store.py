@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from files_store_support import (
     CHUNK,
+    RawRecordFiles,
     bind,
     blob_paths,
     files_under,
@@ -36,25 +37,14 @@ from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores.files import FilesStore, FilesStoreSettings
 
 
-class TestFilesStoreContract(StoreContract):
+class TestFilesStoreContract(RawRecordFiles, StoreContract):
     blob_size = 5 * CHUNK + 123
 
     def open_store(self, binding: StoreBinding) -> Store:
         return open_files_store(binding)
 
-    #: The floor in the key record: a copy older than a completed pass is "rolled back".
-    refuses_rollback_after_reencrypt = True
-
     def counting(self, store: Store) -> dict[int, int]:
         return store.versions_in_use()  # never skipped: the files store counts
-
-    def raw_record(self, store: Store, key: str) -> bytes:
-        assert isinstance(store, FilesStore)
-        return path_of(store, key).read_bytes()
-
-    def put_raw(self, store: Store, key: str, raw: bytes) -> None:
-        assert isinstance(store, FilesStore)
-        path_of(store, key).write_bytes(raw)
 
 
 # fixtures for the files-specific tests

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from files_store_support import CHUNK, bind, blob_paths, open_files_store, path_of
+from files_store_support import CHUNK, RawRecordFiles, bind, blob_paths, open_files_store
 
 from strongroom.errors import IntegrityError, KeyUnavailableError, RecordNotFoundError
 from strongroom.formats import ChunkedReader
@@ -27,22 +27,13 @@ class InterfaceDefaults(FilesStore):
     get_blob_range = Store.get_blob_range
 
 
-class TestTheInterfaceDefaults(StoreContract):
+class TestTheInterfaceDefaults(RawRecordFiles, StoreContract):
     """What a third-party store gets without writing ``put_many`` or ``get_blob_range``."""
 
     blob_size = 5 * CHUNK + 123
-    refuses_rollback_after_reencrypt = True
 
     def open_store(self, binding: StoreBinding) -> Store:
         return InterfaceDefaults(FilesStoreSettings(chunk_size=CHUNK), binding=binding)
-
-    def raw_record(self, store: Store, key: str) -> bytes:
-        assert isinstance(store, FilesStore)
-        return path_of(store, key).read_bytes()
-
-    def put_raw(self, store: Store, key: str, raw: bytes) -> None:
-        assert isinstance(store, FilesStore)
-        path_of(store, key).write_bytes(raw)
 
 
 @pytest.fixture

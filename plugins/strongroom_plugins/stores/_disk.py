@@ -190,13 +190,10 @@ def open_for_reading(path: Path | str) -> BinaryIO | None:
         descriptor, never blocking on a FIFO).
     :raises OSError: it is a symbolic link (``ELOOP``) or cannot be opened.
     """
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except FileNotFoundError:
+    fd = _open_regular(path)
+    if fd is None:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotRegularFileError(errno.EINVAL, "not a regular file", os.fspath(path))
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -208,11 +205,22 @@ def read_head(path: Path | str, size: int) -> bytes | None:
     """The first ``size`` bytes of ``path`` (fewer if shorter), or ``None`` if it is missing.
 
     The checks of :func:`open_for_reading` at the cost of a listing's hot
-    loop: no link followed, nothing but a regular file, no file object.
+    loop: no file object.
 
     :raises NotRegularFileError: it is not a regular file.
     :raises OSError: it is a symbolic link (``ELOOP``) or cannot be read.
     """
+    fd = _open_regular(path)
+    if fd is None:
+        return None
+    try:
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _open_regular(path: Path | str) -> int | None:
+    """A descriptor of ``path``, a regular file reached without a link; ``None`` if missing."""
     try:
         fd = os.open(path, _READ_FLAGS)
     except FileNotFoundError:
@@ -220,9 +228,10 @@ def read_head(path: Path | str, size: int) -> bytes | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise NotRegularFileError(errno.EINVAL, "not a regular file", os.fspath(path))
-        return os.read(fd, size)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
 def identity(path: Path | int) -> FileIdentity | None:
