@@ -65,15 +65,18 @@ class JsonLinesAuditLog:
             log.warning("audit log %s: cannot append (%s)", self.path, exc.strerror or exc)
 
     def _append(self, data: bytes) -> None:
+        # O_NONBLOCK: a FIFO planted at the path fails (ENXIO) instead of hanging a lock or wipe
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(self.path, flags, 0o600)
+        fd = os.open(self.path, flags | os.O_NONBLOCK, 0o600)
         try:
             info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                raise PermissionError(0, "not a regular file of its own (a FIFO, or a hard link)")
             if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
                 raise PermissionError(0, "owned by another user or readable by others")
-            if not stat.S_ISREG(info.st_mode):
-                raise PermissionError(0, "not a regular file")
-            os.write(fd, data)  # one write under O_APPEND: lines from two processes never mix
+            written = os.write(fd, data)  # one write under O_APPEND: lines never interleave
+            if written != len(data):
+                raise OSError(0, f"short write ({written} of {len(data)} bytes): disk full?")
         finally:
             os.close(fd)
 

@@ -58,7 +58,9 @@ SETTLE_NS = 2_000_000_000
 FORMAT = 1
 #: A cache larger than this is not read.
 MAX_SIZE = 1 << 20
-_META_NAMES = ("entry_points.txt",)
+#: The files of a distribution's metadata whose change changes what discovery answers:
+#: its entry points, and its name and version (the block list matches the name).
+_META_NAMES = ("entry_points.txt", "METADATA", "PKG-INFO")
 
 _memo: tuple[list[object], Groups] | None = None
 
@@ -129,8 +131,8 @@ def _fingerprint() -> tuple[list[object], bool]:
             continue
         newest = max(newest, stamp)
         dists = []
-        for name, stamps in _distributions(entry or "."):
-            newest = max([newest, stamps[0] or 0, stamps[1] or 0])  # the two mtimes
+        for name, stamps, mtimes in _distributions(entry or "."):
+            newest = max([newest, *mtimes])
             dists.append([name, *stamps])
         parts.append([entry, stamp, dists])
     if any(isinstance(entry, str) and not os.path.isabs(entry) for entry in path):
@@ -144,29 +146,34 @@ def _fingerprint() -> tuple[list[object], bool]:
     return parts, newest < settle_before
 
 
-def _distributions(directory: str) -> Iterator[tuple[str, list[int | None]]]:
+def _distributions(directory: str) -> Iterator[tuple[str, list[int | None], list[int]]]:
+    """Each distribution's metadata directory in ``directory``: name, stamps, and mtimes.
+
+    Matched as ``importlib.metadata`` matches them, whatever the case of the
+    suffix; an ``.egg`` directory keeps its metadata in ``EGG-INFO``.
+    """
     try:
         with os.scandir(directory) as found:
             names = sorted(
                 (item.name, item.path)
                 for item in found
-                if item.name.endswith((".dist-info", ".egg-info"))
+                if item.name.lower().endswith((".dist-info", ".egg-info", ".egg"))
             )
     except (OSError, ValueError):  # not a directory (a zip file, whose mtime covers it)
         return
     for name, path in names:
+        meta_dir = os.path.join(path, "EGG-INFO") if name.lower().endswith(".egg") else path
         stamps: list[int | None] = []
-        try:
-            stamps.append(os.stat(path).st_mtime_ns)
-        except OSError:
-            stamps.append(None)
-        for meta in _META_NAMES:
+        mtimes: list[int] = []
+        for target in (path, meta_dir, *(os.path.join(meta_dir, meta) for meta in _META_NAMES)):
             try:
-                info = os.stat(os.path.join(path, meta))
-                stamps += [info.st_mtime_ns, info.st_size, info.st_ino]
+                info = os.stat(target)
             except OSError:
                 stamps += [None, None, None]
-        yield name, stamps
+                continue
+            stamps += [info.st_mtime_ns, info.st_size, info.st_ino]
+            mtimes.append(info.st_mtime_ns)
+        yield name, stamps, mtimes
 
 
 # the file

@@ -319,7 +319,10 @@ class Strongroom(Closeable):
         """
         if not self._listened_to:
             return
-        getattr(self.hook, hook)(**kwargs)
+        if hook == "strongroom_configure":  # a plugin that cannot configure stops the build
+            getattr(self.hook, hook)(**kwargs)
+            return
+        self._tell_each(hook, kwargs)
         action = _LIFECYCLE_ACTIONS.get(hook)
         if action is not None:
             account = str(kwargs.pop("account"))
@@ -328,7 +331,23 @@ class Strongroom(Closeable):
 
     def _audit(self, event: AuditEvent) -> None:
         if self._listened_to:
-            self.hook.strongroom_audit_event(event=event)
+            self._tell_each("strongroom_audit_event", {"event": event})
+
+    def _tell_each(self, hook: str, kwargs: dict[str, object]) -> None:
+        """Call every plugin's ``hook`` on its own: one that raises is logged, never propagated.
+
+        The key hierarchy fires these while it locks and wipes; a broken
+        listener must not stop keys being wiped, nor silence the others.
+        """
+        import logging
+
+        for impl in getattr(self.hook, hook).get_hookimpls():
+            try:
+                impl.function(**{name: kwargs[name] for name in impl.argnames})
+            except Exception as exc:
+                logging.getLogger(__name__).warning(
+                    "hook plugin %r failed on %s (%s)", impl.plugin_name, hook, type(exc).__name__
+                )
 
     @property
     def _listened_to(self) -> bool:
@@ -349,7 +368,12 @@ class Strongroom(Closeable):
         fresh = table not in self._instances
         provider = cast("KeyProvider", self._instance(table))
         if fresh and name in self._secrets:
-            provider.use_secret(self._secrets[name])
+            try:
+                provider.use_secret(self._secrets[name])
+            except BaseException:  # never left built, on its own sources, for the next call
+                del self._instances[table]
+                provider.close()
+                raise
         return provider
 
     def store(self, name: str) -> Store:
@@ -386,8 +410,15 @@ class Strongroom(Closeable):
 
 def _as_source(secret: SecretSource | Secret | str | bytes) -> SecretSource:
     """A secret source; the secret itself answers every request but a change of secret."""
+    from strongroom.secret import Secret
+
     if callable(secret):
         return secret
+    if not isinstance(secret, (str, bytes, Secret)):
+        raise UsageError(
+            f"a provider's secret is text, bytes, a Secret or a callable, "
+            f"not {type(secret).__name__}"
+        )
 
     def given(request: SecretRequest) -> str | bytes | Secret:
         if request.change:

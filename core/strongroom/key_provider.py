@@ -124,6 +124,13 @@ class KeyProvider(Backend[S_co], ABC):
         """
         raise UsageError(f"the {type(self).__name__} key provider takes no secret from its user")
 
+    def forget_secrets(self) -> None:
+        """Wipe whatever secret the provider holds from its user, in every thread.
+
+        Called when the account's session locks or closes, so that unlocking
+        again asks the user.  The default holds nothing.
+        """
+
     @contextlib.contextmanager
     def holding_secrets(self) -> Iterator[None]:
         """Within this, a secret read from the user is asked for once and reused.

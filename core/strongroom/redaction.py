@@ -38,17 +38,41 @@ def add_patterns(patterns: Iterable[str]) -> None:
 
 
 def redact(text: str) -> str:
-    """``text`` with every match of every added pattern replaced by :data:`MASK`."""
-    for pattern in list(_patterns.values()):
-        text = pattern.sub(MASK, text)
-    return text
+    """``text`` with every match of every added pattern replaced by :data:`MASK`.
+
+    All patterns are matched on the original text and their spans merged, so
+    one pattern's mask never hides the rest of another's match.
+    """
+    spans = sorted(
+        match.span()
+        for pattern in list(_patterns.values())
+        for match in pattern.finditer(text)
+        if match.end() > match.start()
+    )
+    if not spans:
+        return text
+    pieces, position = [], 0
+    for start, end in spans:
+        if end <= position:
+            continue
+        if start >= position:
+            pieces += [text[position:start], MASK]
+        position = end
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 class RedactingFilter(logging.Filter):
-    """Rewrites each record's message with :func:`redact`; never drops a record."""
+    """Rewrites each record's message, traceback and stack with :func:`redact`; drops nothing."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _patterns:
             record.msg = redact(record.getMessage())
             record.args = None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = redact(record.exc_text)
+            if record.stack_info:
+                record.stack_info = redact(record.stack_info)
         return True

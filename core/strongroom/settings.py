@@ -157,7 +157,7 @@ class SecretRef:
             value = environ.get(self.target)
             if value is None:
                 raise KeyLockedError(f"{self}: environment variable is not set")
-            return _chomp(value.encode())
+            return _chomp(value.encode("utf-8", "surrogateescape"))  # bytes the OS gave, as given
         if self.scheme == "file":
             return _chomp(_read_private_file(Path(self.target).expanduser(), str(self)))
         return _chomp(self._run_command())

@@ -15,6 +15,7 @@ reports objects/s alone for them.
 from __future__ import annotations
 
 import functools
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -73,15 +74,16 @@ class ReencryptProgress(tuple[int, int]):
 
 
 #: The reads whose refusal (an :class:`IntegrityError`) every store reports to the audit hook.
-AUDITED_READS = ("get", "get_any", "get_blob", "get_blob_range")
+AUDITED_READS = ("get", "get_any", "get_blob", "get_blob_range", "keys", "reencrypt")
 
 
 class Store(Backend[S_co], ABC):
     """Encrypted key-value records and blobs, bound to one account's keys.
 
     A read that refuses stored data (:class:`~strongroom.errors.IntegrityError`
-    from one of :data:`AUDITED_READS`) is reported as an ``data.refused``
-    audit event by this base class, whatever the subclass: a store author
+    from one of :data:`AUDITED_READS`, listing and re-encryption included) is
+    reported as a ``data.refused`` audit event by this base class, whatever
+    the subclass (the methods it resolves, a mixin's too): a store author
     writes nothing for it.  The event names the store and the error class,
     never the record's key (names are metadata the stores keep sealed).
     """
@@ -89,8 +91,10 @@ class Store(Backend[S_co], ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name in AUDITED_READS:
-            method = cls.__dict__.get(name)
-            if method is not None and not getattr(method, "_audited", False):
+            # as the class resolves it, a mixin's included; plain functions only (a
+            # staticmethod or partialmethod is left as it is)
+            method = inspect.getattr_static(cls, name, None)
+            if inspect.isfunction(method) and not getattr(method, "_audited", False):
                 setattr(cls, name, _audited(method))
 
     def _refused(self, exc: IntegrityError) -> None:
@@ -290,7 +294,11 @@ def _audited(method: Callable[..., Any]) -> Callable[..., Any]:
         except IntegrityError as exc:
             self._refused(exc)
             raise
-        return _watched(self, result) if isinstance(result, Iterator) else result
+        if isinstance(result, (bytes, bytearray, memoryview, str)) or not isinstance(
+            result, Iterable
+        ):
+            return result
+        return _watched(self, iter(result))
 
     call._audited = True  # type: ignore[attr-defined]
     return call

@@ -6,6 +6,7 @@ hears the events, and no event may carry the passphrase, a key or a value.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from strongroom import hookimpl
 from strongroom._stack import Strongroom
 from strongroom.audit import AuditEvent
 from strongroom.errors import IntegrityError, PluginError, UnlockFailedError
-from strongroom.redaction import MASK, RedactingFilter
+from strongroom.redaction import MASK, RedactingFilter, add_patterns, redact
 from strongroom_contrib.audit_log import ENV_VARIABLE, JsonLinesAuditLog, from_environment
 
 PASSPHRASE = "a passphrase for the audit tests"  # noqa: S105 - a test secret
@@ -215,3 +216,103 @@ def test_the_cli_masks_its_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     cli_main._warnings_to_stderr()
     (handler,) = root.handlers
     assert any(isinstance(kept, RedactingFilter) for kept in handler.filters)
+
+
+class Raising:
+    """A broken listener: it raises on every event it hears."""
+
+    @hookimpl
+    def strongroom_audit_event(self, event: AuditEvent) -> None:
+        raise RuntimeError(f"listener broke on {event.action}")
+
+    @hookimpl
+    def strongroom_key_locked(self, account: str, reason: str) -> None:
+        raise RuntimeError("listener broke")
+
+
+def test_a_listener_that_raises_stops_neither_wipe_nor_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    heard = Recorder()
+    with stack(tmp_path, PASSPHRASE, Raising(), heard) as app, caplog.at_level(logging.WARNING):
+        app.initialise()
+        app.keys.unlock()
+        app.wipe()
+        assert not app.config.account_dir.exists()  # the keys went, whatever the listener did
+    assert ("account.wiped", "ok") in heard.actions()
+    assert "failed on strongroom_key_locked (RuntimeError)" in caplog.text
+
+
+@pytest.mark.parametrize("trap", ["fifo", "hard link"])
+def test_the_json_lines_log_neither_hangs_on_a_fifo_nor_writes_through_a_link(
+    tmp_path: Path, trap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    if trap == "fifo":
+        os.mkfifo(path, 0o600)
+    else:
+        victim = tmp_path / "victim"
+        victim.write_bytes(b"")
+        victim.chmod(0o600)
+        os.link(victim, path)
+    with caplog.at_level(logging.WARNING):
+        JsonLinesAuditLog(path).strongroom_audit_event(AuditEvent("key.locked", "alice"))
+    assert "cannot append" in caplog.text
+    if trap == "hard link":
+        assert victim.read_bytes() == b""
+
+
+def test_a_refusal_in_re_encryption_or_in_a_mixins_read_is_reported(tmp_path: Path) -> None:
+    heard = Recorder()
+    with stack(tmp_path, PASSPHRASE, heard) as app:
+        app.initialise()
+        (name,) = app.config.instances("stores")
+        store = app.store(name)
+        store.put("k", VALUE)
+        record = stored_record(store.binding.directory)
+        record.write_bytes(record.read_bytes()[:-1])
+        app.keys.rotate(store.binding.purpose)
+        heard.events.clear()
+        with pytest.raises(IntegrityError):
+            list(store.reencrypt())
+        assert heard.actions() == [("data.refused", "failure")]
+
+    class Caching:  # not a Store: its read is the one the class resolves
+        def get(self, key: str) -> bytes:
+            raise IntegrityError("the cached copy was altered")
+
+    class Mixed(Caching, type(store)):  # type: ignore[misc]
+        pass
+
+    events: list[AuditEvent] = []
+    mixed = Mixed.__new__(Mixed)
+    mixed.binding = dataclasses.replace(store.binding, audit=events.append)
+    with pytest.raises(IntegrityError):
+        mixed.get("k")
+    assert [event.action for event in events] == ["data.refused"]
+
+
+def test_overlapping_patterns_and_tracebacks_are_masked_whole() -> None:
+    add_patterns(["zqk-", r"zqk-[A-Za-z0-9]{8}", "zqt-[0-9]+"])  # this process's, from now on
+    assert redact("key zqk-ABCDEFGH and zqk-") == f"key {MASK} and {MASK}"
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Collect()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("strongroom.redaction-test")
+    logger.addHandler(handler)
+    try:
+        raise ValueError("bad token zqt-12345")
+    except ValueError:
+        logger.exception("while using zqt-999")
+    finally:
+        logger.removeHandler(handler)
+    (line,) = lines
+    assert "zqt-12345" not in line
+    assert "zqt-999" not in line
+    assert "ValueError" in line

@@ -310,3 +310,30 @@ def test_a_warm_cache_still_refuses_duplicates_and_blocked_plugins(
     with pytest.raises(BackendUnavailableError, match="gone_mod"):
         load_backend(SUITES, "gone")
     assert scans == [1]
+
+
+def test_a_name_rewritten_in_place_or_an_upper_case_suffix_misses(
+    site: Site, scans: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block list matches a distribution's name, so a name rewritten in place (the
+    directory's mtime put back, the file's moved on) must not be answered from the cache;
+    nor may metadata importlib finds under a suffix in another case."""
+    info = site.install("good", {"shelf": "shelf_mod:Shelf"})
+    assert [entry[2] for entry in cache.entries(GROUP)] == ["good"]
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n")
+    site.settle()
+    os.utime(info / "METADATA", ns=(LONG_AGO_NS + 1000, LONG_AGO_NS + 1000))
+    forget_memo(monkeypatch)
+    assert [entry[2] for entry in cache.entries(GROUP)] == ["evil"]
+    upper = site.path / "UP-1.0.DIST-INFO"
+    upper.mkdir()
+    (upper / "METADATA").write_text("Metadata-Version: 2.1\nName: up\nVersion: 1.0\n")
+    (upper / "entry_points.txt").write_text(f"[{GROUP}]\nup = up_mod:Up\n")
+    site.settle()
+    forget_memo(monkeypatch)
+    assert names() == ["shelf", "up"]
+    (upper / "entry_points.txt").write_text(f"[{GROUP}]\nup = up_mod:Up\nmore = up_mod:More\n")
+    site.settle(LONG_AGO_NS + 2000)
+    forget_memo(monkeypatch)
+    assert names() == ["more", "shelf", "up"]
+    assert len(scans) == 4

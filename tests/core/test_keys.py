@@ -19,6 +19,7 @@ from strongroom.errors import (
     KeyLockedError,
     KeyUnavailableError,
     ProviderUnreachableError,
+    SecretSourceError,
     UnlockFailedError,
     UsageError,
 )
@@ -444,3 +445,19 @@ def test_a_version_the_keyset_never_had_is_an_altered_object(keys: AccountKeys) 
     keys.lock()
     with pytest.raises(KeyLockedError):
         lookup(99)  # locked first: nothing is read from the record
+
+
+def test_every_secret_source_unusable_is_a_configuration_error(tmp_path: Path) -> None:
+    first, second = MemoryKeyProvider(), MemoryKeyProvider()
+    keys = make_keys(tmp_path / "a", {"os": first, "recovery": second})
+    keys.create()
+    keys.close()
+    first.fail = second.fail = None
+    unusable = SecretSourceError("file:/x: file is accessible to group or others; chmod 600 it")
+
+    def broken(_blob: bytes, _context: object) -> bytes:
+        raise unusable
+
+    first.unwrap = second.unwrap = broken  # type: ignore[method-assign]
+    with pytest.raises(SecretSourceError, match=r"os: file:/x: .*; recovery: file:/x"):
+        keys.unlock()

@@ -700,3 +700,30 @@ def test_registered_under_its_entry_point_without_an_extra() -> None:
     (entry,) = entry_points(group="strongroom.key_providers", name="passphrase")
     assert entry.extras == []
     assert entry.load() is PassphraseProvider
+
+
+def test_renew_refuses_a_malformed_blob_before_asking() -> None:
+    calls: list[PassphraseRequest] = []
+    provider = PassphraseProvider(SMALL, passphrase=fixed(PASSPHRASE, calls))
+    with pytest.raises(IntegrityError):
+        provider.renew(SECRET, CONTEXT, previous=b"garbage" * 10, previous_context=CONTEXT)
+    assert calls == []
+
+
+def test_a_passphrase_from_non_utf8_environment_bytes_round_trips(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """POSIX hands such bytes over as surrogates; they are the passphrase, as given."""
+    monkeypatch.setenv("STRONGROOM_TEST_PW", os.fsdecode(b"caf\xe9 secret"))
+    provider = PassphraseProvider(
+        PassphraseSettings(
+            memory_kib=19456,
+            iterations=2,
+            lanes=1,
+            passphrase=SecretRef("env", "STRONGROOM_TEST_PW"),
+        )
+    )
+    blob = provider.wrap(SECRET, CONTEXT)
+    assert PassphraseProvider(SMALL, passphrase=fixed(b"caf\xe9 secret")).unwrap(blob, CONTEXT) == (
+        SECRET
+    )

@@ -86,6 +86,9 @@ def _warnings_to_stderr() -> None:
 
 
 def _error(message: str) -> None:
+    redaction = sys.modules.get("strongroom.redaction")  # loaded once a plugin could name patterns
+    if redaction is not None:
+        message = redaction.redact(message)
     if sys.stderr is not None:
         print(f"{PROG}: error: {message}", file=sys.stderr)
 

@@ -89,7 +89,7 @@ class KeyAccess(Closeable):
         self._notify = notify
         self._count_objects = count_objects
         self._guard = threading.RLock()
-        self._session = Session(account, idle_timeout, self._guard, notify)
+        self._session = Session(account, idle_timeout, self._guard, self._session_event)
         self._cached: tuple[tuple[int, int, int], KeyRecord] | None = None
         self._verified: KeyRecord | None = None
         #: The highest generation this object has authenticated: the record never goes back.
@@ -247,8 +247,10 @@ class KeyAccess(Closeable):
     def _unlock(self, provider: str | None, *, check_rollback: bool) -> str:
         try:
             return self._unlock_once(provider, check_rollback=check_rollback)
-        except StrongroomError as exc:
-            details = {"error": type(exc).__name__, "reason": str(exc)}
+        except Exception as exc:
+            details = {"error": type(exc).__name__}
+            if isinstance(exc, StrongroomError):  # its messages never hold a secret; others may
+                details["reason"] = str(exc)
             event = AuditEvent("key.unlock", self.account, "failure", details)
             self._notify("strongroom_audit_event", event=event)
             raise
@@ -328,11 +330,22 @@ class KeyAccess(Closeable):
             raise failures[0][1]
         raise _combined(self.account, failures)
 
+    def _session_event(self, hook: str, **kwargs: object) -> None:
+        """The session's own events; a lock (the idle one included) also drops held secrets."""
+        if hook == "strongroom_key_locked":
+            self._forget_secrets()
+        self._notify(hook, **kwargs)
+
+    def _forget_secrets(self) -> None:
+        for provider in self._providers.values():
+            provider.forget_secrets()
+
     def lock(self, reason: str = "request") -> None:
-        """Wipe the master key and every unwrapped data key from memory."""
+        """Wipe the master key, every unwrapped data key and every secret a provider holds."""
         with self._guard:
             self._verified = None
             self._session.lock(reason)
+            self._forget_secrets()
 
     def close(self) -> None:
         self.lock(reason="close")
@@ -360,7 +373,8 @@ def _combined(account: str, failures: list[tuple[str, StrongroomError]]) -> Stro
 
     Every provider refusing the secret offered is an :class:`UnlockFailedError`;
     every wrap failing to authenticate (the record was altered, or every root
-    differs) an :class:`IntegrityError`; any other mix a :class:`KeyUnavailableError`.
+    differs) an :class:`IntegrityError`; every configured secret source
+    unusable a :class:`SecretSourceError`; any other mix a :class:`KeyUnavailableError`.
     """
     answers = "; ".join(f"{name}: {_answer(exc)}" for name, exc in failures)
     message = f"could not unlock account {account!r}: {answers}"
@@ -368,6 +382,8 @@ def _combined(account: str, failures: list[tuple[str, StrongroomError]]) -> Stro
         return UnlockFailedError(message)
     if all(isinstance(exc, IntegrityError) for _, exc in failures):
         return IntegrityError(message)
+    if all(isinstance(exc, SecretSourceError) for _, exc in failures):
+        return SecretSourceError(message)
     return KeyUnavailableError(message)
 
 

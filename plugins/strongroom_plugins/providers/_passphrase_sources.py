@@ -56,12 +56,16 @@ def read_passphrase(request: PassphraseRequest) -> bytes:
 
     A change (``request.change``) reads the ``NEW_`` variables instead and
     prompts for a new passphrase; it never falls back to the current one.
+    The variables are the process's own, whatever ``environ`` the config was
+    parsed with: an application that wants none of them hands the secret over
+    with ``Strongroom(secrets=...)``.
 
-    :raises strongroom.errors.SecretSourceError: the variable names a file that
-        is missing or readable by others, or a command that failed.
+    :raises strongroom.errors.SecretSourceError: the variable names a file
+        readable by others, or a command that failed.
     :raises strongroom.errors.UnlockFailedError: the two passphrases typed differ.
-    :raises strongroom.errors.KeyLockedError: no variable is set and standard
-        input is not a terminal, or the prompt got end-of-file.
+    :raises strongroom.errors.KeyLockedError: the variable names a file that
+        does not exist, or no variable is set and standard input is not a
+        terminal, or the prompt got end-of-file.
     """
     file_variable, command_variable = (
         (NEW_FILE_VARIABLE, NEW_COMMAND_VARIABLE)

@@ -89,7 +89,7 @@ import os
 import struct
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Final
 
 from msgspec import Meta
@@ -97,6 +97,7 @@ from msgspec import Meta
 from strongroom.errors import (
     AuthenticationError,
     IntegrityError,
+    KeyLockedError,
     UnlockFailedError,
 )
 from strongroom.key_provider import KeyProvider, KeyProviderTraits, WrapContext
@@ -182,7 +183,8 @@ def _normalise(passphrase: str | bytes) -> bytes:
             return passphrase
     else:
         text = passphrase
-    return unicodedata.normalize("NFC", text).encode("utf-8")
+    # surrogateescape: bytes that were not UTF-8 (from the environment) come back as they were
+    return unicodedata.normalize("NFC", text).encode("utf-8", "surrogateescape")
 
 
 def _check_blob(blob: bytes) -> tuple[int, int, int]:
@@ -254,9 +256,11 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
             if passphrase is not None
             else configured_source(self._params.passphrase, self._params.new_passphrase)
         )
-        #: Read inside :meth:`holding_secrets`: the current passphrase (False), a new one (True).
-        self._held: dict[bool, Secret] = {}
-        self._holding = 0
+        #: Per thread: how deep in :meth:`holding_secrets` it is, and what it read
+        #: there (the current passphrase under False, a new one under True).
+        self._local = threading.local()
+        #: Every passphrase held by any thread, so that :meth:`forget_secrets` reaches all.
+        self._all_held: list[Secret] = []
         self._hold_lock = threading.Lock()
 
     def use_secret(self, source: PassphraseSource) -> None:
@@ -266,25 +270,44 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
 
     @contextlib.contextmanager
     def holding_secrets(self) -> Iterator[None]:
-        """Ask once for the passphrase within this (and for a new one, once); wipe both after."""
-        with self._hold_lock:
-            self._holding += 1
+        """Ask once for the passphrase within this (and for a new one, once); wipe both after.
+
+        Per thread: another thread, in a block of its own or in none, asks for itself.
+        """
+        local = self._local
+        local.depth = getattr(local, "depth", 0) + 1
+        if local.depth == 1:
+            local.held = {}
         try:
             yield
         finally:
-            with self._hold_lock:
-                self._holding -= 1
-                if not self._holding:
-                    for held in self._held.values():
-                        held.wipe()
-                    self._held.clear()
+            local.depth -= 1
+            if not local.depth:
+                self._wipe(local.held.values())
+                local.held = {}
+
+    def forget_secrets(self) -> None:
+        """Wipe every passphrase held, in every thread: the session locked or closed."""
+        with self._hold_lock:
+            held, self._all_held = self._all_held, []
+        for secret in held:
+            secret.wipe()
+
+    def close(self) -> None:
+        self.forget_secrets()
+
+    def _wipe(self, secrets: Iterable[Secret]) -> None:
+        with self._hold_lock:
+            for secret in list(secrets):
+                secret.wipe()
+                if secret in self._all_held:
+                    self._all_held.remove(secret)
 
     def _forget(self, change: bool) -> None:
-        """Drop a held passphrase that turned out wrong, so that the next use asks again."""
-        with self._hold_lock:
-            held = self._held.pop(change, None)
+        """Drop a held passphrase that turned out wrong, or changed, so the next use asks."""
+        held = getattr(self._local, "held", {}).pop(change, None)
         if held is not None:
-            held.wipe()
+            self._wipe([held])
 
     def wrap(self, secret: bytes, context: WrapContext) -> bytes:
         """Seal ``secret`` under a KEK derived from the passphrase and a fresh salt.
@@ -312,7 +335,9 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
         :raises strongroom.errors.SecretSourceError: the new passphrase's file
             or command cannot be used.
         """
-        return self._seal(secret, context, self._passphrase(context, new=True, change=True))
+        blob = self._seal(secret, context, self._passphrase(context, new=True, change=True))
+        self._forget(change=False)  # the current passphrase is about to be the old one
+        return blob
 
     def _seal(self, secret: bytes, context: WrapContext, passphrase: bytes) -> bytes:
         params = self._params
@@ -344,6 +369,7 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
         :raises strongroom.errors.IntegrityError: ``previous`` is not a passphrase wrap.
         :raises strongroom.errors.KeyLockedError: no passphrase source is available.
         """
+        _check_blob(previous)  # before anyone is asked for a passphrase
         passphrase = self._passphrase(previous_context, new=False)
         proof = bytearray(self._open(previous, previous_context, passphrase))
         proof[:] = bytes(len(proof))
@@ -378,18 +404,24 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
             wipe(kek)
 
     def _passphrase(self, context: WrapContext, *, new: bool, change: bool = False) -> bytes:
-        with self._hold_lock:
-            held = self._held.get(change)
-            if held is not None:
-                return bytes(held.view())
+        holding = getattr(self._local, "depth", 0) > 0
+        held = self._local.held.get(change) if holding else None
+        if held is not None and not held.wiped:
+            return bytes(held.view())
         answer = self._source(PassphraseRequest(context, new, change))
-        passphrase = _normalise(bytes(answer.view()) if isinstance(answer, Secret) else answer)
+        if isinstance(answer, Secret):
+            answer = bytes(answer.view())
+        if not isinstance(answer, (str, bytes)):
+            raise KeyLockedError(f"no passphrase was given for {context.account!r}")
+        passphrase = _normalise(answer)
         if not passphrase:
             raise UnlockFailedError(f"an empty passphrase is refused (for {context.account!r})")
-        with self._hold_lock:
-            if self._holding:
-                label = f"{'new ' if change else ''}passphrase for {context.account!r}"
-                self._held.setdefault(change, Secret(bytearray(passphrase), label=label))
+        if holding:
+            label = f"{'new ' if change else ''}passphrase for {context.account!r}"
+            kept = Secret(bytearray(passphrase), label=label)
+            with self._hold_lock:
+                self._all_held.append(kept)
+            self._local.held[change] = kept
         return passphrase
 
     def __repr__(self) -> str:
