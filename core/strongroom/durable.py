@@ -64,7 +64,9 @@ def open_private(path: Path) -> int:
 def atomic_write(target: Path, data: bytes | bytearray | memoryview) -> None:
     """Replace ``target`` with ``data`` atomically and durably.
 
-    :raises OSError: the write failed; ``target`` is unchanged.
+    :raises OSError: the write failed and ``target`` is unchanged; or, when
+        the final directory fsync fails, ``target`` already holds ``data`` but
+        the rename may not survive a crash.
     """
     temp = temp_path_for(target)
     fd = open_private(temp)

@@ -21,8 +21,12 @@ CANARY = Canary.make("scan")
         lambda data: data.hex().upper().encode(),
         base64.b64encode,
         base64.urlsafe_b64encode,
+        base64.b32encode,
+        lambda data: base64.b32hexencode(data).lower(),
+        lambda data: data[::-1],
+        lambda data: bytes(byte ^ 0x5A for byte in data),
     ],
-    ids=["raw", "hex", "HEX", "base64", "base64url"],
+    ids=["raw", "hex", "HEX", "base64", "base64url", "base32", "base32hex", "reversed", "xor"],
 )
 def test_a_value_is_found_in_any_common_encoding_at_any_offset(
     tmp_path: Path, before: int, encode: object

@@ -3,15 +3,18 @@
 The store's medium is scanned byte by byte: every file under
 ``binding.directory`` and under each path :meth:`LeakContract.stored_paths`
 names (a database kept elsewhere, a log), file names included.  A canary
-record key or value found there, as raw bytes or hex (either case), base64
-(standard or URL-safe, at every alignment) or UTF-16, fails the test.
+record key or value found there, as raw bytes, reversed, XORed with any one
+byte, hex (either case), base64 (standard or URL-safe), base32 (standard or
+hex alphabet, either case; both at every alignment) or UTF-16, fails the test.
 
 What a store must do, and what it need not:
 
 - No record key and no value may reach the medium in the clear, at any
   time: not while writing, not in a temporary or journal file, not after
   re-encryption, not after the store closed.  That holds for overwritten
-  and deleted values too, since they were written once.
+  and deleted values too, since they were written once.  The scan runs
+  between operations, so it cannot see a file written and removed within
+  one: the rule holds there too, but only review can check it.
 - Deleted or overwritten *ciphertext* may stay on the medium (free pages of
   a database, a journaling filesystem): the contract does not ask a store
   to scrub it.  Erasing data beyond recovery is crypto-shredding, destroying
@@ -51,15 +54,34 @@ def _base64_pieces(data: bytes) -> Iterator[bytes]:
                 yield piece
 
 
+def _base32_pieces(data: bytes) -> Iterator[bytes]:
+    """The base32 of ``data`` at each of its five alignments, both alphabets, both cases."""
+    for shift in range(5):
+        for alphabet in (base64.b32encode, base64.b32hexencode):
+            encoded = alphabet(b"\0" * shift + data)
+            start = 8 if shift else 0
+            whole = (shift + len(data)) // 5 * 8
+            piece = encoded[start:whole]
+            if len(piece) >= 16:
+                yield piece
+                yield piece.lower()
+
+
 def encodings(canary: bytes) -> dict[str, bytes]:
-    """Each form ``canary`` is looked for in: raw, hex, base64, UTF-16 (for text)."""
+    """Each form ``canary`` is looked for in: raw, reversed, XORed with one byte, hex,
+    base64, base32, UTF-16 (for text)."""
     forms = {
         "raw": canary,
+        "reversed": canary[::-1],
         "hex": canary.hex().encode(),
         "HEX": canary.hex().upper().encode(),
     }
+    for key in range(1, 256):
+        forms[f"xor/{key:02x}"] = bytes(byte ^ key for byte in canary)
     for index, piece in enumerate(_base64_pieces(canary)):
         forms[f"base64/{index}"] = piece
+    for index, piece in enumerate(_base32_pieces(canary)):
+        forms[f"base32/{index}"] = piece
     try:
         text = canary.decode("utf-8")
     except UnicodeDecodeError:
