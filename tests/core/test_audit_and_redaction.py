@@ -6,11 +6,13 @@ hears the events, and no event may carry the passphrase, a key or a value.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from strongroom._stack import Strongroom
 from strongroom.audit import AuditEvent
 from strongroom.errors import IntegrityError, PluginError, UnlockFailedError
 from strongroom.redaction import MASK, RedactingFilter, add_patterns, redact
+from strongroom.store import Store
 from strongroom_contrib.audit_log import ENV_VARIABLE, JsonLinesAuditLog, from_environment
 
 PASSPHRASE = "a passphrase for the audit tests"  # noqa: S105 - a test secret
@@ -107,8 +110,9 @@ def test_each_key_lifecycle_step_a_failed_unlock_and_refused_data_are_audited(
     assert "'k'" not in seen
 
 
-def test_a_refusal_passing_through_several_reads_is_reported_once(tmp_path: Path) -> None:
-    heard = Recorder()
+@contextlib.contextmanager
+def damaged(tmp_path: Path, heard: Recorder) -> Iterator[tuple[Strongroom, Store]]:
+    """A stack whose store holds one record, its file cut short; nothing heard yet."""
     with stack(tmp_path, PASSPHRASE, heard) as app:
         app.initialise()
         (name,) = app.config.instances("stores")
@@ -117,6 +121,12 @@ def test_a_refusal_passing_through_several_reads_is_reported_once(tmp_path: Path
         record = stored_record(store.binding.directory)
         record.write_bytes(record.read_bytes()[:-1])
         heard.events.clear()
+        yield app, store
+
+
+def test_a_refusal_passing_through_several_reads_is_reported_once(tmp_path: Path) -> None:
+    heard = Recorder()
+    with damaged(tmp_path, heard) as (_app, store):
         with pytest.raises(IntegrityError):
             b"".join(store.get_any("k"))  # get_any reads through get: one report
         assert heard.actions() == [("data.refused", "failure")]
@@ -264,13 +274,7 @@ def test_the_json_lines_log_neither_hangs_on_a_fifo_nor_writes_through_a_link(
 
 def test_a_refusal_in_re_encryption_or_in_a_mixins_read_is_reported(tmp_path: Path) -> None:
     heard = Recorder()
-    with stack(tmp_path, PASSPHRASE, heard) as app:
-        app.initialise()
-        (name,) = app.config.instances("stores")
-        store = app.store(name)
-        store.put("k", VALUE)
-        record = stored_record(store.binding.directory)
-        record.write_bytes(record.read_bytes()[:-1])
+    with damaged(tmp_path, heard) as (app, store):
         app.keys.rotate(store.binding.purpose)
         heard.events.clear()
         with pytest.raises(IntegrityError):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -38,33 +38,31 @@ from strongroom.store import Store
 __all__ = ["Canary", "LeakContract", "encodings", "scan"]
 
 
-def _base64_pieces(data: bytes) -> Iterator[bytes]:
-    """The base64 of ``data`` at each of the three alignments it can start at.
+def _aligned_pieces(
+    data: bytes, block: int, chars: int, encoders: Iterable[Callable[[bytes], bytes]]
+) -> Iterator[bytes]:
+    """``data`` encoded at each alignment a ``block``-byte to ``chars``-character code has.
 
-    Only the 4-character groups made of ``data``'s bytes alone are kept, so
-    the piece is found whatever surrounds ``data`` in the encoded stream.
+    Only the groups made of ``data``'s bytes alone are kept, so the piece is
+    found whatever surrounds ``data`` in the encoded stream.
     """
-    for shift in range(3):
-        for alphabet in (base64.b64encode, base64.urlsafe_b64encode):
-            encoded = alphabet(b"\0" * shift + data)
-            start = 4 if shift else 0
-            whole = (shift + len(data)) // 3 * 4
-            piece = encoded[start:whole]
+    for shift in range(block):
+        for encode in encoders:
+            encoded = encode(b"\0" * shift + data)
+            start = chars if shift else 0
+            piece = encoded[start : (shift + len(data)) // block * chars]
             if len(piece) >= 16:
                 yield piece
+
+
+def _base64_pieces(data: bytes) -> Iterator[bytes]:
+    return _aligned_pieces(data, 3, 4, (base64.b64encode, base64.urlsafe_b64encode))
 
 
 def _base32_pieces(data: bytes) -> Iterator[bytes]:
-    """The base32 of ``data`` at each of its five alignments, both alphabets, both cases."""
-    for shift in range(5):
-        for alphabet in (base64.b32encode, base64.b32hexencode):
-            encoded = alphabet(b"\0" * shift + data)
-            start = 8 if shift else 0
-            whole = (shift + len(data)) // 5 * 8
-            piece = encoded[start:whole]
-            if len(piece) >= 16:
-                yield piece
-                yield piece.lower()
+    for piece in _aligned_pieces(data, 5, 8, (base64.b32encode, base64.b32hexencode)):
+        yield piece
+        yield piece.lower()
 
 
 def encodings(canary: bytes) -> dict[str, bytes]:
