@@ -124,7 +124,7 @@ def _running(pid: int) -> bool:
     """Alive and not a zombie: daemons reparented to a non-reaping init linger as zombies."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before, or while, it was read
         return False
     return stat.rpartition(")")[2].split()[0] not in {"Z", "X"}
 
@@ -134,7 +134,7 @@ def _stop(pid: int, program: str) -> None:
     try:
         if program.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
             return  # gone, and the PID already reused
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before, or while, it was read
         return
     for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
         try:
