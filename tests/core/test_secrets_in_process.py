@@ -67,7 +67,7 @@ def test_an_operation_asks_once_and_the_next_asks_again(tmp_path: Path) -> None:
         assert len(asker.asked) == 1
         provider = stack.key_provider("main")
         assert isinstance(provider, PassphraseProvider)
-        assert provider._all_held == []  # wiped when the operation ended
+        assert provider._all_held == set()  # wiped when the operation ended
         stack.keys.rotate_master()
         assert len(asker.asked) == 2  # a new operation asks again
 

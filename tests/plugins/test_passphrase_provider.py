@@ -8,6 +8,7 @@ one runs the defaults.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pty
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -367,20 +368,27 @@ class Terminal:
         os.write(self.fd, line.encode() + b"\n")
 
 
-def test_the_terminal_prompt_asks_twice_for_a_new_wrap_without_echo() -> None:
+@contextlib.contextmanager
+def on_a_terminal(
+    argv: list[str], env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[bytes], Terminal]]:
+    """``argv`` run in a session of its own on a new pseudo-terminal; killed at the end."""
     master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k not in {FILE_VARIABLE, COMMAND_VARIABLE}}
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        env=env,
+        argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True, env=env
     )
     os.close(slave)
-    terminal = Terminal(master)
     try:
+        yield child, Terminal(master)
+    finally:
+        child.kill()
+        child.wait()
+        os.close(master)
+
+
+def test_the_terminal_prompt_asks_twice_for_a_new_wrap_without_echo() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {FILE_VARIABLE, COMMAND_VARIABLE}}
+    with on_a_terminal([sys.executable, "-c", CHILD], env) as (child, terminal):
         terminal.expect(b"Passphrase for 'alice' (master): ")
         terminal.type("typed secretly 1")
         terminal.expect(b"Repeat the passphrase: ")
@@ -394,10 +402,6 @@ def test_the_terminal_prompt_asks_twice_for_a_new_wrap_without_echo() -> None:
         terminal.type("typed secretly 3")
         terminal.expect(b"REFUSED UnlockFailedError the two passphrases typed differ")
         assert child.wait(timeout=30) == 0
-    finally:
-        child.kill()
-        child.wait()
-        os.close(master)
     assert b"typed secretly" not in terminal.transcript  # echo was off
 
 
@@ -417,20 +421,10 @@ print("UNWRAPPED", provider.unwrap(blob, context).decode(), flush=True)
 
 def test_the_terminal_asks_twice_for_a_new_passphrase(tmp_path: Path) -> None:
     typed = private_file(tmp_path / "typed", b"typed secretly 4")
-    master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
     env[FILE_VARIABLE] = str(private_file(tmp_path / "old", PASSPHRASE.encode()))
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHANGE_CHILD, str(typed)],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        env=env,
-    )
-    os.close(slave)
-    terminal = Terminal(master)
-    try:
+    argv = [sys.executable, "-c", CHANGE_CHILD, str(typed)]
+    with on_a_terminal(argv, env) as (child, terminal):
         # The current passphrase's variable is set, but a change never takes it.
         terminal.expect(b"New passphrase for 'alice' (master): ")
         terminal.type("typed secretly 4")
@@ -438,10 +432,6 @@ def test_the_terminal_asks_twice_for_a_new_passphrase(tmp_path: Path) -> None:
         terminal.type("typed secretly 4")
         terminal.expect(b"UNWRAPPED pty secret")
         assert child.wait(timeout=30) == 0
-    finally:
-        child.kill()
-        child.wait()
-        os.close(master)
     assert b"typed secretly" not in terminal.transcript
 
 

@@ -260,7 +260,7 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
         #: there (the current passphrase under False, a new one under True).
         self._local = threading.local()
         #: Every passphrase held by any thread, so that :meth:`forget_secrets` reaches all.
-        self._all_held: list[Secret] = []
+        self._all_held: set[Secret] = set()
         self._hold_lock = threading.Lock()
 
     def use_secret(self, source: PassphraseSource) -> None:
@@ -289,7 +289,7 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
     def forget_secrets(self) -> None:
         """Wipe every passphrase held, in every thread: the session locked or closed."""
         with self._hold_lock:
-            held, self._all_held = self._all_held, []
+            held, self._all_held = self._all_held, set()
         for secret in held:
             secret.wipe()
 
@@ -300,8 +300,7 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
         with self._hold_lock:
             for secret in list(secrets):
                 secret.wipe()
-                if secret in self._all_held:
-                    self._all_held.remove(secret)
+                self._all_held.discard(secret)
 
     def _forget(self, change: bool) -> None:
         """Drop a held passphrase that turned out wrong, or changed, so the next use asks."""
@@ -420,7 +419,7 @@ class PassphraseProvider(KeyProvider[PassphraseSettings]):
             label = f"{'new ' if change else ''}passphrase for {context.account!r}"
             kept = Secret(bytearray(passphrase), label=label)
             with self._hold_lock:
-                self._all_held.append(kept)
+                self._all_held.add(kept)
             self._local.held[change] = kept
         return passphrase
 
