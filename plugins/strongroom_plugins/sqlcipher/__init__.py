@@ -1,0 +1,1 @@
+"""SQLCipher: encrypted database files keyed from a store's data keyset."""
