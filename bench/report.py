@@ -29,7 +29,8 @@ def rate(row: Row) -> str:
     per_second = f"{info['ops'] / seconds:,.0f}/s" if "ops" in info else ""
     digits = 1 if per_second else 0  # MB/s beside a rate per second: one decimal
     mb = f"{info['bytes'] / seconds / 1e6:,.{digits}f} MB/s" if "bytes" in info else ""
-    return ", ".join(part for part in (per_second, mb) if part)
+    p95 = f"p95 {info['p95_ms']:,.1f} ms" if "p95_ms" in info else ""
+    return ", ".join(part for part in (per_second, mb, p95) if part)
 
 
 def table(name: str, rows: list[Row]) -> Iterable[str]:

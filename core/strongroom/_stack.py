@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from strongroom._loading import SLOTS_BY_TABLE, load_backend, load_hook_plugins
 from strongroom.audit import AuditEvent
@@ -129,6 +129,11 @@ class Strongroom(Closeable):
         self._suites: dict[str, CipherSuite] = {}
         self._keys: AccountKeys | None = None
         self._closed = False
+        #: Stores purged of what is past their retention in this stack (see :meth:`store`).
+        self._purged: set[str] = set()
+        for choice in config.backends:  # fail closed: a retention no store can keep
+            if choice.retention is not None:
+                self.resolve(choice.table)
         self._notify("strongroom_configure", strongroom=self)
 
     def _mask_what_plugins_name(self) -> None:
@@ -173,6 +178,12 @@ class Strongroom(Closeable):
             backend, registration = load_backend(slot, choice.use, blocked=self.config.blocked)
             assert issubclass(backend, Backend)  # noqa: S101 - load_backend checked the interface
             settings = choice.validate(backend.Settings)
+            if choice.retention is not None:
+                from strongroom._retention import RETENTION_KEY, require_support
+
+                where = choice.origins.get(RETENTION_KEY, self.config.source)
+                store = cast("type[Store]", backend)
+                require_support(store, use=choice.use, source=where, table=table)
             self._resolved[table] = ResolvedBackend(choice, backend, settings, registration)
         return self._resolved[table]
 
@@ -268,11 +279,8 @@ class Strongroom(Closeable):
         kept anywhere, a store may not count, or no configured store uses
         the keyset any more.
         """
-        stores = [
-            self.store(name)
-            for name in self.config.instances("stores")
-            if purpose in self.store(name).key_purposes
-        ]
+        opened = [self._store(name) for name in self.config.instances("stores")]
+        stores = [store for store in opened if purpose in store.key_purposes]
         if not stores:
             return None
         try:
@@ -377,8 +385,59 @@ class Strongroom(Closeable):
         return provider
 
     def store(self, name: str) -> Store:
-        """The store configured as ``[stores.<name>]``."""
+        """The store configured as ``[stores.<name>]``.
+
+        One with a ``retention`` is first purged of what is past it, once
+        per stack; while its key is locked that waits for the next call
+        (nothing it holds can be read meanwhile).
+        """
+        store = self._store(name)
+        if name not in self._purged and self.resolve(f"stores.{name}").choice.retention:
+            import contextlib
+
+            from strongroom.errors import KeyUnavailableError
+
+            with contextlib.suppress(KeyUnavailableError):
+                self.purge_expired(name)
+        return store
+
+    def _store(self, name: str) -> Store:
+        """The store, not purged: counting runs under the key hierarchy's guard."""
         return cast("Store", self._instance(f"stores.{name}"))
+
+    def open_database(self, name: str) -> Any:
+        """A new DB-API connection to store ``name``'s encrypted database; the caller closes it.
+
+        For the application's own tables (``docs/databases.md``): strongroom
+        keys it, the application never sees the key.
+
+        :raises strongroom.errors.UsageError: the store keeps no database (``files``).
+        :raises strongroom.errors.KeyLockedError: the account is locked.
+        """
+        store = self.store(name)
+        connect = getattr(store, "connect", None)
+        if not callable(connect):
+            backend = self.resolve(f"stores.{name}").choice.use
+            raise UsageError(
+                f"store {name!r} ({backend}) keeps no database to open; "
+                'use a database store such as use = "sqlcipher"'
+            )
+        return connect()
+
+    def purge_expired(self, name: str) -> int:
+        """Delete what store ``name`` holds past its retention; return how many went.
+
+        :raises strongroom.errors.UsageError: the store has no retention.
+        :raises strongroom.errors.StoreError: the medium refused the change.
+        """
+        from strongroom._retention import purge
+
+        retention = self.resolve(f"stores.{name}").choice.retention
+        if retention is None:
+            raise UsageError(f"store {name!r} has no retention; set retention in [stores.{name}]")
+        count = purge(self._store(name), retention)
+        self._purged.add(name)
+        return count
 
     @property
     def transport(self) -> Transport:

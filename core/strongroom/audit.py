@@ -12,11 +12,17 @@ Actions fired by shipped code (``outcome`` "ok" unless said):
                       was refused; details: ``error`` (class), ``reason``
 ``key.locked``        details: ``reason`` (request, idle, close, wipe, ...)
 ``key.rotated``       details: ``purpose``, ``old_version``, ``new_version``
+``provider.rewrapped`` ``keys rotate --provider``: the master key's wrap for
+                      one provider was renewed; details: ``provider``, ``use``
 ``key.retired``       details: ``purpose``, ``version``
 ``key.destroyed``     details: ``purpose``, ``version``
 ``account.wiped``     the account's keys and data were destroyed
 ``data.refused``      outcome "failure": a store refused stored data that
                       failed verification; details: ``store``, ``error``
+``data.purged``       a store's retention deleted data; details: ``store``,
+                      ``count``, ``reason`` ("retention"); never a key
+``key.exposed``       ``database key --expose-key`` printed a store's database
+                      key; details: ``store``, ``purpose``, ``version``
 =================  ==========================================================
 """
 

@@ -31,6 +31,7 @@ import msgspec
 
 from strongroom._config_path import locate
 from strongroom._loading import SLOTS, SLOTS_BY_TABLE
+from strongroom._retention import RETENTION_KEY, parse_retention
 from strongroom.errors import ConfigError
 from strongroom.settings import BackendSettings, SecretRef
 
@@ -87,6 +88,8 @@ class BackendChoice:
     origins: Mapping[str, str] = field(repr=False)
     #: What ``env:`` references read: the ``environ`` the config was parsed with.
     environ: Mapping[str, str] | None = field(default=None, repr=False)
+    #: A store's ``retention`` in seconds (:mod:`strongroom._retention`); ``None``: kept forever.
+    retention: float | None = None
 
     def validate(self, model: type[_SettingsT]) -> _SettingsT:
         """Validate the settings against the backend's settings struct.
@@ -263,14 +266,24 @@ def _backend_choice(
             problem, source=_origin(origins, (*path, "use")), location=f"[{name}] key 'use'"
         )
     assert isinstance(use, str)  # noqa: S101 - checked just above
-    settings = {key: value for key, value in table.items() if key != "use"}
+    # retention is every store's, like use: read here, not by the store's settings struct
+    generic = ("use", RETENTION_KEY) if path[0] == "stores" else ("use",)
+    settings = {key: value for key, value in table.items() if key not in generic}
+    retention = None
+    if RETENTION_KEY in table and path[0] == "stores":
+        where = _origin(origins, (*path, RETENTION_KEY))
+        retention = parse_retention(table[RETENTION_KEY], source=where, table=name)
     return BackendChoice(
         table=name,
         slot=path[0],
         use=use,
         settings=settings,
-        origins={key: _origin(origins, (*path, key)) for key in ["use", *settings]},
+        origins={
+            key: _origin(origins, (*path, key))
+            for key in ["use", *settings, *([RETENTION_KEY] if retention else [])]
+        },
         environ=environ,
+        retention=retention,
     )
 
 

@@ -16,6 +16,7 @@
     ├── KeyUnavailableError                 exit 4  a key or its provider cannot be reached
     │   ├── KeyLockedError                          locked keystore or session
     │   ├── ProviderUnreachableError                service absent or not answering
+    │   ├── ProviderKeyLostError                    its root for the account is gone
     │   └── UnlockFailedError                       wrong passphrase, PIN or token
     ├── StoreError                          exit 1  a store could not complete an operation
     │   └── RecordNotFoundError                     no record under that key
@@ -47,6 +48,7 @@ __all__ = [
     "PinMismatchError",
     "PluginError",
     "PluginLoadError",
+    "ProviderKeyLostError",
     "ProviderUnreachableError",
     "RecordNotFoundError",
     "SecretSourceError",
@@ -153,6 +155,16 @@ class KeyLockedError(KeyUnavailableError):
 
 class ProviderUnreachableError(KeyUnavailableError):
     """The provider's service is absent or does not answer."""
+
+
+class ProviderKeyLostError(KeyUnavailableError):
+    """The provider answers, but its root for this account is gone or unusable.
+
+    A deleted keyring item, a Vault key rotated past or deleted, a removed
+    token: unlike a wrong passphrase, trying again will not help.  The
+    account opens through another provider, or its recovery key
+    (``strongroom recover``).
+    """
 
 
 class UnlockFailedError(KeyUnavailableError):

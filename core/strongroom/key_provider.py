@@ -69,6 +69,9 @@ class KeyProviderTraits:
     needs_user_presence: bool
     #: The root outlives an uninstall and reinstall of the application.
     survives_reinstall: bool
+    #: Kept for a lost root only: unlocking tries it when named (``strongroom
+    #: recover``), never in the fall-through from one provider to the next.
+    recovery_only: bool = False
 
 
 class KeyProvider(Backend[S_co], ABC):
@@ -154,6 +157,20 @@ class KeyProvider(Backend[S_co], ABC):
             new secret was supplied.
         """
         return self.wrap(secret, context)
+
+    def rotate_root(self, blob: bytes, context: WrapContext) -> bytes | None:
+        """Move the provider's own root to a new version and re-wrap ``blob`` under it.
+
+        ``strongroom keys rotate --provider NAME`` asks this first, with the
+        account's current wrap: a backend that re-wraps in place (Vault
+        Transit's ``rewrap``) returns the new blob, and the secret is never
+        handed to the provider.  ``None``, the default, means it cannot, and
+        :meth:`rewrap` is then called with the secret, as before.
+
+        :raises strongroom.errors.KeyUnavailableError: as :meth:`unwrap`.
+        :raises strongroom.errors.IntegrityError: ``blob`` is malformed or altered.
+        """
+        return None
 
     def renew(
         self, secret: bytes, context: WrapContext, *, previous: bytes, previous_context: WrapContext

@@ -252,6 +252,22 @@ class Store(Backend[S_co], ABC):
         """
         raise NotImplementedError
 
+    def purge_expired(self, written_before: float) -> int:
+        """Delete every record and blob last written before ``written_before`` (Unix time).
+
+        Returns how many went.  It is what keeps a configured ``retention``
+        (``[stores.<name>] retention``): only ``put``, ``put_many`` and
+        ``put_blob`` count as writes, so the store's own rewrites
+        (re-encryption) must keep an object's write time, or data would
+        outlive its retention by being re-keyed.  A store that cannot tell
+        keeps the default, and a config setting ``retention`` on it is
+        refused.
+
+        :raises NotImplementedError: the store cannot purge by age (the default).
+        :raises strongroom.errors.StoreError: the medium refused the change.
+        """
+        raise NotImplementedError
+
     def unreadable(self) -> Iterator[tuple[str, int]]:
         """Yield ``(object id, key version)`` of each object that can no longer be opened.
 

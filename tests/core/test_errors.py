@@ -32,6 +32,7 @@ EXPECTED_EXIT_CODES = {
     "KeyUnavailableError": 4,
     "KeyLockedError": 4,
     "ProviderUnreachableError": 4,
+    "ProviderKeyLostError": 4,
     "UnlockFailedError": 4,
     "StoreError": 1,
     "RecordNotFoundError": 1,

@@ -196,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_commands(commands, command)
     _key_commands(commands, command)
     _other_commands(commands, command)
+    _database_commands(commands, command)
     return parser
 
 
@@ -275,11 +276,28 @@ def _key_commands(commands: Any, command: Callable[..., Any]) -> None:
     for verb in ("add", "remove"):
         change = command(provider_commands, verb, f"providers:{verb}", f"{verb} a provider")
         change.add_argument("name", help="a [key_providers.<name>] from the config")
+    recover = command(
+        commands, "recover", "recover:run", "open the account with its recovery key; re-enrol"
+    )
+    recover.add_argument(
+        "--with", dest="recovery", metavar="NAME", help="the recovery provider (default: the one)"
+    )
+    recover.add_argument(
+        "--enrol",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="wrap afresh for this provider, whose root was lost (repeatable)",
+    )
 
 
 def _other_commands(commands: Any, command: Callable[..., Any]) -> None:
     wipe = command(commands, "wipe", "wipe:run", "destroy the account's keys, then its data")
     wipe.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    purge = command(
+        commands, "purge", "purge:run", "delete records older than their store's retention"
+    )
+    purge.add_argument("stores", nargs="*", metavar="STORE", help="default: every store with one")
 
     command(
         commands, "plugins", "plugins:run", "list every slot's installed backends"
@@ -297,6 +315,27 @@ def _other_commands(commands: Any, command: Callable[..., Any]) -> None:
         "--foreground", action="store_true", help="serve in this process instead of detaching"
     )
     command(commands, "lock", "agent:lock", "make the agent wipe the keys and end")
+
+
+def _database_commands(commands: Any, command: Callable[..., Any]) -> None:
+    migrate = command(
+        commands, "migrate", "migrate:run", "import a plaintext SQLite database into a store"
+    )
+    migrate.add_argument("source", metavar="PLAINTEXT.db", help="the SQLite database file")
+    migrate.add_argument("--to", required=True, metavar="STORE", help="a store with a database")
+    migrate.add_argument(
+        "--keep-plaintext", action="store_true", help="do not remove the plaintext afterwards"
+    )
+    database = commands.add_parser("database", help="support access to a store's database")
+    database_commands = database.add_subparsers(metavar="ACTION", required=True)
+    key = command(
+        database_commands,
+        "key",
+        "database:key",
+        "print the PRAGMAs that open a store's database in the sqlcipher shell",
+    )
+    key.add_argument("store")
+    key.add_argument("--expose-key", action="store_true", help="confirm: the raw key is printed")
 
 
 def _columns() -> int:

@@ -31,6 +31,7 @@ from strongroom.errors import (
     IntegrityError,
     KeyLockedError,
     KeyUnavailableError,
+    ProviderKeyLostError,
     SecretSourceError,
     StrongroomError,
     UnlockFailedError,
@@ -307,7 +308,12 @@ class KeyAccess(Closeable):
         """The master key of ``record`` from ``provider``, or the first provider that works."""
         if provider and provider not in record.wraps:
             raise UsageError(f"provider {provider!r} does not wrap account {self.account!r}")
-        names = [n for n in self._providers if n in record.wraps]
+        # A recovery-only provider (a recovery key on paper) is tried when named, never in turn.
+        names = [
+            n
+            for n in self._providers
+            if n in record.wraps and not self._providers[n].traits.recovery_only
+        ]
         candidates = [provider] if provider else sorted(names, key=lambda n: n != prefer)
         failures: list[tuple[str, StrongroomError]] = []
         for name in candidates:
@@ -326,9 +332,15 @@ class KeyAccess(Closeable):
                 f"account {self.account!r}: none of its providers is configured "
                 f"(it is wrapped by: {', '.join(record.wraps)})"
             )
-        if len(failures) == 1:
-            raise failures[0][1]
-        raise _combined(self.account, failures)
+        error = failures[0][1] if len(failures) == 1 else _combined(self.account, failures)
+        lost = [name for name, exc in failures if isinstance(exc, ProviderKeyLostError)]
+        recovery = [n for n in record.wraps if n in self._providers and n not in names]
+        if lost and recovery:
+            raise type(error)(
+                f"{error}; to re-enrol {lost[0]!r}, run 'strongroom recover --with "
+                f"{recovery[0]} --enrol {lost[0]}' with the recovery key"
+            ) from None
+        raise error
 
     def _session_event(self, hook: str, **kwargs: object) -> None:
         """The session's own events; a lock (the idle one included) also drops held secrets."""

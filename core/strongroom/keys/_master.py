@@ -12,6 +12,7 @@ provider replaces the master key, so an old copy of its wrap opens nothing.
 
 from __future__ import annotations
 
+from strongroom.audit import AuditEvent
 from strongroom.errors import StoreError, UsageError
 from strongroom.key_provider import WrapContext
 from strongroom.keys._access import KEY_SIZE
@@ -156,16 +157,19 @@ class MasterKeyChanges(DataKeyAccess):
     def rewrap_for(self, provider: str) -> None:
         """Wrap the master key afresh for ``provider`` (new salt, new passphrase...).
 
-        Adds the provider if it did not wrap the account yet.  Data keys and
-        data are not touched.
+        A provider whose backend can re-wrap its current wrap under a new
+        root version does that instead (``rotate_root``: Vault Transit), so
+        the master key is not sent to it.  Adds the provider if it did not
+        wrap the account yet.  Data keys and data are not touched.  Audited
+        as ``provider.rewrapped``.
 
         :raises strongroom.errors.KeyLockedError: the account is locked.
         """
         with self._guard:
             for _attempt in range(_ATTEMPTS):
                 seen = self._current()
-                wrap = self._wrap_master(  # outside the lock: it may ask for a passphrase
-                    provider,
+                wrap = self._rotated_wrap(provider, seen) or self._wrap_master(
+                    provider,  # outside the lock: it may ask for a passphrase
                     self._session.master_key(),
                     seen.master_version,
                     afresh=provider in seen.wraps,
@@ -177,8 +181,20 @@ class MasterKeyChanges(DataKeyAccess):
                         record.wraps[provider] = wrap
                 except _Stale:
                     continue
+                details = {"provider": provider, "use": wrap.use}
+                event = AuditEvent("provider.rewrapped", self.account, details=details)
+                self._notify("strongroom_audit_event", event=event)
                 return
         raise StoreError(f"account {self.account!r}: the key record keeps changing; try again")
+
+    def _rotated_wrap(self, provider: str, seen: KeyRecord) -> ProviderWrap | None:
+        """The provider's wrap re-wrapped by its own backend under a new root, if it can."""
+        current = seen.wraps.get(provider)
+        if current is None:
+            return None
+        context = WrapContext(self.account, MASTER, seen.master_version)
+        blob = self._provider(provider).rotate_root(current.blob, context)
+        return None if blob is None else ProviderWrap(use=current.use, blob=blob)
 
     def remove_provider(self, provider: str) -> None:
         """Stop ``provider`` unlocking: a new master key for the others, and its root erased.

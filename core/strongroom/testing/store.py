@@ -51,6 +51,7 @@ from strongroom.store import Store, StoreBinding
 from strongroom.testing._store_bulk import BulkContract
 from strongroom.testing._store_leaks import LeakContract
 from strongroom.testing._store_raw import RawFormContract
+from strongroom.testing._store_retention import RetentionContract
 from strongroom.testing._store_versions import VersionContract
 from strongroom.testing.providers import MemoryKeyProvider
 
@@ -122,14 +123,18 @@ def _joined(chunks: Iterable[bytes]) -> bytes:
     return b"".join(chunks)
 
 
-class StoreContract(BulkContract, VersionContract, LeakContract, RawFormContract):
+class StoreContract(
+    BulkContract, VersionContract, RetentionContract, LeakContract, RawFormContract
+):
     """Subclass with :meth:`open_store` (or override the ``store`` fixture).
 
     ``blob_size`` must exceed the store's chunk size several times over, so
     that streaming is exercised; shrink the store's chunk size in
     :meth:`open_store` rather than growing this.  The tests of counting and
     purging by key version (``VersionContract``) are skipped for a store
-    whose ``versions_in_use`` raises ``NotImplementedError``.  The attacks on
+    whose ``versions_in_use`` raises ``NotImplementedError``, and those of
+    purging by age (``RetentionContract``) for one whose ``purge_expired``
+    does.  The attacks on
     stored forms (``RawFormContract``) need :meth:`raw_record` and
     :meth:`put_raw`, and fail without them unless ``raw_forms_unavailable``
     says why they cannot be written; the scans (``LeakContract``) read

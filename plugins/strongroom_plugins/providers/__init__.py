@@ -7,8 +7,12 @@
     A random key-encryption key kept in the OS keyring through the
     ``keyring`` library (:mod:`strongroom_plugins.providers.os_keyring`,
     the ``keyring`` extra).
+``vault``
+    A per-account Transit key in HashiCorp Vault or OpenBao that never
+    leaves it (:mod:`strongroom_plugins.providers.vault`, the ``vault``
+    extra); keeps the key record's generation in a KV v2 entry.
 
-Both seal the secret with AES-256-GCM in the envelope described in
+``passphrase`` and ``keyring`` seal the secret with AES-256-GCM in the envelope described in
 :mod:`strongroom_plugins.providers._wrapping`.  Only ``keyring`` keeps the
 key record's generation beside its root, and so protects against a key
 record rolled back; ``passphrase`` keeps no state.  This package imports none of

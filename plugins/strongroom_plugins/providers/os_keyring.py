@@ -92,7 +92,7 @@ from msgspec import Meta
 from strongroom.errors import (
     IntegrityError,
     KeyLockedError,
-    KeyUnavailableError,
+    ProviderKeyLostError,
     ProviderUnreachableError,
     StrongroomError,
 )
@@ -283,7 +283,7 @@ class OsKeyringProvider(KeyProvider[KeyringSettings]):
         if stored is None:
             if create:
                 raise ProviderUnreachableError(f"{where} did not keep the new KEK for {account!r}")
-            raise KeyUnavailableError(
+            raise ProviderKeyLostError(
                 f"{where} holds no key-encryption key for {account!r}: it was destroyed or "
                 "never made here, so this wrap cannot be recovered through this provider"
             )

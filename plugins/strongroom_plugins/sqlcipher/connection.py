@@ -10,9 +10,10 @@ its keyset and to this use and is never the data key itself.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from strongroom.errors import IntegrityError, KeyUnavailableError, StoreError
+from strongroom_plugins.sqlcipher._errors import StoreBusyError, is_busy, is_key_failure
 
 if TYPE_CHECKING:
     import sqlcipher3.dbapi2 as sqlcipher
@@ -31,11 +32,25 @@ def database_key(material: bytes | memoryview, purpose: str) -> bytes:
     return hkdf.derive(bytes(material))
 
 
-def connect(path: Path, key: bytes, *, timeout: float = 5.0) -> sqlcipher.Connection:
+def connect(
+    path: Path,
+    key: bytes,
+    *,
+    timeout: float = 5.0,
+    isolation_level: str | None = None,
+    factory: type[Any] | None = None,
+) -> sqlcipher.Connection:
     """A connection to the database at ``path`` keyed with ``key``, verified to open.
+
+    ``isolation_level`` and ``factory`` are passed to ``sqlcipher3.connect``
+    (``None``: autocommit, the default here; ``""``: the DB-API's implicit
+    transactions, what an ORM expects).  ``timeout`` is the busy timeout in
+    seconds.
 
     :raises strongroom.errors.IntegrityError: the file exists but ``key`` does not
         open it (another key, or a damaged file).
+    :raises strongroom_plugins.sqlcipher._errors.StoreBusyError: another
+        connection held the file locked past ``timeout``.
     :raises strongroom.errors.KeyUnavailableError: the sqlcipher3 package is missing.
     :raises strongroom.errors.StoreError: the file cannot be opened.
     """
@@ -46,16 +61,23 @@ def connect(path: Path, key: bytes, *, timeout: float = 5.0) -> sqlcipher.Connec
     if len(key) != 32:
         raise ValueError("a SQLCipher key is 32 bytes")
     try:
-        conn = sqlcipher.connect(str(path), timeout=timeout, isolation_level=None)
+        options: dict[str, Any] = {"timeout": timeout, "isolation_level": isolation_level}
+        if factory is not None:
+            options["factory"] = factory
+        conn = sqlcipher.connect(str(path), check_same_thread=False, **options)
     except sqlcipher.Error as exc:
         raise StoreError(f"cannot open database {path}: {exc}") from None
     try:
         conn.execute("PRAGMA cipher_log_level = NONE")
         conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
         conn.execute("PRAGMA cipher_memory_security = ON")
-        conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
-    except sqlcipher.DatabaseError:
+        conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()  # to the end: no txn left
+    except sqlcipher.DatabaseError as exc:
         conn.close()
+        if is_busy(exc):
+            raise StoreBusyError(f"database {path} stayed locked by another connection") from None
+        if not is_key_failure(exc):
+            raise StoreError(f"cannot open database {path}: {exc}") from None
         raise IntegrityError(
             f"database {path} does not open with its key: another key, or a damaged file"
         ) from None

@@ -40,6 +40,7 @@ __all__ = [
     "fsync_dir",
     "identity",
     "is_symlink_error",
+    "keep_written_time",
     "link_aside",
     "open_for_reading",
     "read_file",
@@ -241,6 +242,19 @@ def identity(path: Path | int) -> FileIdentity | None:
     except FileNotFoundError:
         return None
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def keep_written_time(source: Path | str, target: Path | str) -> None:
+    """Give ``target`` the modification time of ``source`` (if it still exists).
+
+    For a file that replaces another with the same content re-sealed: the
+    time is when the value was written, which a retention counts from.
+    """
+    try:
+        info = os.stat(source, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
 
 
 def unlink_quietly(path: Path | str) -> bool:

@@ -34,7 +34,13 @@ import os
 import struct
 from pathlib import Path
 
-from strongroom.errors import IntegrityError, KeyLockedError, KeyUnavailableError, StrongroomError
+from strongroom.errors import (
+    IntegrityError,
+    KeyLockedError,
+    KeyUnavailableError,
+    StoreError,
+    StrongroomError,
+)
 from strongroom.formats import peek_key_version
 from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores._sealing import PEEK, Sealer, read_object
@@ -96,8 +102,11 @@ class NameIndex:
         if stale and (entries := self.load()):
             self.save(entries)
 
-    def save(self, entries: dict[str, str]) -> None:
-        """Replace the index with ``entries``, best effort: a failure only costs speed."""
+    def save(self, entries: dict[str, str]) -> bool:
+        """Replace the index with ``entries``, best effort: a failure only costs speed.
+
+        Returns whether it was saved.
+        """
         try:
             data_key = self._sealer.primary()
             sealed = self._sealer.seal(data_key, _format(entries), INDEX_RECORD)
@@ -112,12 +121,36 @@ class NameIndex:
             raise
         except (OSError, StrongroomError) as exc:
             log.debug("store %r: could not save its name index: %s", self._store_name, exc)
+            return False
+        return True
 
     def forget(self, names: set[str]) -> None:
         """Drop ``names`` (purged objects) so their keys do not outlive them here."""
         entries = self.load()
         if names & entries.keys():
             self.save({name: key for name, key in entries.items() if name not in names})
+
+    def forget_or_drop(self, names: set[str]) -> None:
+        """:meth:`forget`, or remove the index where it cannot be opened (a locked account).
+
+        The index is only ever incomplete, never wrong: the next listing
+        rebuilds it.
+        """
+        try:
+            entries = self.load()
+            if not names & entries.keys():
+                return
+            if self.save({name: key for name, key in entries.items() if name not in names}):
+                return
+        except KeyUnavailableError:
+            pass
+        try:
+            _disk.unlink_quietly(self.path)
+            _disk.fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise StoreError(
+                f"store {self._store_name!r}: could not remove its name index: {exc}"
+            ) from exc
 
 
 def _format(entries: dict[str, str]) -> bytes:

@@ -156,6 +156,9 @@ class Installer:
         re-sealed; if it was retired meanwhile, the retirement wins; if
         ``temp`` is no longer under the primary, the next pass redoes it.
         Then ``temp`` is dropped.  Returns whether it was swapped.
+
+        ``temp`` takes ``target``'s modification time first: a re-seal is
+        not a write, and a retention counts from the last write (``_expiry``).
         """
         try:
             with self.locked():
@@ -171,6 +174,7 @@ class Installer:
                     and self._versions.writable(sealed_under)
                 )
                 if swapped:
+                    _disk.keep_written_time(target, temp)
                     os.replace(temp, target)
         except BaseException:
             _disk.unlink_quietly(temp)

@@ -26,7 +26,8 @@ refused without blocking.
 
 An entry may be conditional (re-encryption): it is installed only if the
 record's current bytes still hash to the SHA-256 the entry carries, so a
-write made since wins, on replay too.  The pass that commits such a batch
+write made since wins, on replay too, and it keeps the record's
+modification time, which a retention counts from (``_expiry``).  The pass that commits such a batch
 has each record it replaces linked to a temporary name first, and frees
 them all when it ends (see ``_reencrypt``); a replay by anyone else frees
 them at once.
@@ -163,6 +164,8 @@ def apply(root: Path, journal: Path, retired: list[str] | None = None) -> None:
             _disk.ensure_private_dir(Path(shard))
             shards.add(shard)
         temp = _disk.write_unsynced(shard, name, sealed)
+        if expected is not None:  # a re-seal, not a write: the record keeps its time
+            _disk.keep_written_time(target, temp)
         if expected is not None and retired is not None:
             aside = _disk.link_aside(shard, name)
             if aside is not None:

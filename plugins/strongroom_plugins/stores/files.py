@@ -7,6 +7,7 @@ Layout under the store's directory (directories 0700, files 0600)::
     blobs/<2 hex>/<64 hex>.name       a sealed object: the blob's key
     index                             a sealed object: which key each name holds (``_index``)
     journal                           a committed batch being installed (``_journal``)
+    expiry                            no object is older than this, for retention (``_expiry``)
     .lock                             serialises the rename steps of concurrent writers
 
 The 64-hex name is HMAC-SHA256 of the key's UTF-8 under a name key derived
@@ -78,6 +79,7 @@ from strongroom_plugins.stores import _disk
 from strongroom_plugins.stores._batch import BatchWriter
 from strongroom_plugins.stores._blob_read import BlobReading
 from strongroom_plugins.stores._blob_write import WRITE_ATTEMPTS, BlobWriter
+from strongroom_plugins.stores._expiry import Expiry
 from strongroom_plugins.stores._index import NameIndex
 from strongroom_plugins.stores._install import Installer
 from strongroom_plugins.stores._inventory import Inventory
@@ -136,6 +138,7 @@ class FilesStore(Store[FilesStoreSettings]):
         self._index = NameIndex(root, self._sealer, binding.name)
         self._blobs = BlobReading(self._sealer, self._installer, binding.name)
         self._lister = Lister(self._lookup, self._index, self._sealer, self._names)
+        self._expiry = Expiry(root, self._installer, binding.name)
         try:
             if not root.is_dir():
                 raise FileNotFoundError(root)
@@ -292,6 +295,20 @@ class FilesStore(Store[FilesStoreSettings]):
     def purge_unreadable(self) -> int:
         purged = self._inventory.purge()
         self._index.forget(purged)
+        return len(purged)
+
+    def purge_expired(self, written_before: float) -> int:
+        """Delete the records and blobs whose files were last written before ``written_before``.
+
+        The write time is the file's modification time, kept across
+        re-encryption (see ``_expiry`` for why that is enough for data
+        minimisation).  Needs no key: while the account is locked the name
+        index, which cannot be rewritten, is removed instead, so the purged
+        keys' names do not outlive them there.
+        """
+        purged = self._expiry.purge(written_before)
+        if purged:
+            self._index.forget_or_drop(purged)
         return len(purged)
 
     # helpers of the operations above

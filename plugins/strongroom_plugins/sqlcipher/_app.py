@@ -1,0 +1,121 @@
+"""DB-API connections handed to the application, which say clearly when a re-key stranded them.
+
+A connection keeps the key it was opened with.  Once the store is
+re-keyed (``SqlcipherStore.reencrypt``, in any process) every page it
+reads fails to decrypt, and SQLite says only "file is not a database".
+These connections turn that into :class:`DatabaseKeyError` (still a
+``sqlcipher3.DatabaseError``, so DB-API code and SQLAlchemy handle it as
+one), saying whether the store was re-keyed (``rekeyed``: open a new
+connection) or the file failed verification.  Nothing is retried behind
+the application's back: a statement in a transaction the re-key ended
+must be run again by the application, knowingly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlcipher3.dbapi2 as sqlcipher
+
+from strongroom_plugins.sqlcipher._errors import is_key_failure, is_read_only
+from strongroom_plugins.sqlcipher._version_file import KeyVersionFile
+
+__all__ = ["DatabaseKeyError", "ManagedConnection", "ManagedCursor", "Origin"]
+
+
+class DatabaseKeyError(sqlcipher.DatabaseError):  # type: ignore[misc]
+    """The connection's key no longer opens the database; ``rekeyed`` says why."""
+
+    def __init__(self, message: str, *, rekeyed: bool) -> None:
+        super().__init__(message)
+        self.rekeyed = rekeyed
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Which store a connection belongs to and the key version it was opened with."""
+
+    store: str
+    version: int
+    sidecar: KeyVersionFile
+
+    def explain(self) -> DatabaseKeyError:
+        recorded = self.sidecar.read()
+        if recorded is not None and self.version not in recorded.candidates():
+            return DatabaseKeyError(
+                f"store {self.store!r} was re-keyed (key version {self.version} -> "
+                f"{recorded.version}) after this connection was opened: open a new one",
+                rekeyed=True,
+            )
+        return DatabaseKeyError(
+            f"store {self.store!r}: its database failed verification (a damaged or replaced file)",
+            rekeyed=False,
+        )
+
+
+@contextlib.contextmanager
+def _explained(origin: Origin | None) -> Iterator[None]:
+    try:
+        yield
+    except sqlcipher.DatabaseError as exc:
+        if origin is None or isinstance(exc, DatabaseKeyError):
+            raise
+        if is_key_failure(exc):
+            raise origin.explain() from None
+        if is_read_only(exc):  # a write after a failed read: say why, if a re-key is why
+            explained = origin.explain()
+            if explained.rekeyed:
+                raise explained from None
+        raise
+
+
+class ManagedCursor(sqlcipher.Cursor):  # type: ignore[misc]
+    """A cursor whose key failures say what happened."""
+
+    def _origin(self) -> Origin | None:
+        return getattr(self.connection, "strongroom_origin", None)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> ManagedCursor:
+        with _explained(self._origin()):
+            super().execute(sql, parameters)
+        return self
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> ManagedCursor:
+        with _explained(self._origin()):
+            super().executemany(sql, seq_of_parameters)
+        return self
+
+    def executescript(self, sql_script: str, /) -> ManagedCursor:
+        with _explained(self._origin()):
+            super().executescript(sql_script)
+        return self
+
+
+class ManagedConnection(sqlcipher.Connection):  # type: ignore[misc]
+    """A ``sqlcipher3`` connection to a store's database, keyed by strongroom."""
+
+    strongroom_origin: Origin | None = None
+
+    def cursor(self, factory: Any = ManagedCursor) -> Any:
+        return super().cursor(factory)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
+        return self.cursor().executemany(sql, parameters)
+
+    def executescript(self, sql_script: str, /) -> Any:
+        return self.cursor().executescript(sql_script)
+
+    def commit(self) -> None:
+        with _explained(self.strongroom_origin):
+            super().commit()
+
+    def __repr__(self) -> str:
+        origin = self.strongroom_origin
+        name = origin.store if origin else "?"
+        return f"<strongroom database connection to store {name!r}>"

@@ -1,0 +1,529 @@
+"""The ``sqlcipher`` store: records and blobs in one SQLCipher database, keyed by strongroom.
+
+Layout under the store's directory (files 0600)::
+
+    store.db                 the SQLCipher 4 database (WAL mode): every page encrypted
+    store.db-wal, -shm       SQLite's write-ahead log (pages encrypted too) and its index
+    store.key-version        which key version keys store.db (``_version_file``)
+    store.lock               serialises creating and re-keying the file
+
+The whole file is encrypted and authenticated page by page (AES-256-CBC
+and HMAC-SHA512 over each page and its number) under a raw 256-bit key
+derived with HKDF from one version of the store's data keyset
+(``connection.database_key``): never a passphrase, so opening costs no
+KDF.  Keys and values are plain columns *inside* the encrypted pages
+(``_schema``), so ``keys(prefix)`` is an indexed range query and
+``put_many`` one transaction.  Blobs are chunked rows (``_blobs``).
+
+Key versions apply to the whole file, not to each object: rotating the
+keyset makes writes go on under the file's version until
+:meth:`SqlcipherStore.reencrypt` re-keys the file (``_rekey``), and
+:meth:`SqlcipherStore.versions_in_use` counts every object under the
+file's version.  Retiring or destroying that version shreds the whole
+database at once.  After a re-key the keyset's floor refuses an older
+copy of the file put back (``_keying``).
+
+Many readers and one writer at a time, across processes (WAL); a writer
+waits up to ``busy_timeout`` seconds, then gets :class:`StoreBusyError`.
+Every operation first checks that the account is unlocked and the file's
+version still active (a locked account closes the connection, dropping
+its key from SQLCipher's memory); a connection stranded by a re-key in
+another process is reopened under the new version and the operation run
+again.  ``connect()`` hands the application its own connections to the
+same file (``_app``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import sqlcipher3.dbapi2 as sqlcipher
+from msgspec import Meta
+
+from strongroom.durable import fsync_dir
+from strongroom.errors import (
+    IntegrityError,
+    KeyLockedError,
+    KeyUnavailableError,
+    RecordNotFoundError,
+    StoreError,
+    UsageError,
+)
+from strongroom.settings import BackendSettings
+from strongroom.store import ReencryptProgress, Store, StoreBinding
+from strongroom_plugins.sqlcipher import _blobs, _rekey
+from strongroom_plugins.sqlcipher._app import ManagedConnection, Origin
+from strongroom_plugins.sqlcipher._errors import StoreBusyError, is_key_failure, translate
+from strongroom_plugins.sqlcipher._keying import KeyedFile, Opened, RolledBackError
+from strongroom_plugins.sqlcipher._schema import one
+
+__all__ = ["SqlcipherStore", "SqlcipherStoreSettings", "StoreBusyError"]
+
+T = TypeVar("T")
+
+DATABASE = "store.db"
+#: Keys listed per statement: no read transaction stays open between pages.
+_PAGE = 4096
+_MAX_KEY_BYTES = 65535
+#: How many re-keys in a row an operation rides out before giving up.
+_ATTEMPTS = 5
+_UPSERT_RECORD = (
+    "INSERT INTO strongroom_records (key, value, blob, written_at) VALUES (?, ?, NULL, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, blob = NULL, "
+    "written_at = excluded.written_at"
+)
+#: Before a key is rewritten: its blob, if it holds one (a trigger drops the chunks).
+_DROP_BLOB_OF_KEY = (
+    "DELETE FROM strongroom_blobs WHERE id = (SELECT blob FROM strongroom_records WHERE key = ?)"
+)
+#: After a batch: the blobs no row points at any more (a partial index keeps this small).
+_DROP_ORPHAN_BLOBS = (
+    "DELETE FROM strongroom_blobs WHERE id NOT IN "
+    "(SELECT blob FROM strongroom_records WHERE blob IS NOT NULL)"
+)
+_UPSERT_BLOB = (
+    "INSERT INTO strongroom_records (key, value, blob, written_at) VALUES (?, NULL, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = NULL, blob = excluded.blob, "
+    "written_at = excluded.written_at"
+)
+
+
+class SqlcipherStoreSettings(BackendSettings, frozen=True, kw_only=True):
+    """``[stores.<name>]`` settings of ``use = "sqlcipher"``."""
+
+    #: Bytes per chunk of a blob: from 4 KiB to 16 MiB.
+    chunk_size: Annotated[
+        int, Meta(ge=4096, le=16 << 20, description="bytes per chunk of a blob")
+    ] = 256 << 10
+    #: Seconds a writer waits for another's lock before StoreBusyError.
+    busy_timeout: Annotated[
+        float, Meta(gt=0, le=3600, description="seconds to wait for another writer")
+    ] = 5.0
+
+
+class SqlcipherStore(Store[SqlcipherStoreSettings]):
+    """Records and blobs in one SQLCipher database in the store's directory."""
+
+    Settings = SqlcipherStoreSettings
+
+    def __init__(
+        self, settings: SqlcipherStoreSettings | None = None, *, binding: StoreBinding
+    ) -> None:
+        """Nothing is opened until first use: ``strongroom init`` builds stores before unlocking.
+
+        :raises strongroom.errors.StoreError: the store's directory does not exist.
+        """
+        super().__init__(settings, binding=binding)
+        if not binding.directory.is_dir():
+            raise StoreError(
+                f"cannot open the sqlcipher store in {binding.directory}: no such directory"
+            )
+        self._file = KeyedFile(binding, binding.directory / DATABASE, self.settings.busy_timeout)
+        self._guard = threading.RLock()
+        self._opened: Opened | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        where = f"{self.binding.account}/{self.binding.name} in {self.binding.directory}"
+        return f"<SqlcipherStore {where}>"
+
+    def close(self) -> None:
+        with self._guard:
+            self._drop()
+            self._closed = True
+
+    # managed connections for the application's own tables
+
+    @property
+    def database_path(self) -> Path:
+        """The database file; the application never needs its key."""
+        return self._file.path
+
+    def connect(self) -> sqlcipher.Connection:
+        """A new DB-API connection to the store's database, under its current key version.
+
+        It is the application's: its own tables live beside the store's
+        (``strongroom_*``, which it should leave alone), and it closes it.
+        Transactions are the DB-API's (implicit ``BEGIN`` before a write).
+        After a re-key its next statement raises ``DatabaseKeyError``
+        (``rekeyed`` set): open a new one.
+
+        :raises strongroom.errors.KeyLockedError: the account is locked.
+        :raises strongroom.errors.KeyUnavailableError: the file's version is retired
+            or destroyed.
+        :raises strongroom.errors.IntegrityError: the file fails verification.
+        """
+        self._check_open()
+        opened = self._file.open(isolation_level="", factory=ManagedConnection)
+        conn = opened.conn
+        if not isinstance(conn, ManagedConnection):  # pragma: no cover - the factory makes one
+            raise TypeError("sqlcipher3 ignored the connection factory")
+        conn.strongroom_origin = Origin(self.binding.name, opened.version, self._file.sidecar)
+        return conn
+
+    # records
+
+    def put(self, key: str, value: bytes) -> None:
+        checked, value = _checked(key), bytes(value)
+
+        def write(conn: sqlcipher.Connection) -> None:
+            conn.execute(_DROP_BLOB_OF_KEY, (checked,))
+            conn.execute(_UPSERT_RECORD, (checked, value, time.time()))
+
+        self._write("writing a record", write)
+
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Store every ``(key, value)`` in one transaction: all of them, or none.
+
+        :raises strongroom.errors.UsageError: a key is invalid; nothing is stored.
+        :raises StoreBusyError: another writer held the lock past the busy timeout.
+        :raises strongroom.errors.KeyUnavailableError: the store's key is locked.
+        """
+        now = time.time()
+        rows = ((_checked(key), bytes(value), now) for key, value in items)
+
+        def write(conn: sqlcipher.Connection) -> None:
+            conn.executemany(_UPSERT_RECORD, rows)
+            conn.execute(_DROP_ORPHAN_BLOBS)  # those the batch replaced by records
+
+        self._write("writing records", write)
+
+    def get(self, key: str) -> bytes:
+        found = self._run("reading a record", lambda conn: _lookup(conn, _checked(key)))
+        if found is None or found[0] is None:
+            raise RecordNotFoundError(f"no record {key!r} in store {self.binding.name!r}")
+        return bytes(found[0])
+
+    def delete(self, key: str) -> None:
+        checked = _checked(key)
+        removed: list[int] = []
+
+        def remove(conn: sqlcipher.Connection) -> None:
+            conn.execute(_DROP_BLOB_OF_KEY, (checked,))
+            sql = "DELETE FROM strongroom_records WHERE key = ?"
+            removed.append(conn.execute(sql, (checked,)).rowcount)
+
+        self._write("deleting", remove)
+        if not removed[0]:
+            raise RecordNotFoundError(f"no record {key!r} in store {self.binding.name!r}")
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """The keys from ``prefix`` on, an indexed range query a page of keys at a time."""
+        upper = _after(prefix)
+        first = self._keys_page(prefix, upper, None)
+        return self._more_keys(prefix, upper, first)
+
+    def _more_keys(self, prefix: str, upper: str | None, page: list[str]) -> Iterator[str]:
+        while page:
+            yield from page
+            if len(page) < _PAGE:
+                return
+            page = self._keys_page(prefix, upper, page[-1])
+
+    def _keys_page(self, prefix: str, upper: str | None, after: str | None) -> list[str]:
+        sql = "SELECT key FROM strongroom_records WHERE key >= ?"
+        args: list[object] = [_checked(prefix)]
+        if upper is not None:
+            sql, args = sql + " AND key < ?", [*args, upper]
+        if after is not None:
+            sql, args = sql + " AND key > ?", [*args, after]
+        sql += f" ORDER BY key LIMIT {_PAGE}"
+        return self._run("listing keys", lambda conn: [row[0] for row in conn.execute(sql, args)])
+
+    # blobs
+
+    def put_blob(self, key: str, chunks: Iterable[bytes]) -> None:
+        """Stream a blob in, in one transaction: it replaces ``key`` only once complete.
+
+        The write lock is held while ``chunks`` is read: other writers wait
+        for a slow source (up to their busy timeout).
+
+        :raises StoreBusyError: another writer held the lock past the busy timeout.
+        """
+        checked = _checked(key)
+
+        def write(conn: sqlcipher.Connection) -> None:
+            blob = _blobs.write(conn, self.settings.chunk_size, chunks)
+            conn.execute(_DROP_BLOB_OF_KEY, (checked,))
+            conn.execute(_UPSERT_BLOB, (checked, blob.id, time.time()))
+
+        self._write("writing a blob", write)
+
+    def get_blob(self, key: str) -> Iterator[bytes]:
+        blob = self._blob(key)
+        return self._stream(key, blob)
+
+    def get_any(self, key: str) -> Iterator[bytes]:
+        """The record or blob under ``key``, looked up in one statement."""
+        checked = _checked(key)
+
+        def find(conn: sqlcipher.Connection) -> bytes | _blobs.BlobInfo | None:
+            found = _lookup(conn, checked)
+            if found is None or found[0] is not None:
+                return None if found is None else bytes(found[0])  # type: ignore[arg-type]
+            return _blobs.info(conn, found[1])  # type: ignore[arg-type]
+
+        value = self._run("reading", find)
+        if value is None:
+            raise RecordNotFoundError(f"no record or blob {key!r} in store {self.binding.name!r}")
+        if isinstance(value, bytes):
+            return iter((value,))
+        return self._stream(key, value)
+
+    def get_blob_range(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Read only the chunks that cover the range, in one statement."""
+        if offset < 0 or (length is not None and length < 0):
+            raise UsageError("offset and length must not be negative")
+        blob = self._blob(key)
+        end = blob.size if length is None else offset + length
+        data = self._run(
+            "reading a blob", lambda conn: _blobs.chunks_covering(conn, blob, offset, end)
+        )
+        if data is None:
+            raise self._changed(key)
+        return data
+
+    def _blob(self, key: str) -> _blobs.BlobInfo:
+        checked = _checked(key)
+
+        def find(conn: sqlcipher.Connection) -> _blobs.BlobInfo | None:
+            found = _lookup(conn, checked)
+            return None if found is None or found[1] is None else _blobs.info(conn, found[1])
+
+        blob = self._run("reading a blob", find)
+        if blob is None:
+            raise RecordNotFoundError(f"no blob {key!r} in store {self.binding.name!r}")
+        return blob
+
+    def _stream(self, key: str, blob: _blobs.BlobInfo) -> Iterator[bytes]:
+        for seq in range(blob.count):
+            data = self._run("reading a blob", functools.partial(_blobs.chunk, blob=blob, seq=seq))
+            if data is None:
+                raise self._changed(key)
+            yield data
+
+    def _changed(self, key: str) -> StoreError:
+        return StoreError(
+            f"the blob {key!r} in store {self.binding.name!r} was replaced or deleted "
+            "while being read; read it again"
+        )
+
+    # keys: re-keying, counting, shredding, retention
+
+    def reencrypt(self) -> Iterator[ReencryptProgress]:
+        """Re-key the whole file to the primary version, then raise the keyset's floor.
+
+        Yields ``(0, objects)`` before and ``(objects, objects)`` after, with
+        the bytes rewritten (the whole file).  Killed at any point, the file
+        opens afterwards under the old or the new version, whole (``_rekey``);
+        running it again finishes the job.
+
+        :raises strongroom.errors.KeyLockedError: the account is locked.
+        :raises StoreBusyError: a writer held the lock past the busy timeout.
+        """
+        keys, purpose = self.binding.keys, self.binding.purpose
+        target = keys.primary_version(purpose)
+        total = self._count() if self._file.exists() else 0
+        yield ReencryptProgress(0, total)
+        with self._guard:
+            self._drop()
+            rewritten = _rekey.rekey(self._file, target)
+        yield ReencryptProgress(total, total, rewritten)
+
+    def versions_in_use(self) -> dict[int, int]:
+        """``{file's version: objects}``: every object is under the file's one version.
+
+        An existing database counts as at least one object even when empty:
+        its schema and any application tables are under that version too.
+        """
+        if not self._file.exists():
+            return {}
+        try:
+            count = self._count()
+            version = self._opened.version if self._opened else 0
+        except KeyLockedError:
+            raise
+        except RolledBackError as exc:
+            return {exc.version: 1}
+        except KeyUnavailableError:
+            recorded = self._file.sidecar.read()
+            return {} if recorded is None else {recorded.version: 1}
+        return {version: max(count, 1)}
+
+    def unreadable(self) -> Iterator[tuple[str, int]]:
+        """Yield ``("database", version)`` if the whole file is shredded or rolled back."""
+        if not self._file.exists():
+            return
+        try:
+            with self._guard:
+                self._connection()
+        except KeyLockedError:
+            raise
+        except RolledBackError as exc:
+            yield ("database", exc.version)
+        except KeyUnavailableError:
+            recorded = self._file.sidecar.read()
+            yield ("database", recorded.version if recorded else 0)
+
+    def purge_unreadable(self) -> int:
+        """Delete the database if :meth:`unreadable` names it (its -wal, -shm and sidecar too)."""
+        if not list(self.unreadable()):
+            return 0
+        path = self._file.path
+        with self._guard, self._file.sidecar.locked():
+            self._drop()
+            for name in (path.name + "-wal", path.name + "-shm", path.name):
+                with suppress(FileNotFoundError):
+                    os.unlink(path.with_name(name))
+            self._file.sidecar.remove()
+            fsync_dir(path.parent)
+        return 1
+
+    def purge_expired(self, written_before: float) -> int:
+        """Delete every record and blob written before ``written_before`` (Unix seconds)."""
+        if not self._file.exists():
+            return 0
+        removed: list[int] = []
+
+        def purge(conn: sqlcipher.Connection) -> None:
+            conn.execute(
+                "DELETE FROM strongroom_blobs WHERE id IN (SELECT blob FROM strongroom_records "
+                "WHERE written_at < ? AND blob IS NOT NULL)",
+                (written_before,),
+            )
+            sql = "DELETE FROM strongroom_records WHERE written_at < ?"
+            removed.append(conn.execute(sql, (written_before,)).rowcount)
+
+        self._write("purging expired data", purge)
+        return removed[0]
+
+    def _count(self) -> int:
+        return int(
+            self._run(
+                "counting",
+                lambda conn: conn.execute("SELECT count(*) FROM strongroom_records").fetchall()[0][
+                    0
+                ],
+            )
+        )
+
+    # the connection and how every operation runs on it
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"store {self.binding.name!r} is closed")
+
+    def _connection(self) -> sqlcipher.Connection:
+        """The open connection, after checking its key version may still be used."""
+        self._check_open()
+        opened = self._opened
+        if opened is not None:
+            try:
+                self.binding.keys.data_key(self.binding.purpose, opened.version)
+            except KeyLockedError:
+                self._drop()  # the key leaves SQLCipher's memory with the connection
+                raise
+            except KeyUnavailableError:
+                self._drop()  # retired or destroyed: maybe re-keyed elsewhere; resolve again
+            else:
+                return opened.conn
+        self._opened = self._file.open()
+        return self._opened.conn
+
+    def _drop(self) -> None:
+        if self._opened is not None:
+            with suppress(sqlcipher.Error):
+                self._opened.conn.close()
+            self._opened = None
+
+    def _run(self, doing: str, work: Callable[[sqlcipher.Connection], T]) -> T:
+        """``work`` on the connection, reopened and run again while re-keys strand it.
+
+        A page that fails under the same version twice is damage, not a re-key.
+        """
+        with self._guard:
+            failed_under: int | None = None
+            for _attempt in range(_ATTEMPTS):
+                conn = self._connection()
+                version = self._opened.version if self._opened else None
+                try:
+                    return work(conn)
+                except sqlcipher.Error as exc:
+                    if is_key_failure(exc) and version != failed_under:
+                        failed_under = version
+                        self._drop()
+                        continue
+                    raise translate(exc, self.binding.name, doing) from None
+            raise IntegrityError(
+                f"store {self.binding.name!r} was re-keyed {_ATTEMPTS} times while {doing}; "
+                "try again"
+            )
+
+    def _write(self, doing: str, work: Callable[[sqlcipher.Connection], None]) -> None:
+        """``work`` in one write transaction, which commits only if it returns."""
+
+        def begin(conn: sqlcipher.Connection) -> sqlcipher.Connection:
+            conn.execute("BEGIN IMMEDIATE")
+            try:  # a stranded connection fails here, before ``work`` consumes anything
+                conn.execute("SELECT 1 FROM strongroom_meta LIMIT 1").fetchall()
+            except BaseException:
+                _rollback(conn)
+                raise
+            return conn
+
+        with self._guard:
+            conn = self._run(doing, begin)
+            try:
+                work(conn)
+                conn.execute("COMMIT")
+            except sqlcipher.Error as exc:
+                _rollback(conn)
+                raise translate(exc, self.binding.name, doing) from None
+            except BaseException:
+                _rollback(conn)
+                raise
+
+
+def _rollback(conn: sqlcipher.Connection) -> None:
+    if conn.in_transaction:
+        with suppress(sqlcipher.Error):
+            conn.execute("ROLLBACK")
+
+
+def _lookup(conn: sqlcipher.Connection, key: str) -> tuple[bytes | None, int | None] | None:
+    row = one(conn, "SELECT value, blob FROM strongroom_records WHERE key = ?", (key,))
+    return None if row is None else (row[0], row[1])
+
+
+def _checked(key: str) -> str:
+    """``key`` if it is text SQLite can store as given; else :class:`UsageError`."""
+    if not isinstance(key, str):
+        raise UsageError(f"a key is a str, not {type(key).__name__}")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UsageError("a key must be valid Unicode text (no lone surrogates)") from None
+    if size > _MAX_KEY_BYTES:
+        raise UsageError(f"a key is at most {_MAX_KEY_BYTES} bytes of UTF-8")
+    return key
+
+
+def _after(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix``; None: no bound."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars[-1]) + 1
+        if code == 0xD800:
+            code = 0xE000  # surrogates cannot be stored: skip them
+        if code <= 0x10FFFF:
+            chars[-1] = chr(code)
+            return "".join(chars)
+        chars.pop()
+    return None
