@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RETENTION_KEY",
     "RULE",
+    "UNITS",
     "describe",
     "parse_retention",
     "purge",
@@ -37,7 +38,7 @@ __all__ = [
 
 #: The generic key of a ``[stores.<name>]`` table.
 RETENTION_KEY = "retention"
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: A positive whole number, no sign or leading zero, and one unit; up to ~27 years in seconds.
 _DURATION = re.compile(r"([1-9][0-9]{0,8})([smhd])")
 RULE = 'expected a duration: a positive whole number and a unit s, m, h or d, such as "30d"'
@@ -51,13 +52,13 @@ def parse_retention(value: object, *, source: str, table: str) -> float:
     match = _DURATION.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise ConfigError(RULE, source=source, location=f"[{table}] key {RETENTION_KEY!r}")
-    return float(int(match[1]) * _UNITS[match[2]])
+    return float(int(match[1]) * UNITS[match[2]])
 
 
 def describe(seconds: float) -> str:
     """``seconds`` in the largest unit that divides it, as the config would say it."""
     whole = int(seconds)
-    for unit, size in sorted(_UNITS.items(), key=lambda item: -item[1]):
+    for unit, size in sorted(UNITS.items(), key=lambda item: -item[1]):
         if whole % size == 0:
             return f"{whole // size}{unit}"
     return f"{whole}s"  # pragma: no cover - s divides everything

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from strongroom.config import BackendChoice
     from strongroom.key_provider import KeyProvider, SecretRequest, SecretSource
     from strongroom.keys import AccountKeys
+    from strongroom.keys._policy import KeyPolicy
     from strongroom.secret import Secret
     from strongroom.settings import BackendSettings
     from strongroom.store import Store, StoreBinding
@@ -246,8 +248,79 @@ class Strongroom(Closeable):
                 notify=self._notify,
                 idle_timeout=self.config.idle_timeout or None,
                 count_objects=self._count_objects,
+                policy=self._key_policy(),
+                presence=self._ask_presence,
+                dropped=self._stores_drop_keys,
             )
         return self._keys
+
+    def _key_policy(self) -> KeyPolicy:
+        """The config's ``policy`` and ``idle_timeout`` settings, by provider and keyset."""
+        from strongroom.keys._policy import PRESENCE, KeyPolicy
+        from strongroom.keys.purposes import store_purpose
+
+        providers = self.config.instances("key_providers")
+        stores = {
+            name: self.config.choice(f"stores.{name}") for name in self.config.instances("stores")
+        }
+        return KeyPolicy(
+            presence_providers=frozenset(
+                name
+                for name in providers
+                if self.config.choice(f"key_providers.{name}").policy == PRESENCE
+            ),
+            presence_purposes=frozenset(
+                store_purpose(name) for name, choice in stores.items() if choice.policy == PRESENCE
+            ),
+            idle_timeouts={
+                store_purpose(name): choice.idle_timeout
+                for name, choice in stores.items()
+                if choice.idle_timeout is not None
+            },
+        )
+
+    def _ask_presence(self, account: str, reason: str) -> bool | None:
+        """The first ``strongroom_request_user_presence`` answer; a plugin that raises declines."""
+        try:
+            answer = self.hook.strongroom_request_user_presence(account=account, reason=reason)
+        except Exception as exc:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "the user-presence plugin failed (%s): presence declined", type(exc).__name__
+            )
+            return False
+        return answer if isinstance(answer, bool) else None
+
+    def _stores_drop_keys(self, purpose: str | None = None) -> None:
+        """Tell each store built (encrypting with ``purpose``, or all) that its keys are gone."""
+        for table, instance in list(self._instances.items()):
+            if table.startswith("stores.") and (
+                purpose is None or purpose in cast("Store", instance).key_purposes
+            ):
+                cast("Store", instance).forget_keys()
+
+    def background(self, *stores: str) -> contextlib.AbstractContextManager[None]:
+        """Run work with no user present, keeping the session open for ``stores`` only.
+
+        Within the block (in this thread) no user presence is asked: a store
+        whose policy is ``presence`` is refused, even if its key is cached.
+        The session does not idle out, nor do the named stores' keys; every
+        other store's own ``idle_timeout`` still runs::
+
+            with stack.background("cache"):
+                sync_cache(stack.store("cache"))
+
+        :raises strongroom.errors.UsageError: a named store's policy needs
+            presence, or no such store is configured.
+        """
+        configured = self.config.instances("stores")
+        unknown = [name for name in stores if name not in configured]
+        if unknown:
+            raise UsageError(f"no store {unknown[0]!r} is configured")
+        from strongroom.keys.purposes import store_purpose
+
+        return self.keys.background(store_purpose(name) for name in stores)
 
     def initialise(self) -> list[str]:
         """Create the account's keys and the keysets of every configured store.
@@ -325,6 +398,8 @@ class Strongroom(Closeable):
 
         Without a plugin manager nothing is registered to hear either.
         """
+        if hook == "strongroom_key_locked":
+            self._stores_drop_keys()
         if not self._listened_to:
             return
         if hook == "strongroom_configure":  # a plugin that cannot configure stops the build

@@ -23,6 +23,9 @@ Actions fired by shipped code (``outcome`` "ok" unless said):
                       ``count``, ``reason`` ("retention"); never a key
 ``key.exposed``       ``database key --expose-key`` printed a store's database
                       key; details: ``store``, ``purpose``, ``version``
+``presence.checked``  a policy asked for user presence; outcome "failure"
+                      unless the user confirmed; details: ``reason``,
+                      ``answer`` (present, declined, none)
 =================  ==========================================================
 """
 

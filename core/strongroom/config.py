@@ -31,7 +31,7 @@ import msgspec
 
 from strongroom._config_path import locate
 from strongroom._loading import SLOTS, SLOTS_BY_TABLE
-from strongroom._retention import RETENTION_KEY, parse_retention
+from strongroom._retention import RETENTION_KEY, UNITS, parse_retention
 from strongroom.errors import ConfigError
 from strongroom.settings import BackendSettings, SecretRef
 
@@ -90,6 +90,10 @@ class BackendChoice:
     environ: Mapping[str, str] | None = field(default=None, repr=False)
     #: A store's ``retention`` in seconds (:mod:`strongroom._retention`); ``None``: kept forever.
     retention: float | None = None
+    #: ``policy``: "unlocked", or "presence" (a provider or store asks for the user first).
+    policy: str = "unlocked"
+    #: A store's own ``idle_timeout`` in seconds: its keys are wiped that long after last use.
+    idle_timeout: float | None = None
 
     def validate(self, model: type[_SettingsT]) -> _SettingsT:
         """Validate the settings against the backend's settings struct.
@@ -243,6 +247,14 @@ def _check_instance_name(name: str, table: str, origins: Mapping[tuple[str, ...]
         )
 
 
+#: Policy names (see :mod:`strongroom.keys._policy`).
+UNLOCKED = "unlocked"
+PRESENCE = "presence"
+POLICIES = (UNLOCKED, PRESENCE)
+#: Keys every backend of a slot takes besides ``use``, read here, not by its settings struct.
+_GENERIC_KEYS = {"key_providers": ("policy",), "stores": ("policy", "idle_timeout", RETENTION_KEY)}
+
+
 def _backend_choice(
     path: tuple[str, ...],
     table: Mapping[str, Any],
@@ -266,25 +278,58 @@ def _backend_choice(
             problem, source=_origin(origins, (*path, "use")), location=f"[{name}] key 'use'"
         )
     assert isinstance(use, str)  # noqa: S101 - checked just above
-    # retention is every store's, like use: read here, not by the store's settings struct
-    generic = ("use", RETENTION_KEY) if path[0] == "stores" else ("use",)
+    generic = ("use", *_GENERIC_KEYS.get(path[0], ()))
     settings = {key: value for key, value in table.items() if key not in generic}
+
+    def where(key: str) -> tuple[str, str]:
+        return _origin(origins, (*path, key)), f"[{name}] key {key!r}"
+
+    policy = table.get("policy", UNLOCKED)
+    if "policy" in generic and policy not in POLICIES:
+        source, location = where("policy")
+        expected = " or ".join(repr(known) for known in POLICIES)
+        raise ConfigError(f"expected {expected}", source=source, location=location)
+    idle = table.get("idle_timeout")
+    if "idle_timeout" in generic and idle is not None:
+        idle = _seconds(idle, *where("idle_timeout"))
     retention = None
-    if RETENTION_KEY in table and path[0] == "stores":
-        where = _origin(origins, (*path, RETENTION_KEY))
-        retention = parse_retention(table[RETENTION_KEY], source=where, table=name)
+    if RETENTION_KEY in generic and RETENTION_KEY in table:
+        retention = parse_retention(
+            table[RETENTION_KEY], source=where(RETENTION_KEY)[0], table=name
+        )
     return BackendChoice(
         table=name,
         slot=path[0],
         use=use,
         settings=settings,
         origins={
-            key: _origin(origins, (*path, key))
-            for key in ["use", *settings, *([RETENTION_KEY] if retention else [])]
+            key: _origin(origins, (*path, key)) for key in [*generic, *settings] if key in table
         },
         environ=environ,
+        policy=policy,
+        idle_timeout=idle,
         retention=retention,
     )
+
+
+def _seconds(value: object, source: str, location: str) -> float:
+    """A positive duration: a number of seconds, or text such as ``"90s"``, ``"5m"``, ``"2h"``."""
+    if isinstance(value, str) and value[-1:] in UNITS:
+        number: object = value[:-1]
+        scale = UNITS[value[-1]]
+    else:
+        number, scale = value, 1
+    try:
+        seconds = float(number) * scale  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not 0 < seconds < float("inf"):
+        raise ConfigError(
+            "expected a positive duration: seconds, or a number with s, m, h or d",
+            source=source,
+            location=location,
+        )
+    return seconds
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -159,11 +159,13 @@ def strongroom_request_user_presence(account: str, reason: str) -> bool | None:
     """Ask the user to confirm presence (biometric, PIN, touch) before a key is used.
 
     The first plugin that answers decides: ``True`` to allow, ``False`` to
-    refuse.  ``None`` means "not mine to answer"; if no plugin answers, a
-    provider that needs presence refuses.
-
-    Not fired yet: the key providers that need presence (Vault, PKCS#11)
-    will ask it; the passphrase provider's prompt is its own presence check.
+    refuse.  ``None`` means "not mine to answer"; if no plugin answers, the
+    key is refused (``KeyLockedError``).  Fired before unlocking through a
+    provider, and before a store's first key use in an unlocked period,
+    whose config says ``policy = "presence"``; never in background work
+    (``Strongroom.background``).  ``reason`` says which, for the prompt.
+    The ``strongroom`` CLI registers its own answer, which asks on the
+    terminal for the passphrase of one of the account's passphrase providers.
     """
 
 

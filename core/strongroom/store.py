@@ -110,6 +110,15 @@ class Store(Backend[S_co], ABC):
         super().__init__(settings)
         self.binding = binding
 
+    def forget_keys(self) -> None:
+        """Drop whatever the store keeps that its keys opened (an open keyed connection).
+
+        Called when the account's session locks, or this store's keys idle
+        out, possibly from another thread while an operation runs: it must
+        not block (skip what is busy: that operation finds the key gone on
+        its next use).  The default keeps nothing.
+        """
+
     @property
     def key_purposes(self) -> tuple[str, ...]:
         """Every keyset the store encrypts with; ``strongroom init`` creates them up front."""

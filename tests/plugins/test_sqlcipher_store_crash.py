@@ -72,8 +72,8 @@ def kill(process: subprocess.Popen[str]) -> None:
 
 def opened_version(store: SqlcipherStore) -> int:
     list(store.keys("x"))
-    assert store._opened is not None
-    return store._opened.version
+    assert store._runner.opened is not None
+    return store._runner.opened.version
 
 
 REKEY_AT_STEP = """

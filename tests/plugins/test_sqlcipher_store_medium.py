@@ -97,11 +97,11 @@ def test_a_newer_format_is_refused(store: SqlcipherStore) -> None:
 
 def test_locking_the_account_closes_the_connection(store: SqlcipherStore) -> None:
     store.put("k", b"v")
-    assert store._opened is not None
+    assert store._runner.opened is not None
     store.binding.keys.lock()
     with pytest.raises(KeyLockedError):
         store.get("k")
-    assert store._opened is None, "the key must leave SQLCipher's memory with the lock"
+    assert store._runner.opened is None, "the key must leave SQLCipher's memory with the lock"
     store.binding.keys.unlock()
     assert store.get("k") == b"v"
 

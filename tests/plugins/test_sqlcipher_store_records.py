@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 import tracemalloc
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlcipher_support import CHUNK, bind, open_sqlcipher_store
 
-from strongroom.errors import RecordNotFoundError, StoreError, UsageError
+from strongroom.errors import KeyLockedError, RecordNotFoundError, StoreError, UsageError
 from strongroom.keys import AccountKeys
 from strongroom_plugins.sqlcipher.store import SqlcipherStore
 
@@ -49,6 +50,7 @@ def test_a_large_blob_is_never_held_whole(store: SqlcipherStore) -> None:
         for _ in range(size // len(piece)):
             yield piece
 
+    store.put("warm", b"")  # the key hierarchy's first unwrap has its own peak
     tracemalloc.start()
     try:
         store.put_blob("big", pieces())
@@ -175,3 +177,43 @@ def test_get_of_a_blob_and_get_blob_of_a_record_are_not_found(store: SqlcipherSt
         store.get_blob("r")
     with pytest.raises(RecordNotFoundError):
         store.get_blob_range("r", 0, 1)
+
+
+def test_a_batch_over_blobs_replaces_them_in_order(store: SqlcipherStore) -> None:
+    store.put_blob("b1", [blob_data(3 * CHUNK)])
+    store.put_blob("b2", [blob_data(2 * CHUNK)])
+    store.put_many([("b1", b"first"), ("r", b"record"), ("b1", b"last"), ("b2", b"two")])
+    assert (store.get("b1"), store.get("b2"), store.get("r")) == (b"last", b"two", b"record")
+    assert (count(store, "strongroom_blobs"), count(store, "strongroom_blob_chunks")) == (0, 0)
+    store.put_blob("b3", [b"blob"])
+    store.put("b3", b"record now")
+    store.put("b3", b"and again")
+    assert store.get("b3") == b"and again"
+    assert (count(store, "strongroom_blobs"), count(store, "strongroom_blob_chunks")) == (0, 0)
+    store.put_blob("b4", [b"blob"])
+    store.delete("b4")
+    assert (count(store, "strongroom_blobs"), count(store, "strongroom_blob_chunks")) == (0, 0)
+
+
+def test_locking_mid_stream_stops_the_stream(store: SqlcipherStore) -> None:
+    store.put_blob("b", [blob_data(4 * CHUNK)])
+    stream = store.get_blob("b")
+    assert next(stream) == blob_data(4 * CHUNK)[:CHUNK]
+    store.binding.keys.lock()
+    with pytest.raises(KeyLockedError):
+        next(stream)
+    store.binding.keys.unlock()
+    assert b"".join(store.get_blob("b")) == blob_data(4 * CHUNK)
+
+
+def test_threads_share_one_store(store: SqlcipherStore) -> None:
+    def work(thread: int) -> None:
+        for index in range(100):
+            store.put(f"t{thread}/{index:03d}", bytes([thread]) * 50)
+            assert store.get(f"t{thread}/{index:03d}") == bytes([thread]) * 50
+        store.put_many((f"t{thread}/batch/{index}", b"b") for index in range(100))
+        assert len(list(store.keys(f"t{thread}/"))) == 200
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(4)))
+    assert len(list(store.keys("t"))) == 800

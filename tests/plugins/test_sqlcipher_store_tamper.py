@@ -79,11 +79,21 @@ def test_a_truncated_file_is_refused(account_keys: AccountKeys, size: int) -> No
     path = filled(account_keys)
     with path.open("r+b") as handle:
         handle.truncate(size)
-    if size == 0:  # an empty file is a store never written: it starts afresh, empty
-        with open_sqlcipher_store(bind(account_keys)) as store:
-            assert list(store.keys()) == []
-        return
-    refused(lambda: read_everything(account_keys))
+    error = refused(lambda: read_everything(account_keys))
+    if size == 0:
+        assert "missing or empty" in str(error)
+
+
+def test_a_deleted_database_is_refused_not_recreated(account_keys: AccountKeys) -> None:
+    path = filled(account_keys)
+    path.unlink()
+    error = refused(lambda: read_everything(account_keys))
+    assert "missing or empty" in str(error)
+    assert not path.exists()
+    with open_sqlcipher_store(bind(account_keys)) as store:
+        assert list(store.unreadable()) == [("database", 1)]
+        assert store.purge_unreadable() == 1  # the operator accepts the loss
+        assert list(store.keys()) == []
 
 
 def test_a_plaintext_sqlite_file_is_refused(account_keys: AccountKeys) -> None:

@@ -41,6 +41,10 @@ def opened(args: argparse.Namespace, *, unlock: bool = True) -> Iterator[Strongr
     :raises strongroom.errors.KeyUnavailableError: no provider could unlock it.
     """
     with Strongroom(config_for(args)) as stack:
+        if any(choice.policy == "presence" for choice in stack.config.backends):
+            from strongroom.cli._presence import TerminalPresence  # imports pluggy: only then
+
+            stack.plugin_manager.register(TerminalPresence(stack), "strongroom-cli-presence")
         if not unlock:
             yield stack
             return

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from strongroom.errors import (
     UsageError,
 )
 from strongroom.key_provider import KeyProvider, WrapContext
+from strongroom.keys._policy import KeyPolicy, PresenceCheck
 from strongroom.keys._record import (
     RECORD_FILE,
     KeyRecord,
@@ -79,6 +80,9 @@ class KeyAccess(Closeable):
         notify: Callable[..., Any] = lambda _hook, **_kwargs: None,
         idle_timeout: float | None = None,
         count_objects: ObjectCounter = lambda _purpose, _version: None,
+        policy: KeyPolicy | None = None,
+        presence: PresenceCheck = lambda _account, _reason: None,
+        dropped: Callable[[str], None] = lambda _purpose: None,
     ) -> None:
         self.account = account
         self.directory = directory
@@ -90,7 +94,18 @@ class KeyAccess(Closeable):
         self._notify = notify
         self._count_objects = count_objects
         self._guard = threading.RLock()
-        self._session = Session(account, idle_timeout, self._guard, self._session_event)
+        self._policy = policy if policy is not None else KeyPolicy()
+        self._presence = presence
+        #: Per thread: whether it runs background work (:meth:`background`), which has no user.
+        self._local = threading.local()
+        self._session = Session(
+            account,
+            idle_timeout,
+            self._guard,
+            self._session_event,
+            purpose_timeouts=self._policy.idle_timeouts,
+            dropped=dropped,
+        )
         self._cached: tuple[tuple[int, int, int], KeyRecord] | None = None
         self._verified: KeyRecord | None = None
         #: The highest generation this object has authenticated: the record never goes back.
@@ -318,6 +333,8 @@ class KeyAccess(Closeable):
         failures: list[tuple[str, StrongroomError]] = []
         for name in candidates:
             try:
+                if name in self._policy.presence_providers:
+                    self._require_presence(f"unlocking through provider {name!r}")
                 material = self._provider(name).unwrap(
                     record.wraps[name].blob,
                     WrapContext(self.account, MASTER, record.master_version),
@@ -341,6 +358,72 @@ class KeyAccess(Closeable):
                 f"{recovery[0]} --enrol {lost[0]}' with the recovery key"
             ) from None
         raise error
+
+    # user presence and background work
+
+    def _require_presence(self, reason: str) -> None:
+        """Ask the user to confirm presence for ``reason``; raise unless they do.
+
+        :raises strongroom.errors.UnlockFailedError: the user declined.
+        :raises strongroom.errors.KeyLockedError: this is background work, or
+            nothing could ask (no presence plugin answered, no terminal).
+        """
+        background = getattr(self._local, "background", False)
+        answer = False if background else self._presence(self.account, reason)
+        outcome = "ok" if answer is True else "failure"
+        said = "present" if answer is True else "declined" if answer is False else "none"
+        details = {"reason": reason, "answer": said}
+        event = AuditEvent("presence.checked", self.account, outcome, details)
+        self._notify("strongroom_audit_event", event=event)
+        if answer is True:
+            return
+        if background:
+            raise KeyLockedError(f"{reason} needs user presence, which background work cannot give")
+        if answer is False:
+            raise UnlockFailedError(f"user presence was declined ({reason})")
+        raise KeyLockedError(
+            f"{reason} needs user presence, and nothing could ask for it "
+            "(no presence plugin answered, and there is no terminal)"
+        )
+
+    def master_wrap(self, provider: str) -> tuple[bytes, WrapContext]:
+        """The master key's wrap for ``provider`` and its context, as the record on disk holds them.
+
+        For a presence check that proves the user knows a provider's secret
+        by opening this wrap with a probe of its own.  The wrap is no secret
+        (``keys.json`` holds it); it is not authenticated here.
+
+        :raises strongroom.errors.UsageError: ``provider`` does not wrap the account.
+        """
+        record = self._read()
+        if provider not in record.wraps:
+            raise UsageError(f"provider {provider!r} does not wrap account {self.account!r}")
+        return record.wraps[provider].blob, WrapContext(self.account, MASTER, record.master_version)
+
+    @contextlib.contextmanager
+    def background(self, purposes: Iterable[str]) -> Iterator[None]:
+        """Run work without a user in this thread, keeping the session open for ``purposes``.
+
+        Within this, no presence is asked: a keyset whose policy needs it is
+        refused, cached or not.  The session and the keysets of ``purposes``
+        do not idle out meanwhile; every other keyset's own idle timeout
+        still runs.
+
+        :raises strongroom.errors.UsageError: one of ``purposes`` needs presence.
+        """
+        names = list(purposes)
+        refused = [purpose for purpose in names if purpose in self._policy.presence_purposes]
+        if refused:
+            raise UsageError(
+                f"{', '.join(refused)} needs user presence: background work cannot hold it open"
+            )
+        previous = getattr(self._local, "background", False)
+        self._local.background = True
+        try:
+            with self._session.hold(names):
+                yield
+        finally:
+            self._local.background = previous
 
     def _session_event(self, hook: str, **kwargs: object) -> None:
         """The session's own events; a lock (the idle one included) also drops held secrets."""

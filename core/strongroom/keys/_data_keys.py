@@ -83,6 +83,9 @@ class DataKeyAccess(KeyAccess):
         :raises strongroom.errors.IntegrityError: the key record was altered.
         """
         with self._guard:
+            needs_presence = purpose in self._policy.presence_purposes
+            if needs_presence and getattr(self._local, "background", False):
+                self._require_presence(f"using the {purpose} keyset")  # refused: nobody is there
             keyset = self._keyset(self._current(), purpose)
             wanted = keyset.primary if version is None else version
             entry = keyset.versions.get(wanted)
@@ -97,6 +100,9 @@ class DataKeyAccess(KeyAccess):
             cached = self._session.cached(purpose, wanted)
             if cached is not None:
                 return cached
+            if needs_presence and purpose not in self._session.present:
+                self._require_presence(f"using the {purpose} keyset")
+                self._session.present.add(purpose)
             key = DataKey(
                 purpose,
                 wanted,

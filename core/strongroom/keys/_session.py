@@ -11,9 +11,10 @@ takes it, since the idle watcher locks from its own thread.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,11 @@ class Session:
     the master key or a cached data key (``None``: never).  A use only moves
     the deadline; one watcher thread per unlocked period sleeps until it and
     locks if no use moved it meanwhile, so the idle lock costs a clock read
-    per use, not a thread.  ``notify`` fires the lifecycle hook when the
+    per use, not a thread.  A purpose in ``purpose_timeouts`` also has its
+    own deadline: its data keys are wiped that long after their last use,
+    and ``dropped(purpose)`` is called, outside the guard.  :meth:`hold`
+    keeps the session and the purposes it names from idling out while
+    background work runs.  ``notify`` fires the lifecycle hook when the
     session is locked; ``clock`` is injectable for tests.
     """
 
@@ -73,10 +78,23 @@ class Session:
         guard: threading.RLock,
         notify: Callable[..., Any],
         *,
+        purpose_timeouts: Mapping[str, float] | None = None,
+        dropped: Callable[[str], None] = lambda _purpose: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._account = account
         self._idle_timeout = idle_timeout
+        self._purpose_timeouts = dict(purpose_timeouts or {})
+        self._dropped = dropped
+        #: When each purpose with its own timeout was last used.
+        self._used: dict[str, float] = {}
+        #: How many holds are open on the session, and on each purpose.
+        self._holds = 0
+        self._held: dict[str, int] = {}
+        #: When the running watcher next wakes, on ``clock``'s scale.
+        self._wake_at = 0.0
+        #: Purposes whose user presence was confirmed in this unlocked period.
+        self.present: set[str] = set()
         self._guard = guard
         self._notify = notify
         self._clock = clock
@@ -134,11 +152,35 @@ class Session:
         key = self._data_keys.get((purpose, version))
         if key is None or key.material.wiped:
             return None
-        self._touch()
+        self._touch(purpose)
         return key
 
     def remember(self, key: DataKey) -> None:
         self._data_keys[(key.purpose, key.version)] = key
+        self._touch(key.purpose)
+
+    @contextlib.contextmanager
+    def hold(self, purposes: Iterable[str]) -> Iterator[None]:
+        """Within this, neither the session nor ``purposes`` idle out; clocks restart after."""
+        names = list(purposes)
+        with self._guard:
+            self._holds += 1
+            for purpose in names:
+                self._held[purpose] = self._held.get(purpose, 0) + 1
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._holds -= 1
+                for purpose in names:
+                    self._held[purpose] -= 1
+                    if self._used.get(purpose) is not None:
+                        self._used[purpose] = self._clock()
+                if self._watcher is not None:  # a new watcher, for the new deadlines
+                    self._watcher.set()
+                    self._watcher = None
+                if self._master is not None:
+                    self._touch()
 
     def forget(self, purpose: str, version: int) -> None:
         """Wipe the data key of ``version``, if it was unwrapped."""
@@ -150,6 +192,15 @@ class Session:
         for key in self._data_keys.values():
             key.wipe()
         self._data_keys.clear()
+        self._used.clear()
+        self.present.clear()
+
+    def _drop_purpose(self, purpose: str) -> None:
+        """Wipe every data key of ``purpose`` and forget its presence.  Under the guard."""
+        for slot in [slot for slot in self._data_keys if slot[0] == purpose]:
+            self._data_keys.pop(slot).wipe()
+        self._used.pop(purpose, None)
+        self.present.discard(purpose)
 
     def _wipe_all(self) -> bool:
         """Stop the watcher and wipe everything; whether anything was unlocked.  Under the guard."""
@@ -163,11 +214,19 @@ class Session:
         self._wipe_data_keys()
         return True
 
-    def _touch(self) -> None:
-        """Move the idle deadline; start a watcher only if none is running."""
-        if self._idle_timeout is None:
+    def _touch(self, purpose: str | None = None) -> None:
+        """Move the idle deadlines; start a watcher only if none is running."""
+        now = self._clock()
+        timeout = self._purpose_timeouts.get(purpose) if purpose is not None else None
+        if purpose is not None and timeout is not None:
+            self._used[purpose] = now
+            if self._watcher is not None and now + timeout < self._wake_at:
+                self._watcher.set()  # it sleeps past this purpose's deadline: start another
+                self._watcher = None
+        elif self._idle_timeout is None:
             return
-        self._deadline = self._clock() + self._idle_timeout
+        if self._idle_timeout is not None:
+            self._deadline = now + self._idle_timeout
         if self._watcher is None:
             stop = self._watcher = threading.Event()
             threading.Thread(
@@ -175,15 +234,41 @@ class Session:
             ).start()
 
     def _watch(self, stop: threading.Event) -> None:
-        """Sleep until the deadline; lock if it has passed, else sleep until the new one."""
+        """Sleep until the next deadline; drop what passed its own, lock when the session's has."""
         while True:
             with self._guard:
                 if self._watcher is not stop:
                     return  # locked, or replaced by a newer watcher
-                remaining = self._deadline - self._clock()
-                if remaining <= 0:
+                now = self._clock()
+                expired = [
+                    purpose
+                    for purpose, used in self._used.items()
+                    if not self._held.get(purpose) and used + self._purpose_timeouts[purpose] <= now
+                ]
+                for purpose in expired:
+                    self._drop_purpose(purpose)
+                held = self._idle_timeout is None or self._holds
+                session = None if held else self._deadline - now
+                if session is not None and session <= 0:
                     locked = self._wipe_all()
                     break
-            stop.wait(remaining)
+                waits = [w for w in (session, self._next_purpose_wait(now)) if w is not None]
+                if not waits and not self._holds:
+                    self._watcher = None  # nothing left to watch: the next use starts another
+                    return
+                wait = min(waits, default=60.0)
+                self._wake_at = now + wait
+            for purpose in expired:
+                self._dropped(purpose)
+            stop.wait(wait)
         if locked:
             self._notify("strongroom_key_locked", account=self._account, reason="idle")
+
+    def _next_purpose_wait(self, now: float) -> float | None:
+        """Seconds until the next unheld purpose idles out, if one can."""
+        waits = [
+            used + self._purpose_timeouts[purpose] - now
+            for purpose, used in self._used.items()
+            if not self._held.get(purpose)
+        ]
+        return max(min(waits), 0.01) if waits else None

@@ -21,6 +21,7 @@ _BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 _NOT_A_DATABASE = 26  # SQLITE_NOTADB: the key does not open the page, or it was altered
 _CORRUPT = 11
 _FULL = 13
+_IO_ERROR = 10
 _READ_ONLY = 8  # what SQLCipher answers a write on a connection whose pages stopped opening
 
 
@@ -60,7 +61,10 @@ def translate(exc: sqlcipher.Error, store: str, doing: str) -> StrongroomError:
             f"store {store!r}: its database failed verification while {doing} "
             "(a damaged, truncated or replaced file)"
         )
-    if code == _FULL:
-        return StoreError(f"store {store!r}: the disk is full; nothing was changed by {doing}")
+    if code in (_FULL, _IO_ERROR):
+        return StoreError(
+            f"store {store!r}: its database could not be written while {doing} (a full "
+            "disk or an I/O error); that change was not made, earlier data is intact"
+        )
     name = getattr(exc, "sqlite_errorname", type(exc).__name__)
     return StoreError(f"store {store!r}: the database refused {doing} ({name})")

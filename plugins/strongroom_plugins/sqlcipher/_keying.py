@@ -106,6 +106,12 @@ class KeyedFile:
             keys, purpose = self.binding.keys, self.binding.purpose
             floor = keys.floor(purpose)  # raises KeyLockedError first
             if not self.exists():
+                if self.sidecar.path.exists():
+                    raise IntegrityError(
+                        f"store {self._store!r}: its database file is missing or empty, though "
+                        f"{self.sidecar.path.name} says one was written: deleted or truncated; "
+                        f"restore it (or delete {self.sidecar.path.name} to start empty)"
+                    )
                 return self._create(isolation_level, factory)
             recorded = self.sidecar.read()
             opened = self._resolve(recorded, floor, isolation_level, factory)
@@ -225,20 +231,24 @@ class KeyedFile:
         )
 
     def _create(self, isolation_level: str | None, factory: type | None) -> Opened:
-        """Make the database under the primary version, recording the version first."""
+        """Make the database under the primary version, then record the version.
+
+        In that order: a kill in between leaves a database the opener finds
+        by trying versions, never a sidecar without its database (which
+        :meth:`open` refuses as a deleted file).
+        """
         keys, purpose = self.binding.keys, self.binding.purpose
         with self.sidecar.locked():
-            if self.exists():  # another process made it meanwhile
-                return self.open(isolation_level=isolation_level, factory=factory)
-            version = keys.primary_version(purpose)
-            key = self.key(version)
-            self.sidecar.write(Recorded(version))
-            # owner-only before SQLite opens it: its -wal and -shm files copy this mode
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
-            conn = connect(self.path, key, timeout=self.timeout)
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                _schema.ensure(conn, store=self._store, account=self.binding.account)
-            finally:
-                conn.close()
-        return self.open(isolation_level=isolation_level, factory=factory)
+            if not self.exists():  # else another process made it meanwhile
+                version = keys.primary_version(purpose)
+                key = self.key(version)
+                # owner-only before SQLite opens it: its -wal and -shm files copy this mode
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+                conn = connect(self.path, key, timeout=self.timeout)
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    _schema.ensure(conn, store=self._store, account=self.binding.account)
+                finally:
+                    conn.close()
+                self.sidecar.write(Recorded(version))
+            return self.open(isolation_level=isolation_level, factory=factory, wait=False)

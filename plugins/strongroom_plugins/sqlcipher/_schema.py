@@ -14,8 +14,9 @@ reused (AUTOINCREMENT), so a reader streaming chunk by chunk notices a
 blob replaced under it instead of mixing two.  A trigger drops a blob's
 chunks with it; the writer (``store``) drops a blob when its row goes or
 stops pointing at it.  ``strongroom_records`` has no trigger: any trigger
-on it makes every upsert keep a statement journal, 5 to 20 times slower.  ``format`` in ``strongroom_meta`` is what a later version
-migrates from, inside the encrypted file, never through a plaintext copy.
+on it makes every upsert keep a statement journal, 5 to 20 times slower.
+``format`` in ``strongroom_meta`` is what a later version migrates from,
+inside the encrypted file, never through a plaintext copy.
 """
 
 from __future__ import annotations

@@ -1,0 +1,122 @@
+"""One store's connection, and how each operation runs on it: checked, retried, translated.
+
+Before every operation the account must be unlocked and the file's key
+version still active (``data_key`` says so, a few microseconds): a locked
+account closes the connection, so the database key leaves SQLCipher's
+memory with it.  An operation whose pages stop decrypting because another
+process re-keyed the file meanwhile is run again on a connection opened
+under the new version; a page that fails twice under the same version is
+damage, and SQLite's errors become strongroom's (``_errors``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from typing import TypeVar
+
+import sqlcipher3.dbapi2 as sqlcipher
+
+from strongroom.errors import IntegrityError, KeyLockedError, KeyUnavailableError, StoreError
+from strongroom_plugins.sqlcipher._errors import is_key_failure, translate
+from strongroom_plugins.sqlcipher._keying import KeyedFile, Opened
+
+__all__ = ["Runner"]
+
+T = TypeVar("T")
+
+#: How many re-keys in a row an operation rides out before giving up.
+ATTEMPTS = 5
+
+
+class Runner:
+    """The store's one connection, opened on first use and shared by its threads."""
+
+    def __init__(self, file: KeyedFile) -> None:
+        self.file = file
+        self.guard = threading.RLock()
+        self.opened: Opened | None = None
+        self.closed = False
+
+    @property
+    def _store(self) -> str:
+        return self.file.binding.name
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise StoreError(f"store {self._store!r} is closed")
+
+    def close(self) -> None:
+        with self.guard:
+            self.drop()
+            self.closed = True
+
+    def connection(self) -> sqlcipher.Connection:
+        """The open connection, after checking its key version may still be used."""
+        self.check_open()
+        opened = self.opened
+        if opened is not None:
+            binding = self.file.binding
+            try:
+                binding.keys.data_key(binding.purpose, opened.version)
+            except KeyLockedError:
+                self.drop()
+                raise
+            except KeyUnavailableError:
+                self.drop()  # retired or destroyed: maybe re-keyed elsewhere; resolve again
+            else:
+                return opened.conn
+        self.opened = self.file.open()
+        return self.opened.conn
+
+    def drop(self) -> None:
+        if self.opened is not None:
+            with suppress(sqlcipher.Error):
+                self.opened.conn.close()
+            self.opened = None
+
+    def run(self, doing: str, work: Callable[[sqlcipher.Connection], T]) -> T:
+        """``work`` on the connection, reopened and run again while re-keys strand it."""
+        with self.guard:
+            failed_under: int | None = None
+            for _attempt in range(ATTEMPTS):
+                conn = self.connection()
+                version = self.opened.version if self.opened else None
+                try:
+                    return work(conn)
+                except sqlcipher.Error as exc:
+                    if is_key_failure(exc) and version != failed_under:
+                        failed_under = version
+                        self.drop()
+                        continue
+                    raise translate(exc, self._store, doing) from None
+            raise IntegrityError(
+                f"store {self._store!r} was re-keyed {ATTEMPTS} times while {doing}; try again"
+            )
+
+    def write(self, doing: str, work: Callable[[sqlcipher.Connection], None]) -> None:
+        """``work`` in one write transaction, which commits only if it returns."""
+
+        def begin(conn: sqlcipher.Connection) -> sqlcipher.Connection:
+            # reads page 1: a stranded connection fails here, before ``work`` consumes anything
+            conn.execute("BEGIN IMMEDIATE")
+            return conn
+
+        with self.guard:
+            conn = self.run(doing, begin)
+            try:
+                work(conn)
+                conn.execute("COMMIT")
+            except sqlcipher.Error as exc:
+                _rollback(conn)
+                raise translate(exc, self._store, doing) from None
+            except BaseException:
+                _rollback(conn)
+                raise
+
+
+def _rollback(conn: sqlcipher.Connection) -> None:
+    if conn.in_transaction:
+        with suppress(sqlcipher.Error):
+            conn.execute("ROLLBACK")
