@@ -27,9 +27,10 @@ from bench import Sizes, pedantic
 from strongroom.keys import AccountKeys
 from strongroom.store import Store, StoreBinding
 from strongroom.testing import make_account_keys
+from strongroom_plugins.sqlcipher._records import UPSERT_RECORD
 from strongroom_plugins.sqlcipher._schema import _TABLES
 from strongroom_plugins.sqlcipher.connection import connect
-from strongroom_plugins.sqlcipher.store import _UPSERT_RECORD, SqlcipherStore
+from strongroom_plugins.sqlcipher.store import SqlcipherStore
 from strongroom_plugins.stores.files import FilesStore
 
 VALUE = os.urandom(200)
@@ -60,7 +61,7 @@ def new_database(path: Path, subject: str) -> Any:
 
 #: The store's records table and upsert, issued as they are.
 RECORDS_TABLE = next(table for table in _TABLES if "strongroom_records (" in table)
-INSERT = _UPSERT_RECORD
+INSERT = UPSERT_RECORD
 SELECT = "SELECT value, blob FROM strongroom_records WHERE key = ?"
 
 

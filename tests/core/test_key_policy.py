@@ -244,3 +244,19 @@ def test_background_work_holds_the_session_for_its_stores_only(tmp_path: Path) -
         asked = len(present.asked)
         wait_for(lambda: present.locked == ["idle"])  # after the block, the clock runs again
         assert len(present.asked) == asked  # background work never asked anyone
+
+
+def test_a_sqlcipher_store_closes_its_keyed_connection_when_the_keys_go(tmp_path: Path) -> None:
+    config = initialised(
+        tmp_path, stores__vault={"use": "sqlcipher"}, stores__cache={"use": "sqlcipher"}
+    )
+    with stack_of(config, Presence()) as stack:
+        stack.keys.unlock()
+        store = stack.store("vault")
+        store.put("k", b"secret")
+        runner = store._runner  # type: ignore[attr-defined]
+        assert runner.opened is not None  # SQLCipher holds the key while it is open
+        stack.keys.lock()
+        assert runner.opened is None  # closed at the lock, not at the next use
+        stack.keys.unlock()
+        assert store.get("k") == b"secret"

@@ -54,34 +54,15 @@ def key(args: argparse.Namespace) -> int:
 
 
 def _current_key(store: DatabaseStore) -> tuple[bytes, int]:
-    """The raw key that opens the database now, and its key version.
+    """The raw key that opens the database now, and its key version (``database_key()``).
 
-    A store offers it as ``database_key() -> (bytes, int)``; failing that,
-    the ``sqlcipher`` store's derivation is repeated from the version its
-    connections report (``strongroom_origin``), and :func:`_verify` proves it.
-
-    :raises UsageError: the store offers neither.
+    :raises UsageError: the store does not offer its key.
     """
     offered = getattr(store, "database_key", None)
-    if callable(offered):
-        raw, version = offered()
-        return bytes(raw), int(version)
-    conn = store.connect()
-    try:
-        origin = getattr(conn, "strongroom_origin", None)
-    finally:
-        conn.close()
-    binding = getattr(store, "binding", None)
-    if origin is None or binding is None:
+    if not callable(offered):
         raise UsageError("this store does not say which key opens its database")
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    purpose = binding.purpose
-    material = binding.keys.data_key(purpose, origin.version).material
-    info = b"strongroom/v1/sqlcipher-database:" + purpose.encode()
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info)
-    return hkdf.derive(bytes(material.view())), int(origin.version)
+    raw, version = offered()
+    return bytes(raw), int(version)
 
 
 def _cipher_settings(store: DatabaseStore) -> list[str]:

@@ -70,6 +70,24 @@ class Runner:
         self.opened = self.file.open()
         return self.opened.conn
 
+    def version(self) -> int:
+        """The key version of the open connection (call within :meth:`run`)."""
+        assert self.opened is not None  # noqa: S101 - run() opened it
+        return self.opened.version
+
+    def forget(self) -> None:
+        """Close the connection, and its key with it, unless an operation holds it now.
+
+        Called from another thread when the keys go (a lock, an idle
+        timeout): it never waits; a busy operation finds the key gone on
+        its next check and closes the connection itself.
+        """
+        if self.guard.acquire(blocking=False):
+            try:
+                self.drop()
+            finally:
+                self.guard.release()
+
     def drop(self) -> None:
         if self.opened is not None:
             with suppress(sqlcipher.Error):

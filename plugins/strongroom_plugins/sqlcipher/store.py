@@ -121,6 +121,21 @@ class SqlcipherStore(Store[SqlcipherStoreSettings]):
     def close(self) -> None:
         self._runner.close()
 
+    def forget_keys(self) -> None:
+        """The keys went: close the connection, so SQLCipher's memory holds the key no more."""
+        self._runner.forget()
+
+    def database_key(self) -> tuple[bytes, int]:
+        """The raw key that opens the database file now, and its key version: for support access.
+
+        ``strongroom database key --expose-key`` prints it; nothing else
+        needs it.  Opening the file first settles which version keys it.
+
+        :raises strongroom.errors.KeyLockedError: the account is locked.
+        """
+        version = self._run("reading the key version", lambda _conn: self._runner.version())
+        return self._file.key(version), version
+
     # managed connections for the application's own tables
 
     @property
