@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlcipher3.dbapi2 as sqlcipher  # type: ignore[import-untyped]
+import sqlcipher3.dbapi2 as sqlcipher
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from bench import Sizes, pedantic

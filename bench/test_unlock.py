@@ -26,9 +26,9 @@ from strongroom.keys import AccountKeys
 from strongroom.testing.store import suite_resolver
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from openbao import ROOT_TOKEN, running_openbao
-from services import running_gnome_keyring
-from softhsm import softhsm_session
+from openbao import ROOT_TOKEN, running_openbao  # type: ignore[import-not-found]
+from services import running_gnome_keyring  # type: ignore[import-not-found]
+from softhsm import softhsm_session  # type: ignore[import-not-found]
 
 PROVIDERS = ("passphrase", "keyring", "vault", "pkcs11")
 PASSPHRASE = "bench passphrase"  # noqa: S105 - the benchmark's own
@@ -85,6 +85,7 @@ def test_unlock(
 
         rounds = sizes.unlock_rounds if name != "passphrase" else max(sizes.unlock_rounds // 5, 1)
         pedantic(benchmark, keys.unlock, setup=relock, rounds=rounds)
+        assert benchmark.stats is not None
         times = sorted(benchmark.stats.stats.data)
         benchmark.extra_info["p95_ms"] = 1000 * times[min(len(times) - 1, len(times) * 95 // 100)]
         benchmark.extra_info["median_ms"] = 1000 * statistics.median(times)
