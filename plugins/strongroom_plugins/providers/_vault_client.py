@@ -91,6 +91,11 @@ class VaultConnection:
                 f"{where}: TLS verification failed; set ca_bundle to the CA that signed its "
                 "certificate"
             ) from exc
+        except _Redirected as exc:
+            raise ProviderUnreachableError(
+                f"{where} answered {action} with a redirect, which is never followed (it would "
+                "carry the token and the request elsewhere); set url to the server that answers"
+            ) from exc
         except requests.exceptions.Timeout as exc:
             raise ProviderUnreachableError(
                 f"{where} did not answer within {self._settings.timeout_s:g} s ({action})"
@@ -148,7 +153,11 @@ class VaultConnection:
             verify=str(Path(settings.ca_bundle).expanduser()) if settings.ca_bundle else True,
             timeout=settings.timeout_s,
             namespace=settings.namespace or None,
+            allow_redirects=False,
         )
+        # A redirect is refused before anything else reads the answer: hvac would follow
+        # it by default, and requests keeps X-Vault-Token (and a 307's body) across hosts.
+        client.adapter.session.hooks["response"].append(_refuse_redirect)
         try:
             if settings.role_id is not None and settings.secret_id is not None:
                 role_id, secret_id = _text(settings.role_id), _text(settings.secret_id)
@@ -193,6 +202,16 @@ class VaultConnection:
         client.adapter.close()
         self._client = None
         return self._login()
+
+
+class _Redirected(requests.exceptions.RequestException):
+    """Vault answered with a redirect (only ever raised and translated here)."""
+
+
+def _refuse_redirect(response: requests.Response, *args: object, **kwargs: object) -> None:
+    if response.is_redirect:
+        response.close()  # nothing of it is read: give its connection back
+        raise _Redirected(response=response)
 
 
 def _text(reference: SecretRef) -> str:
