@@ -161,10 +161,18 @@ class VaultConnection:
         try:
             if settings.role_id is not None and settings.secret_id is not None:
                 role_id, secret_id = _text(settings.role_id), _text(settings.secret_id)
-                with self.translated("AppRole login"):
-                    answer = client.auth.approle.login(
-                        role_id, secret_id, mount_point=settings.approle_mount
-                    )
+                try:
+                    with self.translated("AppRole login"):
+                        answer = client.auth.approle.login(
+                            role_id, secret_id, mount_point=settings.approle_mount
+                        )
+                except (vault_errors.InvalidRequest, vault_errors.InvalidPath) as exc:
+                    # Vault answers 400 to a wrong or expired role_id or secret_id: a refused
+                    # login, never Transit's refusal of a wrap (which the caller would see).
+                    raise UnlockFailedError(
+                        f"{self.where} refused the AppRole login at {settings.approle_mount!r}: "
+                        "the role_id or secret_id is wrong, or the secret_id has expired"
+                    ) from exc
                 self._learn(answer.get("auth") or {})
             else:
                 source = settings.token or SecretRef("file", settings.token_file)
