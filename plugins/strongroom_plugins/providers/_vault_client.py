@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import hvac
 import hvac.exceptions as vault_errors
@@ -158,6 +159,10 @@ class VaultConnection:
         # A redirect is refused before anything else reads the answer: hvac would follow
         # it by default, and requests keeps X-Vault-Token (and a 307's body) across hosts.
         client.adapter.session.hooks["response"].append(_refuse_redirect)
+        if urlsplit(settings.url).scheme == "http":
+            # Plain HTTP is allowed to loopback only: never through a proxy from the
+            # environment (HTTP_PROXY, ALL_PROXY), which would carry it off this host in clear.
+            client.adapter.session.trust_env = False
         try:
             if settings.role_id is not None and settings.secret_id is not None:
                 role_id, secret_id = _text(settings.role_id), _text(settings.secret_id)
