@@ -74,7 +74,7 @@ class VaultConnection:
                 client = self._fresh_client()
                 try:
                     with self.translated(action):
-                        return call(client)
+                        return self._checked(call(client), action)
                 except UnlockFailedError:
                     if attempt == 2 or not self._settings.token_file:
                         raise
@@ -122,6 +122,22 @@ class VaultConnection:
             raise ProviderUnreachableError(
                 f"{where} failed: {type(exc).__name__} ({action})"
             ) from exc
+
+    def _checked(self, answer: Any, action: str) -> Any:
+        """What hvac returned, unless it is a raw answer that is not Vault's JSON.
+
+        hvac returns the ``requests.Response`` itself for anything but a 200 with
+        JSON: a body-less success (204) reads as ``{}``, anything else (a proxy's
+        or portal's page) is no answer from Vault.
+        """
+        if not isinstance(answer, requests.Response):
+            return answer
+        if answer.status_code == 204 or (answer.ok and not answer.content):
+            return {}
+        raise ProviderUnreachableError(
+            f"{self.where} answered {action} with HTTP {answer.status_code} that is not "
+            "Vault's JSON; is url pointing at Vault?"
+        )
 
     def close(self) -> None:
         """Drop the client and its HTTP session; the next request authenticates again."""
@@ -178,12 +194,13 @@ class VaultConnection:
                         f"{self.where} refused the AppRole login at {settings.approle_mount!r}: "
                         "the role_id or secret_id is wrong, or the secret_id has expired"
                     ) from exc
-                self._learn(answer.get("auth") or {})
+                self._learn(self._checked(answer, "AppRole login").get("auth") or {})
             else:
                 source = settings.token or SecretRef("file", settings.token_file)
                 client.token = _text(source)
                 with self.translated("token lookup"):
-                    data = client.auth.token.lookup_self().get("data") or {}
+                    answer = self._checked(client.auth.token.lookup_self(), "token lookup")
+                    data = answer.get("data") or {}
                 self._learn({"lease_duration": data.get("ttl"), "renewable": data.get("renewable")})
         except BaseException:
             client.adapter.close()
@@ -208,7 +225,7 @@ class VaultConnection:
                 if not approle:
                     raise
             else:
-                self._learn(answer.get("auth") or {})
+                self._learn(self._checked(answer, "token renewal").get("auth") or {})
                 return client
         if not approle:
             return client
