@@ -22,6 +22,9 @@ as key management and the PKCS#11 rules sit in one place:
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -124,8 +127,19 @@ class TokenLogin:
             or was never set.
         """
         shared = _LOGINS.get(self._key)
+        if shared is not None and not self._held:
+            # Joining a login another holder made: the token checks no PIN while logged
+            # in, so this one is compared with the PIN that logged in; one that differs
+            # is put to the token itself (which counts it), after logging everyone out.
+            pin = read_pin()
+            if not shared.admits(pin):
+                del _LOGINS[self._key]
+                shared.close()
+                shared = None
+                read_pin = lambda: pin  # noqa: E731 - asked once
         if shared is None:
-            shared = _SharedLogin(self._login(read_pin))
+            session, pin_used = self._login(read_pin)
+            shared = _SharedLogin(session, pin_used)
             _LOGINS[self._key] = shared
         if not self._held:
             shared.holders += 1
@@ -154,7 +168,8 @@ class TokenLogin:
             if shared is not None:
                 shared.close()
 
-    def _login(self, read_pin: Callable[[], str]) -> pkcs11.Session:
+    def _login(self, read_pin: Callable[[], str]) -> tuple[pkcs11.Session, str | None]:
+        """A logged-in session, and the PIN the token accepted (``None``: it checked none)."""
         library_path, label = self._key
         library = load_library(library_path)
         with translated(label):
@@ -162,10 +177,10 @@ class TokenLogin:
             _check_pin_state(token.flags, label)
             pin = read_pin()
             try:
-                return token.open(rw=True, user_pin=pin)
+                return token.open(rw=True, user_pin=pin), pin
             except p11.UserAlreadyLoggedIn:
                 # Someone else in this process logged in outside these holders.
-                return token.open(rw=True)
+                return token.open(rw=True), None
             except (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange) as exc:
                 raise UnlockFailedError(
                     f"token {label!r} refused the PIN{_tries_left(token.flags)}"
@@ -173,9 +188,21 @@ class TokenLogin:
 
 
 class _SharedLogin:
-    def __init__(self, session: pkcs11.Session) -> None:
+    def __init__(self, session: pkcs11.Session, pin: str | None) -> None:
         self.session = session
         self.holders = 0
+        # Not the PIN: a keyed digest of it, to check a PIN offered by a later holder.
+        self._key = os.urandom(32)
+        self._verifier = None if pin is None else self._digest(pin)
+
+    def _digest(self, pin: str) -> bytes:
+        return hmac.new(self._key, pin.encode("utf-8"), hashlib.sha256).digest()
+
+    def admits(self, pin: str) -> bool:
+        """``pin`` is the one the token accepted at login (``False`` when it checked none)."""
+        return self._verifier is not None and hmac.compare_digest(
+            self._verifier, self._digest(pin)
+        )
 
     def close(self) -> None:
         with contextlib.suppress(p11.PKCS11Error):  # already gone with its token
