@@ -33,6 +33,7 @@ __all__ = [
     "AES_256_GCM",
     "HEADER_SIZE",
     "KEY_ID_SIZE",
+    "MAX_SERIAL",
     "NONCE_SIZE",
     "TAG_SIZE",
     "Blob",
@@ -50,6 +51,8 @@ NONCE_SIZE: Final = 12
 TAG_SIZE: Final = 16
 HEADER_SIZE: Final = len(MAGIC) + 2 + KEY_ID_SIZE + NONCE_SIZE  # 30 bytes
 _SERIAL = struct.Struct(">I")
+#: The last rotation serial a CKA_ID can hold.
+MAX_SERIAL: Final = 2**32 - 1
 _WHAT = "PKCS#11-wrapped key"
 
 

@@ -322,6 +322,11 @@ class Pkcs11Provider(KeyProvider[Pkcs11Settings]):
             newest = max(keys, key=_order, default=None)
             if newest is None or new_key:
                 serial = _order(newest)[0] + 1 if newest is not None else 1
+                if serial > blob_format.MAX_SERIAL:
+                    raise KeyUnavailableError(
+                        f"token {self._login.token_label!r} holds a key labelled {label!r} "
+                        "with the last serial; no newer root can be made (remove that key)"
+                    )
                 identifier = blob_format.key_id(serial)
                 keys[identifier] = generate_root(session, label, identifier)
                 newest = identifier
