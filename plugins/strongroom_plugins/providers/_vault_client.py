@@ -71,8 +71,9 @@ class VaultConnection:
         """
         with self._lock:
             for attempt in (1, 2):
-                client = self._fresh_client()
                 try:
+                    # Inside the retry: a renewal refused is a refused token like any other.
+                    client = self._fresh_client()
                     with self.translated(action):
                         return self._checked(call(client), action)
                 except UnlockFailedError:
