@@ -168,6 +168,9 @@ class VaultConnection:
             )
         client = hvac.Client(
             url=settings.url,
+            # Never hvac's default (VAULT_TOKEN or ~/.vault-token, the operator's own):
+            # a request carries only the credential the settings name.
+            token="",
             verify=str(Path(settings.ca_bundle).expanduser()) if settings.ca_bundle else True,
             timeout=settings.timeout_s,
             namespace=settings.namespace or None,
