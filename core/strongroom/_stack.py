@@ -257,7 +257,7 @@ class Strongroom(Closeable):
     def _key_policy(self) -> KeyPolicy:
         """The config's ``policy`` and ``idle_timeout`` settings, by provider and keyset."""
         from strongroom.keys._policy import PRESENCE, KeyPolicy
-        from strongroom.keys.purposes import store_purpose
+        from strongroom.keys.purposes import names_purpose, store_purpose
 
         providers = self.config.instances("key_providers")
         stores = {
@@ -269,13 +269,18 @@ class Strongroom(Closeable):
                 for name in providers
                 if self.config.choice(f"key_providers.{name}").policy == PRESENCE
             ),
+            # A store's names keyset (files: the record names) is its key as much as its data's.
             presence_purposes=frozenset(
-                store_purpose(name) for name, choice in stores.items() if choice.policy == PRESENCE
+                purpose
+                for name, choice in stores.items()
+                if choice.policy == PRESENCE
+                for purpose in (store_purpose(name), names_purpose(name))
             ),
             idle_timeouts={
-                store_purpose(name): choice.idle_timeout
+                purpose: choice.idle_timeout
                 for name, choice in stores.items()
                 if choice.idle_timeout is not None
+                for purpose in (store_purpose(name), names_purpose(name))
             },
         )
 
@@ -318,9 +323,11 @@ class Strongroom(Closeable):
         unknown = [name for name in stores if name not in configured]
         if unknown:
             raise UsageError(f"no store {unknown[0]!r} is configured")
-        from strongroom.keys.purposes import store_purpose
+        from strongroom.keys.purposes import names_purpose, store_purpose
 
-        return self.keys.background(store_purpose(name) for name in stores)
+        return self.keys.background(
+            purpose for name in stores for purpose in (store_purpose(name), names_purpose(name))
+        )
 
     def initialise(self) -> list[str]:
         """Create the account's keys and the keysets of every configured store.

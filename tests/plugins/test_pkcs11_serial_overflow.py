@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 from pkcs11 import Attribute, KeyType
-
 from test_pkcs11_provider import CONTEXT, SECRET, hsm, label, make  # noqa: F401 - fixtures
+
 from softhsm import SoftHsm
 from strongroom.errors import KeyUnavailableError
 

@@ -19,7 +19,7 @@ import pytest
 from strongroom.settings import SecretRef
 from strongroom_plugins.providers.vault import VaultProvider, VaultSettings
 
-AMBIENT = "s.operators-own-token"  # noqa: S105 - a marker
+AMBIENT = "s.operators-own-token"
 
 
 class _Vault(BaseHTTPRequestHandler):
@@ -39,7 +39,7 @@ class _Vault(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = do_PUT = _answer  # noqa: N815
+    do_GET = do_POST = do_PUT = _answer
 
     def log_message(self, *args: object) -> None:
         pass

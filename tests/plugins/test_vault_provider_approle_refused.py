@@ -53,11 +53,13 @@ def test_a_wrong_approle_credential_is_a_refused_login(
     with _provider(bao, role_id, secret_id) as good:
         blob = good.wrap(bytes(32), CONTEXT)
     credentials = {"role_id": role_id, "secret_id": secret_id, wrong: "not-the-right-one"}
-    with _provider(bao, **credentials) as provider:
-        with pytest.raises(UnlockFailedError, match="refused the AppRole login"):
-            if operation == "unwrap":
-                provider.unwrap(blob, CONTEXT)
-            elif operation == "wrap":
-                provider.wrap(bytes(32), CONTEXT)
-            else:
-                provider.recorded_generation("alice")
+    calls = {
+        "unwrap": lambda provider: provider.unwrap(blob, CONTEXT),
+        "wrap": lambda provider: provider.wrap(bytes(32), CONTEXT),
+        "recorded_generation": lambda provider: provider.recorded_generation("alice"),
+    }
+    with (
+        _provider(bao, **credentials) as provider,
+        pytest.raises(UnlockFailedError, match="refused the AppRole login"),
+    ):
+        calls[operation](provider)

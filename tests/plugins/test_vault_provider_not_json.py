@@ -34,7 +34,7 @@ class _Portal(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(page)
 
-    do_GET = do_POST = do_PUT = _answer  # noqa: N815
+    do_GET = do_POST = do_PUT = _answer
 
     def log_message(self, *args: object) -> None:
         pass
@@ -54,13 +54,14 @@ def portal(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.mark.parametrize("operation", ["wrap", "unwrap", "recorded_generation", "destroy"])
 def test_a_page_that_is_not_json_is_an_unreachable_vault(portal: str, operation: str) -> None:
     token = SecretRef("env", "T", environ={"T": "t"})
-    with VaultProvider(VaultSettings(url=portal, token=token)) as provider:
-        with pytest.raises(ProviderUnreachableError, match=f"^Vault at {portal} "):
-            if operation == "wrap":
-                provider.wrap(bytes(32), CONTEXT)
-            elif operation == "unwrap":
-                provider.unwrap(BLOB, CONTEXT)
-            elif operation == "recorded_generation":
-                provider.recorded_generation("alice")
-            else:
-                provider.destroy("alice")
+    calls = {
+        "wrap": lambda provider: provider.wrap(bytes(32), CONTEXT),
+        "unwrap": lambda provider: provider.unwrap(BLOB, CONTEXT),
+        "recorded_generation": lambda provider: provider.recorded_generation("alice"),
+        "destroy": lambda provider: provider.destroy("alice"),
+    }
+    with (
+        VaultProvider(VaultSettings(url=portal, token=token)) as provider,
+        pytest.raises(ProviderUnreachableError, match=f"^Vault at {portal} "),
+    ):
+        calls[operation](provider)

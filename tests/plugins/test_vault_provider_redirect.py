@@ -50,7 +50,7 @@ class _Elsewhere(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = do_PUT = _answer  # noqa: N815
+    do_GET = do_POST = do_PUT = _answer
 
     def log_message(self, *args: object) -> None:
         pass
@@ -65,7 +65,7 @@ def _redirector(target: str) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        do_GET = do_POST = do_PUT = _redirect  # noqa: N815
+        do_GET = do_POST = do_PUT = _redirect
 
         def log_message(self, *args: object) -> None:
             pass
@@ -99,9 +99,11 @@ def test_a_redirect_is_refused_and_nothing_reaches_its_target(
 ) -> None:
     url, seen = redirected
     token = SecretRef("env", "T", environ={"T": TOKEN})
-    with VaultProvider(VaultSettings(url=url, token=token, generation_mount="")) as provider:
-        with pytest.raises(ProviderUnreachableError, match="redirect") as caught:
-            provider.wrap(SECRET, CONTEXT)
+    with (
+        VaultProvider(VaultSettings(url=url, token=token, generation_mount="")) as provider,
+        pytest.raises(ProviderUnreachableError, match="redirect") as caught,
+    ):
+        provider.wrap(SECRET, CONTEXT)
     assert str(caught.value).startswith(f"Vault at {url} ")
     leaked = "\n".join(seen)
     assert TOKEN not in leaked

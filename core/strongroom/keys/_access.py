@@ -391,11 +391,16 @@ class KeyAccess(Closeable):
 
         For a presence check that proves the user knows a provider's secret
         by opening this wrap with a probe of its own.  The wrap is no secret
-        (``keys.json`` holds it); it is not authenticated here.
+        (``keys.json`` holds it); while the account is unlocked it comes from
+        the authenticated record, so a wrap swapped on disk for one under a
+        passphrase someone else knows proves nothing.  Before unlocking (a
+        ``presence`` provider) it cannot be authenticated.
 
         :raises strongroom.errors.UsageError: ``provider`` does not wrap the account.
+        :raises strongroom.errors.IntegrityError: the record was altered.
         """
-        record = self._read()
+        with self._guard:
+            record = self._current() if self._session.unlocked else self._read()
         if provider not in record.wraps:
             raise UsageError(f"provider {provider!r} does not wrap account {self.account!r}")
         return record.wraps[provider].blob, WrapContext(self.account, MASTER, record.master_version)
@@ -412,7 +417,13 @@ class KeyAccess(Closeable):
         :raises strongroom.errors.UsageError: one of ``purposes`` needs presence.
         """
         names = list(purposes)
-        refused = [purpose for purpose in names if purpose in self._policy.presence_purposes]
+        refused = list(  # a store's names keyset is named as its store
+            dict.fromkeys(
+                purpose.removesuffix(":names")
+                for purpose in names
+                if purpose in self._policy.presence_purposes
+            )
+        )
         if refused:
             raise UsageError(
                 f"{', '.join(refused)} needs user presence: background work cannot hold it open"

@@ -82,35 +82,45 @@ class DataKeyAccess(KeyAccess):
             unknown, retired or destroyed.
         :raises strongroom.errors.IntegrityError: the key record was altered.
         """
-        with self._guard:
-            needs_presence = purpose in self._policy.presence_purposes
-            if needs_presence and getattr(self._local, "background", False):
-                self._require_presence(f"using the {purpose} keyset")  # refused: nobody is there
-            keyset = self._keyset(self._current(), purpose)
-            wanted = keyset.primary if version is None else version
-            entry = keyset.versions.get(wanted)
-            if entry is None:
-                raise KeyUnavailableError(
-                    f"{purpose} has no key version {wanted} in account {self.account!r}"
-                )
-            if entry.state is not KeyState.ACTIVE:
-                raise KeyUnavailableError(
-                    f"{purpose} key version {wanted} of account {self.account!r} is {entry.state}"
-                )
-            cached = self._session.cached(purpose, wanted)
-            if cached is not None:
-                return cached
-            if needs_presence and purpose not in self._session.present:
-                self._require_presence(f"using the {purpose} keyset")
-                self._session.present.add(purpose)
-            key = DataKey(
-                purpose,
-                wanted,
-                self._suite_for(entry.suite),
-                self._unseal_data_key(purpose, wanted, entry),
-            )
-            self._session.remember(key)
-            return key
+        needs_presence = purpose in self._policy.presence_purposes
+        # a store's names keyset shares its data keyset's presence: the user is asked once
+        asked_for = purpose.removesuffix(":names")
+        if needs_presence and getattr(self._local, "background", False):
+            self._require_presence(f"using the {asked_for} keyset")  # refused: nobody is there
+        while True:
+            with self._guard:
+                keyset = self._keyset(self._current(), purpose)
+                wanted = keyset.primary if version is None else version
+                entry = keyset.versions.get(wanted)
+                if entry is None:
+                    raise KeyUnavailableError(
+                        f"{purpose} has no key version {wanted} in account {self.account!r}"
+                    )
+                if entry.state is not KeyState.ACTIVE:
+                    raise KeyUnavailableError(
+                        f"{purpose} key version {wanted} of account {self.account!r} "
+                        f"is {entry.state}"
+                    )
+                cached = self._session.cached(purpose, wanted)
+                if cached is not None:
+                    return cached
+                if not needs_presence or asked_for in self._session.present:
+                    key = DataKey(
+                        purpose,
+                        wanted,
+                        self._suite_for(entry.suite),
+                        self._unseal_data_key(purpose, wanted, entry),
+                    )
+                    self._session.remember(key)
+                    return key
+                period = self._session.period
+            # Asked outside the guard: a prompt the user leaves open must not stop the
+            # idle lock (nor a lock from another thread) while it waits.
+            self._require_presence(f"using the {asked_for} keyset")
+            with self._guard:
+                if self._session.period == period:  # not locked meanwhile: still this period
+                    self._session.present.add(asked_for)
+            # then round again: locked meanwhile raises KeyLockedError there
 
     def key_lookup(self, purpose: str) -> KeyFor:
         """A ``version -> (suite, key bytes)`` function for the formats' decryptors.

@@ -95,6 +95,8 @@ class Session:
         self._wake_at = 0.0
         #: Purposes whose user presence was confirmed in this unlocked period.
         self.present: set[str] = set()
+        #: Changes whenever an unlocked period starts or ends.
+        self.period = 0
         self._guard = guard
         self._notify = notify
         self._clock = clock
@@ -120,6 +122,7 @@ class Session:
             self._master.wipe()
         self._wipe_data_keys()
         self._master, self._master_version = master, version
+        self.period += 1
         self._touch()
 
     def switch(self, master: Secret, version: int) -> None:
@@ -181,6 +184,8 @@ class Session:
                     self._watcher = None
                 if self._master is not None:
                     self._touch()
+                    if self._watcher is None and self._used:  # purposes still idle out
+                        self._start_watcher()
 
     def forget(self, purpose: str, version: int) -> None:
         """Wipe the data key of ``version``, if it was unwrapped."""
@@ -211,6 +216,7 @@ class Session:
             return False
         self._master.wipe()
         self._master = None
+        self.period += 1
         self._wipe_data_keys()
         return True
 
@@ -228,10 +234,13 @@ class Session:
         if self._idle_timeout is not None:
             self._deadline = now + self._idle_timeout
         if self._watcher is None:
-            stop = self._watcher = threading.Event()
-            threading.Thread(
-                target=self._watch, args=(stop,), name="strongroom-idle-lock", daemon=True
-            ).start()
+            self._start_watcher()
+
+    def _start_watcher(self) -> None:
+        stop = self._watcher = threading.Event()
+        threading.Thread(
+            target=self._watch, args=(stop,), name="strongroom-idle-lock", daemon=True
+        ).start()
 
     def _watch(self, stop: threading.Event) -> None:
         """Sleep until the next deadline; drop what passed its own, lock when the session's has."""
@@ -253,13 +262,16 @@ class Session:
                     locked = self._wipe_all()
                     break
                 waits = [w for w in (session, self._next_purpose_wait(now)) if w is not None]
-                if not waits and not self._holds:
+                done = not waits and not self._holds
+                if done:
                     self._watcher = None  # nothing left to watch: the next use starts another
-                    return
-                wait = min(waits, default=60.0)
+                # capped: Event.wait overflows past threading.TIMEOUT_MAX (an "inf" timeout)
+                wait = min(*waits, 3600.0) if waits else 60.0
                 self._wake_at = now + wait
             for purpose in expired:
                 self._dropped(purpose)
+            if done:
+                return
             stop.wait(wait)
         if locked:
             self._notify("strongroom_key_locked", account=self._account, reason="idle")

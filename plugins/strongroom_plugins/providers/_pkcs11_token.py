@@ -200,9 +200,7 @@ class _SharedLogin:
 
     def admits(self, pin: str) -> bool:
         """``pin`` is the one the token accepted at login (``False`` when it checked none)."""
-        return self._verifier is not None and hmac.compare_digest(
-            self._verifier, self._digest(pin)
-        )
+        return self._verifier is not None and hmac.compare_digest(self._verifier, self._digest(pin))
 
     def close(self) -> None:
         with contextlib.suppress(p11.PKCS11Error):  # already gone with its token

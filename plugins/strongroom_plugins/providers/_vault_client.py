@@ -75,7 +75,8 @@ class VaultConnection:
                     # Inside the retry: a renewal refused is a refused token like any other.
                     client = self._fresh_client()
                     with self.translated(action):
-                        return self._checked(call(client), action)
+                        answer: T = self._checked(call(client), action)
+                        return answer
                 except UnlockFailedError:
                     if attempt == 2 or not self._settings.token_file:
                         raise

@@ -14,12 +14,13 @@ must be run again by the application, knowingly.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlcipher3.dbapi2 as sqlcipher
 
+from strongroom.errors import KeyLockedError, KeyUnavailableError, UnlockFailedError
 from strongroom_plugins.sqlcipher._errors import is_key_failure, is_read_only
 from strongroom_plugins.sqlcipher._version_file import KeyVersionFile
 
@@ -41,6 +42,8 @@ class Origin:
     store: str
     version: int
     sidecar: KeyVersionFile
+    #: Raises while the connection's key may not be used (the account locked, presence refused).
+    check: Callable[[], object] = field(default=lambda: None, compare=False)
 
     def explain(self) -> DatabaseKeyError:
         recorded = self.sidecar.read()
@@ -73,10 +76,20 @@ def _explained(origin: Origin | None) -> Iterator[None]:
 
 
 class ManagedCursor(sqlcipher.Cursor):  # type: ignore[misc]
-    """A cursor whose key failures say what happened."""
+    """A cursor whose key failures say what happened, and that runs nothing once the key went."""
 
     def _origin(self) -> Origin | None:
-        return getattr(self.connection, "strongroom_origin", None)
+        origin = getattr(self.connection, "strongroom_origin", None)
+        if origin is not None:
+            try:
+                origin.check()
+            except (KeyLockedError, UnlockFailedError):
+                # locked, or presence refused: the key leaves SQLCipher's memory with it
+                self.connection.close()
+                raise
+            except KeyUnavailableError:
+                pass  # its version retired by a re-key: the statement says so (DatabaseKeyError)
+        return origin
 
     def execute(self, sql: str, parameters: Any = (), /) -> ManagedCursor:
         with _explained(self._origin()):

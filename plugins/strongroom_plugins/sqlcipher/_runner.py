@@ -12,8 +12,8 @@ damage, and SQLite's errors become strongroom's (``_errors``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import TypeVar
 
 import sqlcipher3.dbapi2 as sqlcipher
@@ -38,6 +38,10 @@ class Runner:
         self.guard = threading.RLock()
         self.opened: Opened | None = None
         self.closed = False
+        #: Operations of :meth:`run` and :meth:`write` running now (nested ones count).
+        self._depth = 0
+        #: Set by :meth:`forget` when it found an operation running: the last one to end drops.
+        self._forget_pending = False
 
     @property
     def _store(self) -> str:
@@ -79,14 +83,31 @@ class Runner:
         """Close the connection, and its key with it, unless an operation holds it now.
 
         Called from another thread when the keys go (a lock, an idle
-        timeout): it never waits; a busy operation finds the key gone on
-        its next check and closes the connection itself.
+        timeout): it never waits; the busy operation closes the connection
+        itself when it ends.
         """
+        self._forget_pending = True  # before trying: an operation ending now sees it
         if self.guard.acquire(blocking=False):
             try:
+                self._forget_pending = False
                 self.drop()
             finally:
                 self.guard.release()
+
+    @contextmanager
+    def _operation(self) -> Iterator[None]:
+        """The guard, for one operation; the outermost to end honours a pending :meth:`forget`."""
+        with self.guard:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._forget_pending:
+                    self._forget_pending = False
+                    self.drop()
+        if self._forget_pending:  # forget() ran between that check and the release
+            self.forget()
 
     def drop(self) -> None:
         if self.opened is not None:
@@ -96,7 +117,7 @@ class Runner:
 
     def run(self, doing: str, work: Callable[[sqlcipher.Connection], T]) -> T:
         """``work`` on the connection, reopened and run again while re-keys strand it."""
-        with self.guard:
+        with self._operation():
             failed_under: int | None = None
             for _attempt in range(ATTEMPTS):
                 conn = self.connection()
@@ -121,7 +142,7 @@ class Runner:
             conn.execute("BEGIN IMMEDIATE")
             return conn
 
-        with self.guard:
+        with self._operation():
             conn = self.run(doing, begin)
             try:
                 work(conn)

@@ -162,7 +162,13 @@ class SqlcipherStore(Store[SqlcipherStoreSettings]):
         conn = opened.conn
         if not isinstance(conn, ManagedConnection):  # pragma: no cover - the factory makes one
             raise TypeError("sqlcipher3 ignored the connection factory")
-        conn.strongroom_origin = Origin(self.binding.name, opened.version, self._file.sidecar)
+        keys, purpose, version = self.binding.keys, self.binding.purpose, opened.version
+        conn.strongroom_origin = Origin(
+            self.binding.name,
+            version,
+            self._file.sidecar,
+            check=lambda: keys.data_key(purpose, version),
+        )
         return conn
 
     # records

@@ -45,6 +45,19 @@ class NameKeys:
             self._name_key = None
             self._source = None
 
+    def forget(self) -> None:
+        """Let the name key go, unless a derivation holds it now (it checks its source next).
+
+        Dropped, not wiped here: a name being computed in another thread may
+        hold it still; ``Secret.__del__`` wipes it when that one is done.
+        """
+        if self._guard.acquire(blocking=False):
+            try:
+                self._name_key = None
+                self._source = None
+            finally:
+                self._guard.release()
+
     def derive(self) -> Secret:
         """The name key, derived again whenever the account was re-locked.
 

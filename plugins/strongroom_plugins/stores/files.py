@@ -150,6 +150,10 @@ class FilesStore(Store[FilesStoreSettings]):
     def close(self) -> None:
         self._names.close()
 
+    def forget_keys(self) -> None:
+        """The keys went: wipe the name key derived from them."""
+        self._names.forget()
+
     @property
     def key_purposes(self) -> tuple[str, ...]:
         return (self.binding.purpose, self.binding.names_purpose)
