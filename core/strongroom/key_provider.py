@@ -202,6 +202,16 @@ class KeyProvider(Backend[S_co], ABC):
         :raises strongroom.errors.KeyUnavailableError: the backend cannot be reached.
         """
 
+    def saved(self, account: str) -> None:
+        """The account's key record was written: the wraps made since the last write are in effect.
+
+        Called after every write of the record, under its lock.  A provider
+        that must tell its user something about a new wrap (a recovery key
+        to write down) says it here, never in :meth:`wrap`: a wrap whose
+        record write fails, or is retried, never takes effect.  The default
+        does nothing.
+        """
+
     def record_generation(self, account: str, generation: int) -> None:
         """Keep ``generation``, the key record's write counter, beside the account's root.
 

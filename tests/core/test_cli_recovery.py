@@ -10,7 +10,9 @@ the user's paper copy.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from test_cli_data import (
     FILE_VARIABLE,
     PASSPHRASE,
@@ -26,6 +28,10 @@ from test_cli_data import (
 from test_cli_keyring import KEK_ITEM, KEYRING_TABLE
 
 from services import GnomeKeyring
+from strongroom import Strongroom, parse_config
+from strongroom.config import BUILTIN_SOURCE
+from strongroom.keys import _access
+from strongroom_plugins.providers import _recovery_code
 
 NEW_PASSPHRASE = "alice's new passphrase 7e2a"  # noqa: S105 - a test's own
 
@@ -159,3 +165,36 @@ def test_a_deleted_keyring_item_is_reported_as_lost_and_recovered(
     account.run("recover", "--enrol", "os")
     assert gnome_keyring.secret_tool_lookup(**KEK_ITEM) is not None
     assert account.run("get", "notes", "k").stdout == b"value"
+
+
+def test_a_rotation_whose_record_write_fails_shows_no_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown = tmp_path / "shown"
+    data: dict[str, Any] = {
+        "strongroom": {"data_dir": str(tmp_path / "data"), "account": "alice"},
+        "key_providers": {
+            "main": {"use": "passphrase", "memory_kib": 19456, "iterations": 2},
+            "recovery": {"use": "recovery-key", "write_new_key_to": str(shown)},
+        },
+    }
+    config = parse_config(data, source=BUILTIN_SOURCE, environ={})
+    with Strongroom(config, secrets={"main": PASSPHRASE}) as stack:
+        stack.initialise()
+    assert _recovery_code.parse(shown.read_text())
+    shown.rename(tmp_path / "paper")  # kept apart, as the user is told
+
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_access, "save_record", disk_full)
+    with Strongroom(config, secrets={"main": PASSPHRASE}) as stack:
+        stack.keys.unlock()
+        with pytest.raises(OSError, match="No space left"):
+            stack.keys.rewrap_for("recovery")  # keys rotate --provider recovery
+    assert not shown.exists()  # no key that no record holds; the retry is not blocked
+    monkeypatch.undo()
+    with Strongroom(config, secrets={"main": PASSPHRASE}) as stack:
+        stack.keys.unlock()
+        stack.keys.rewrap_for("recovery")
+    assert _recovery_code.parse(shown.read_text())

@@ -45,11 +45,35 @@ class Shown:
         return self.keys[request.context.account]
 
 
+class Saved(RecoveryKeyProvider):
+    """Each wrap saved at once, as the key hierarchy's record write would: its key is shown."""
+
+    def wrap(self, secret: bytes, context: WrapContext) -> bytes:
+        blob = super().wrap(secret, context)
+        self.saved(context.account)
+        return blob
+
+
 def make(shown: Shown | None = None) -> RecoveryKeyProvider:
     shown = shown if shown is not None else Shown()
-    provider = RecoveryKeyProvider(show=shown.show)
+    provider = Saved(show=shown.show)
     provider.use_secret(shown.answer)
     return provider
+
+
+def test_a_key_is_shown_only_once_its_record_is_saved() -> None:
+    shown = Shown()
+    provider = RecoveryKeyProvider(show=shown.show)
+    provider.wrap(b"master key", CONTEXT)
+    provider.wrap(b"master key", CONTEXT)  # a retried write: only the last wrap counts
+    assert shown.keys == {}
+    provider.saved("alice")
+    provider.saved("alice")  # once
+    assert list(shown.keys) == ["alice"]
+    provider.wrap(b"master key", CONTEXT)
+    provider.forget_secrets()  # the session locked before any record held it
+    provider.saved("alice")
+    assert len(shown.keys) == 1
 
 
 class TestRecoveryKeyProvider(KeyProviderContract):
@@ -120,7 +144,7 @@ def test_renew_wraps_to_the_same_key_without_asking() -> None:
 
 def test_a_new_key_goes_to_a_new_file_and_never_replaces_one(tmp_path: Path) -> None:
     target = tmp_path / "recovery.txt"
-    provider = RecoveryKeyProvider(RecoveryKeyProvider.Settings(write_new_key_to=str(target)))
+    provider = Saved(RecoveryKeyProvider.Settings(write_new_key_to=str(target)))
     blob = provider.wrap(b"master key", CONTEXT)
     assert target.stat().st_mode & 0o777 == 0o600
     text = target.read_text().strip()

@@ -215,13 +215,14 @@ class KeyAccess(Closeable):
             self._record_generation(record.generation)
 
     def _record_generation(self, generation: int) -> None:
-        """Tell every configured provider the record's new generation; best effort.
+        """Tell every configured provider the record was saved, and its new generation.
 
-        The record is already saved: a provider that cannot keep the value
-        now keeps an older one, which weakens rollback protection until the
-        next write but loses nothing.
+        The generation is best effort: the record is already saved, and a
+        provider that cannot keep the value now keeps an older one, which
+        weakens rollback protection until the next write but loses nothing.
         """
         for name, provider in self._providers.items():
+            provider.saved(self.account)
             try:
                 provider.record_generation(self.account, generation)
             except StrongroomError as exc:

@@ -47,6 +47,7 @@ decryption (its public key differs), as a typo is by the checksum.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -84,6 +85,7 @@ VERSION: Final = 1
 _PUBLIC = 32
 PREFIX_SIZE: Final = len(MAGIC) + 1 + 2 * _PUBLIC  # 69 bytes, before the nonce
 _KEY_INFO = b"strongroom/v1/recovery-key-x25519"
+log = logging.getLogger(__name__)
 _KEK_INFO = b"strongroom/v1/recovery-key-kek"
 
 #: Shows a new recovery key (its printable text) to the user, once, for the wrap ``context``.
@@ -126,27 +128,48 @@ class RecoveryKeyProvider(KeyProvider[RecoveryKeySettings]):
         self, settings: RecoveryKeySettings | None = None, *, show: ShowRecoveryKey | None = None
     ) -> None:
         super().__init__(settings)
+        self._custom_show = show is not None
         self._show = show if show is not None else self._show_default
         self._source: Callable[[SecretRequest], str | bytes | Secret] | None = None
+        #: By account: the printable key of the newest wrap, until its record is saved.
+        self._pending: dict[str, tuple[str, WrapContext]] = {}
 
     def use_secret(self, source: Callable[[SecretRequest], str | bytes | Secret]) -> None:
         """Ask ``source`` (the application's own prompt) for the recovery key from now on."""
         self._source = source
 
     def wrap(self, secret: bytes, context: WrapContext) -> bytes:
-        """Make a new recovery key, wrap ``secret`` to it, and show the key once.
+        """Make a new recovery key and wrap ``secret`` to it; the key is shown once saved.
+
+        The key is shown by :meth:`saved`, once the key record holding this
+        wrap is written: a wrap whose write fails (or is retried) never
+        shows a key nobody can use.  Where it will be shown is checked here.
 
         :raises strongroom.errors.KeyUnavailableError: there is nowhere to show
             the new key (no terminal and no ``write_new_key_to``), or that file exists.
         """
+        self._check_can_show()
         seed = _recovery_code.new_seed()
         try:
             private = _private_key(seed)
             blob = _seal_to(_public_bytes(private.public_key()), secret, context)
-            self._show(_recovery_code.printable(seed), context)
+            self._pending[context.account] = (_recovery_code.printable(seed), context)
         finally:
             wipe(seed)
         return blob
+
+    def saved(self, account: str) -> None:
+        """The record holds the newest wrap: show its recovery key now, once."""
+        pending = self._pending.pop(account, None)
+        if pending is not None:
+            self._show(*pending)
+
+    def forget_secrets(self) -> None:
+        """Drop a recovery key made for a wrap whose record was never written."""
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.forget_secrets()
 
     def renew(
         self, secret: bytes, context: WrapContext, *, previous: bytes, previous_context: WrapContext
@@ -211,23 +234,46 @@ class RecoveryKeyProvider(KeyProvider[RecoveryKeySettings]):
         except EOFError:
             raise KeyLockedError("no recovery key was entered") from None
 
+    def _check_can_show(self) -> None:
+        """:raises KeyUnavailableError: the default display has nowhere to show a new key."""
+        if self._custom_show:
+            return
+        target = self.settings.write_new_key_to
+        if target is not None:
+            if os.path.lexists(target):
+                raise KeyUnavailableError(
+                    f"{target} exists: it may hold the recovery key in use; move it away "
+                    "first. Nothing was changed"
+                )
+            return
+        try:
+            with open("/dev/tty", "w", encoding="utf-8"):
+                pass
+        except OSError:
+            raise KeyUnavailableError(
+                "no terminal to show the new recovery key on: set write_new_key_to in the "
+                "provider's config; nothing was changed"
+            ) from None
+
     def _show_default(self, text: str, context: WrapContext) -> None:
         banner = (
             f"Recovery key for account {context.account!r} (shown once; write it down and "
             f"keep it apart from this device):\n\n    {text}\n\n"
         )
         target = self.settings.write_new_key_to
-        if target is not None:
-            _write_new_file(target, text + "\n")
-            return
         try:
-            with open("/dev/tty", "w", encoding="utf-8") as terminal:
-                terminal.write(banner)
-        except OSError:
-            raise KeyUnavailableError(
-                "no terminal to show the new recovery key on: set write_new_key_to in the "
-                "provider's config; nothing was changed"
-            ) from None
+            if target is not None:
+                _write_new_file(target, text + "\n")
+            else:
+                with open("/dev/tty", "w", encoding="utf-8") as terminal:
+                    terminal.write(banner)
+        except (OSError, KeyUnavailableError) as exc:  # the record already holds the wrap
+            log.error(
+                "the new recovery key for %r could not be shown (%s); it is in effect but "
+                "unknown: make another with 'strongroom keys rotate --provider NAME'",
+                context.account,
+                exc.strerror if isinstance(exc, OSError) else exc,
+            )
 
     def __repr__(self) -> str:
         return "<RecoveryKeyProvider x25519>"
