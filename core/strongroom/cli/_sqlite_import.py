@@ -12,6 +12,7 @@ target as it was or fully imported; the plaintext is only read.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -86,8 +87,10 @@ def attach(conn: Any, path: Path) -> None:
 
     :raises UsageError: SQLite cannot read it as a plaintext database.
     """
+    # absolute: SQLite (built with SQLITE_USE_URI) reads a name starting "file:" as a URI,
+    # which can name another file than the one checked and later removed
     try:
-        conn.execute(f"ATTACH DATABASE ? AS {SOURCE} KEY ''", (str(path),))
+        conn.execute(f"ATTACH DATABASE ? AS {SOURCE} KEY ''", (os.path.abspath(path),))
         conn.execute(f"SELECT count(*) FROM {SOURCE}.sqlite_schema").fetchone()  # noqa: S608
     except conn.DatabaseError as exc:
         code = int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF

@@ -1,0 +1,49 @@
+"""Review findings: ``migrate`` must import exactly the file it checks and removes."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from strongroom.cli import migrate
+
+sqlcipher = pytest.importorskip("sqlcipher3.dbapi2")
+from strongroom_plugins.sqlcipher.connection import connect  # noqa: E402
+
+KEY = bytes(range(32))
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Any:
+    conn = connect(tmp_path / "store.db", KEY)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE strongroom_records (key TEXT PRIMARY KEY, value)")
+    yield conn
+    conn.close()
+
+
+def plaintext(path: Path, table: str, value: str) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute(f"CREATE TABLE {table} (x)")  # a test's own names
+    conn.execute(f"INSERT INTO {table} VALUES (?)", (value,))  # noqa: S608
+    conn.commit()
+    conn.close()
+
+
+def test_a_relative_name_starting_with_file_colon_is_the_file_not_a_uri(
+    tmp_path: Path, target: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    plaintext(tmp_path / "victim.db", "secret", "other file's plaintext")
+    plaintext(tmp_path / "file:victim.db", "named", "the file named on the command line")
+
+    migrate._migrate(target, Path("file:victim.db"), "vault", removing=True)
+
+    names = {row[0] for row in target.execute("SELECT name FROM sqlite_schema")}
+    assert "named" in names  # the file checked and removed is the one imported
+    assert "secret" not in names
+    assert not (tmp_path / "file:victim.db").exists()
+    assert (tmp_path / "victim.db").exists()  # never touched
