@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from strongroom.cli import migrate
+from strongroom.errors import UsageError
 
 sqlcipher = pytest.importorskip("sqlcipher3.dbapi2")
 from strongroom_plugins.sqlcipher.connection import connect  # noqa: E402
@@ -47,3 +48,32 @@ def test_a_relative_name_starting_with_file_colon_is_the_file_not_a_uri(
     assert "secret" not in names
     assert not (tmp_path / "file:victim.db").exists()
     assert (tmp_path / "victim.db").exists()  # never touched
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE TRIGGER wipe AFTER INSERT ON notes BEGIN DELETE FROM strongroom_records; END",
+        "CREATE TRIGGER forge AFTER INSERT ON notes BEGIN "
+        "INSERT INTO Strongroom_Records VALUES ('planted', x'00'); END",
+        "CREATE VIEW leak AS SELECT key, value FROM strongroom_records",
+    ],
+)
+def test_an_object_referring_to_the_store_s_tables_is_refused(
+    tmp_path: Path, target: Any, statement: str
+) -> None:
+    source = tmp_path / "app.db"
+    plaintext(source, "notes", "n")
+    conn = sqlite3.connect(source)
+    conn.execute(statement)
+    conn.commit()
+    conn.close()
+    target.execute("INSERT INTO strongroom_records VALUES ('keep', x'01')")
+
+    with pytest.raises(UsageError):
+        migrate._migrate(target, source, "vault", removing=True)
+
+    assert source.exists()
+    names = {row[0] for row in target.execute("SELECT name FROM sqlite_schema")}
+    assert not names & {"notes", "wipe", "forge", "leak"}
+    assert target.execute("SELECT key FROM strongroom_records").fetchall() == [("keep",)]

@@ -143,6 +143,13 @@ def refuse_collisions(conn: Any, schema: Schema, store: str) -> None:
                 f"store {store!r} already has {name!r}; nothing was migrated "
                 "(rename or drop one of them first)"
             )
+    for item in [*schema.tables, *schema.others]:
+        # a trigger or view naming the store's tables would read or rewrite them once imported
+        if RESERVED_PREFIX in item.sql.lower():
+            raise UsageError(
+                f"{item.type} {item.name!r} refers to {RESERVED_PREFIX}*, which store "
+                f"{store!r} reserves; nothing was migrated"
+            )
 
 
 def check_source(conn: Any, path: Path) -> None:
