@@ -80,9 +80,12 @@ def _verify(path: Any, raw: bytes, settings: list[str]) -> None:
     :raises IntegrityError: it does not open (nothing is printed).
     """
     from importlib import import_module
+    from urllib.parse import quote
 
     sqlcipher: Any = import_module("sqlcipher3.dbapi2")  # the store's own dependency
-    conn = sqlcipher.connect(f"file:{path}?mode=ro", uri=True)
+    # percent-encoded: a "?", "#" or "%" in the path would otherwise end or alter the URI's
+    # path, and SQLite would open (and create) another file, verifying nothing
+    conn = sqlcipher.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
     try:
         conn.execute("PRAGMA cipher_log_level = NONE")
         conn.execute(f"PRAGMA key = \"x'{raw.hex()}'\"")
