@@ -77,3 +77,35 @@ def test_an_object_referring_to_the_store_s_tables_is_refused(
     names = {row[0] for row in target.execute("SELECT name FROM sqlite_schema")}
     assert not names & {"notes", "wipe", "forge", "leak"}
     assert target.execute("SELECT key FROM strongroom_records").fetchall() == [("keep",)]
+
+
+@pytest.mark.parametrize("without_rowid", [False, True])
+def test_a_second_run_after_the_plaintext_changed_removes_nothing(
+    tmp_path: Path, target: Any, without_rowid: bool
+) -> None:
+    source = tmp_path / "app.db"
+    conn = sqlite3.connect(source)
+    suffix = " WITHOUT ROWID" if without_rowid else ""
+    conn.execute(f"CREATE TABLE acct (id INTEGER PRIMARY KEY, balance){suffix}")
+    conn.execute("INSERT INTO acct VALUES (1, 100), (2, 5)")
+    conn.commit()
+    migrate._migrate(target, source, "vault", removing=False)  # a trial run
+    conn.execute("UPDATE acct SET balance = 999 WHERE id = 1")  # the app goes on writing
+    conn.commit()
+    conn.close()
+
+    with pytest.raises(UsageError, match="already has"):
+        migrate._migrate(target, source, "vault", removing=True)
+
+    assert source.exists()  # the only copy of balance 999
+    conn = sqlite3.connect(source)
+    assert conn.execute("SELECT balance FROM acct WHERE id = 1").fetchone() == (999,)
+    conn.close()
+
+
+def test_a_second_run_with_the_same_rows_still_finishes(tmp_path: Path, target: Any) -> None:
+    source = tmp_path / "app.db"
+    plaintext(source, "notes", "n")
+    migrate._migrate(target, source, "vault", removing=False)
+    migrate._migrate(target, source, "vault", removing=True)
+    assert not source.exists()

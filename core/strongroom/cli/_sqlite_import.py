@@ -12,6 +12,7 @@ target as it was or fully imported; the plaintext is only read.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -203,6 +204,35 @@ def _copy_sequences(conn: Any, schema: Schema) -> None:
         if name in names:
             conn.execute("DELETE FROM main.sqlite_sequence WHERE name = ?", (name,))
             conn.execute("INSERT INTO main.sqlite_sequence (name, seq) VALUES (?, ?)", (name, seq))
+
+
+def same_rows(conn: Any, schema: Schema) -> bool:
+    """Whether every imported table holds the very rows of the plaintext's, rowids included.
+
+    Compared a row at a time in key order (rowid, or the primary key of a
+    ``WITHOUT ROWID`` table), so nothing is held in memory or spilled.
+    """
+    for table in schema.tables:
+        info = conn.execute(f"PRAGMA {SOURCE}.table_xinfo({quoted(table.name)})").fetchall()
+        columns = [quoted(row[1]) for row in info if row[6] == 0]
+        rowid = _rowid_alias(conn, table.name, {row[1].lower() for row in info if row[6] == 0})
+        if rowid:
+            order = [rowid]
+        else:
+            keys = sorted((row[5], row[1]) for row in info if row[5])
+            order = [quoted(name) for _, name in keys] or columns
+        names = ", ".join(([rowid] if rowid else []) + columns)
+        query = "SELECT {} FROM {}.{} ORDER BY {}"
+        ours = conn.execute(query.format(names, "main", quoted(table.name), ", ".join(order)))
+        theirs = conn.cursor().execute(
+            query.format(names, SOURCE, quoted(table.name), ", ".join(order))
+        )
+        for mine, source in itertools.zip_longest(ours, theirs):
+            if mine != source:
+                ours.close()
+                theirs.close()
+                return False
+    return True
 
 
 def row_counts(conn: Any, schema: Schema, database: str) -> dict[str, int]:

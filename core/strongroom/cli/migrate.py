@@ -78,6 +78,7 @@ def _migrate(conn: Any, path: Path, store: str, *, removing: bool) -> dict[str, 
 
 def _import(conn: Any, path: Path, store: str, *, removing: bool) -> dict[str, int]:
     reached("attached")
+    version = _data_version(conn)  # before anything is read: a write from here on keeps it
     schema = imports.read_schema(conn, path)
     done = _already_imported(conn, schema)
     if not done:
@@ -85,7 +86,6 @@ def _import(conn: Any, path: Path, store: str, *, removing: bool) -> dict[str, i
     imports.check_source(conn, path)
     with imports.sql_errors(conn, f"locking {path} and the store's database"):
         conn.execute("BEGIN IMMEDIATE")
-    version = _data_version(conn)
     if not done:
         imports.copy(conn, schema, reached)
     expected = imports.row_counts(conn, schema, imports.SOURCE)
@@ -109,7 +109,11 @@ def _already_imported(conn: Any, schema: imports.Schema) -> bool:
     if any(ours.get(name) != sql for name, sql in wanted.items()):
         return False
     main = imports.row_counts(conn, schema, "main")
-    return main == imports.row_counts(conn, schema, imports.SOURCE)
+    if main != imports.row_counts(conn, schema, imports.SOURCE):
+        return False
+    # equal counts are not the same rows: the plaintext may have been written since an
+    # earlier --keep-plaintext run, and removing it would lose those writes
+    return imports.same_rows(conn, schema)
 
 
 def _data_version(conn: Any) -> int:
