@@ -59,5 +59,9 @@ def create_engine(stack: Strongroom, store_name: str, **kwargs: Any) -> sqlalche
 
 def _rekeyed_is_a_disconnect(context: Any) -> None:
     """A connection stranded by a re-key is dropped with its pool, like a lost server."""
-    if getattr(context.original_exception, "rekeyed", False):
+    from strongroom.errors import KeyUnavailableError
+
+    original = context.original_exception
+    # re-keyed, or closed by the account's lock (KeyLockedError): the pool must not keep it
+    if getattr(original, "rekeyed", False) or isinstance(original, KeyUnavailableError):
         context.is_disconnect = True

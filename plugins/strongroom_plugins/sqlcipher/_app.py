@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlcipher3.dbapi2 as sqlcipher
 
-from strongroom.errors import KeyLockedError, KeyUnavailableError, UnlockFailedError
+from strongroom.errors import KeyLockedError, KeyUnavailableError
 from strongroom_plugins.sqlcipher._errors import is_key_failure, is_read_only
 from strongroom_plugins.sqlcipher._version_file import KeyVersionFile
 
@@ -42,8 +42,8 @@ class Origin:
     store: str
     version: int
     sidecar: KeyVersionFile
-    #: Raises while the connection's key may not be used (the account locked, presence refused).
-    check: Callable[[], object] = field(default=lambda: None, compare=False)
+    #: Raises KeyLockedError (or KeyUnavailableError) once the key may no longer be used.
+    check: Callable[[], object] | None = None
 
     def explain(self) -> DatabaseKeyError:
         recorded = self.sidecar.read()
@@ -75,42 +75,69 @@ def _explained(origin: Origin | None) -> Iterator[None]:
         raise
 
 
+def _still_keyed(conn: Any) -> None:
+    """Before a statement: once the account is locked the connection closes, and its key goes.
+
+    :raises strongroom.errors.KeyLockedError: the account was locked since it was opened.
+    :raises strongroom.errors.KeyUnavailableError: its key version was retired or destroyed.
+    """
+    origin = getattr(conn, "strongroom_origin", None)
+    if origin is None or origin.check is None:
+        return
+    try:
+        origin.check()
+    except KeyLockedError:
+        conn.strongroom_locked_out = True
+        conn.close()
+        raise
+    except KeyUnavailableError:
+        conn.strongroom_locked_out = True
+        conn.close()
+        explained = origin.explain()
+        if explained.rekeyed:  # re-keyed, then the old version retired: as after a re-key
+            raise explained from None
+        raise
+
+
 class ManagedCursor(sqlcipher.Cursor):  # type: ignore[misc]
-    """A cursor whose key failures say what happened, and that runs nothing once the key went."""
+    """A cursor whose key failures say what happened."""
 
     def _origin(self) -> Origin | None:
-        origin = getattr(self.connection, "strongroom_origin", None)
-        if origin is not None:
-            try:
-                origin.check()
-            except (KeyLockedError, UnlockFailedError):
-                # locked, or presence refused: the key leaves SQLCipher's memory with it
-                self.connection.close()
-                raise
-            except KeyUnavailableError:
-                pass  # its version retired by a re-key: the statement says so (DatabaseKeyError)
-        return origin
+        return getattr(self.connection, "strongroom_origin", None)
 
     def execute(self, sql: str, parameters: Any = (), /) -> ManagedCursor:
+        _still_keyed(self.connection)
         with _explained(self._origin()):
             super().execute(sql, parameters)
         return self
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> ManagedCursor:
+        _still_keyed(self.connection)
         with _explained(self._origin()):
             super().executemany(sql, seq_of_parameters)
         return self
 
     def executescript(self, sql_script: str, /) -> ManagedCursor:
+        _still_keyed(self.connection)
         with _explained(self._origin()):
             super().executescript(sql_script)
         return self
+
+    def close(self) -> None:
+        """Closing a cursor of a connection the lock closed is a no-op, not a second error."""
+        try:
+            super().close()
+        except sqlcipher.ProgrammingError:
+            if not getattr(self.connection, "strongroom_locked_out", False):
+                raise
 
 
 class ManagedConnection(sqlcipher.Connection):  # type: ignore[misc]
     """A ``sqlcipher3`` connection to a store's database, keyed by strongroom."""
 
     strongroom_origin: Origin | None = None
+    #: Set when a lock (or a retired version) closed it: see ``_still_keyed``.
+    strongroom_locked_out: bool = False
 
     def cursor(self, factory: Any = ManagedCursor) -> Any:
         return super().cursor(factory)
@@ -124,7 +151,13 @@ class ManagedConnection(sqlcipher.Connection):  # type: ignore[misc]
     def executescript(self, sql_script: str, /) -> Any:
         return self.cursor().executescript(sql_script)
 
+    def rollback(self) -> None:
+        """After a lock closed it there is nothing to roll back (closing did): a no-op."""
+        if not self.strongroom_locked_out:
+            super().rollback()
+
     def commit(self) -> None:
+        _still_keyed(self)
         with _explained(self.strongroom_origin):
             super().commit()
 

@@ -150,7 +150,9 @@ class SqlcipherStore(Store[SqlcipherStoreSettings]):
         (``strongroom_*``, which it should leave alone), and it closes it.
         Transactions are the DB-API's (implicit ``BEGIN`` before a write).
         After a re-key its next statement raises ``DatabaseKeyError``
-        (``rekeyed`` set): open a new one.
+        (``rekeyed`` set): open a new one.  Once the account locks (or the
+        version is retired) its next statement closes it, dropping the key,
+        and raises ``KeyLockedError`` (``KeyUnavailableError``).
 
         :raises strongroom.errors.KeyLockedError: the account is locked.
         :raises strongroom.errors.KeyUnavailableError: the file's version is retired
@@ -162,12 +164,12 @@ class SqlcipherStore(Store[SqlcipherStoreSettings]):
         conn = opened.conn
         if not isinstance(conn, ManagedConnection):  # pragma: no cover - the factory makes one
             raise TypeError("sqlcipher3 ignored the connection factory")
-        keys, purpose, version = self.binding.keys, self.binding.purpose, opened.version
+        keys, purpose = self.binding.keys, self.binding.purpose
         conn.strongroom_origin = Origin(
             self.binding.name,
-            version,
+            opened.version,
             self._file.sidecar,
-            check=lambda: keys.data_key(purpose, version),
+            check=partial(keys.data_key, purpose, opened.version),
         )
         return conn
 
