@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +60,53 @@ def test_after_a_rekey_and_retire_the_old_connection_still_says_rekeyed(
     with pytest.raises(DatabaseKeyError) as info:
         conn.execute("SELECT 1")
     assert info.value.rekeyed
+
+
+def _in_child(code: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize("planted", ["fifo-sidecar", "zero-sidecar", "fifo-database"])
+def test_a_special_file_in_the_store_never_hangs_it(tmp_path: Path, planted: str) -> None:
+    """A FIFO or a link to /dev/zero in place of a store file: an error or a fallback, at once."""
+    code = f"""
+import os, sys
+from pathlib import Path
+sys.path[:0] = {sys.path!r}
+from strongroom.errors import StoreError
+from strongroom.store import StoreBinding
+from strongroom.testing import MemoryKeyProvider, make_account_keys
+from strongroom_plugins.sqlcipher.store import SqlcipherStore
+
+keys = make_account_keys(Path({str(tmp_path)!r}), provider=MemoryKeyProvider(kek=bytes(32)))
+keys.create()
+directory = keys.directory / "stores" / "vault"
+directory.mkdir(parents=True, exist_ok=True)
+binding = StoreBinding(keys.account, "vault", directory, keys)
+keys.ensure(binding.purpose)
+store = SqlcipherStore(binding=binding)
+planted = {planted!r}
+if planted != "fifo-database":
+    store.put("k", b"v")
+    store.close()
+    store = SqlcipherStore(binding=binding)
+    sidecar = directory / "store.key-version"
+    sidecar.unlink()
+    if planted == "fifo-sidecar":
+        os.mkfifo(sidecar)
+    else:
+        os.symlink("/dev/zero", sidecar)
+    print(store.get("k"))
+else:
+    os.mkfifo(directory / "store.db")
+    try:
+        store.put("k", b"v")
+    except StoreError as exc:
+        print("StoreError", "regular file" in str(exc))
+"""
+    done = _in_child(code)  # raises TimeoutExpired on a hang
+    assert done.returncode == 0, done.stderr
+    expected = "StoreError True" if planted == "fifo-database" else "b'v'"
+    assert done.stdout.strip() == expected

@@ -20,13 +20,15 @@ What does not open it is told apart, for the error's exit code:
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlcipher3.dbapi2 as sqlcipher
 
-from strongroom.errors import IntegrityError, KeyLockedError, KeyUnavailableError
+from strongroom.errors import IntegrityError, KeyLockedError, KeyUnavailableError, StoreError
 from strongroom.store import StoreBinding
 from strongroom_plugins.sqlcipher import _schema
 from strongroom_plugins.sqlcipher._errors import is_key_failure, translate
@@ -243,7 +245,7 @@ class KeyedFile:
                 version = keys.primary_version(purpose)
                 key = self.key(version)
                 # owner-only before SQLite opens it: its -wal and -shm files copy this mode
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+                _create_private_file(self.path, self._store)
                 conn = connect(self.path, key, timeout=self.timeout)
                 try:
                     conn.execute("PRAGMA journal_mode = WAL")
@@ -252,3 +254,26 @@ class KeyedFile:
                     conn.close()
                 self.sidecar.write(Recorded(version))
             return self.open(isolation_level=isolation_level, factory=factory, wait=False)
+
+
+def _create_private_file(path: Path, store: str) -> None:
+    """Create ``path`` empty and owner-only, or check the empty one there is a regular file.
+
+    Never blocks on a FIFO put in its place, nor follows a link.
+
+    :raises strongroom.errors.StoreError: something else than a regular file is there.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.ENXIO, errno.ELOOP):  # a FIFO, a symbolic link
+            raise StoreError(f"store {store!r}: {path} is not a regular file") from None
+        raise StoreError(
+            f"store {store!r}: cannot create its database {path}: {exc.strerror}"
+        ) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StoreError(f"store {store!r}: {path} is not a regular file")
+    finally:
+        os.close(fd)

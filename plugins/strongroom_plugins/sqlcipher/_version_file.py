@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,7 @@ class KeyVersionFile:
     def read(self) -> Recorded | None:
         """The recorded versions, or ``None`` if the file is missing or not one of ours."""
         try:
-            data = json.loads(self.path.read_bytes())
+            data = json.loads(_read_small(self.path))
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -98,6 +99,27 @@ class KeyVersionFile:
             yield True
         finally:
             os.close(fd)
+
+
+#: Far more than the sidecar ever holds; a longer file is not one of ours.
+_MAX_BYTES = 4096
+
+
+def _read_small(path: Path) -> bytes:
+    """The file's bytes: never following a link, blocking on a FIFO or reading a device.
+
+    :raises OSError: missing, not a regular file, or larger than a sidecar can be.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        data = os.read(fd, _MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > _MAX_BYTES:
+        raise OSError(f"{path} is too large to be a key-version file")
+    return data
 
 
 def _is_version(value: object) -> bool:
