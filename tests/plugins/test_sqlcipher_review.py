@@ -110,3 +110,24 @@ else:
     assert done.returncode == 0, done.stderr
     expected = "StoreError True" if planted == "fifo-database" else "b'v'"
     assert done.stdout.strip() == expected
+
+
+def test_a_lock_during_a_migration_is_a_clean_key_error(
+    stack: Strongroom, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from strongroom.cli import migrate
+
+    source = tmp_path / "app.db"
+    plain = sqlite3.connect(source)
+    plain.execute("CREATE TABLE notes (x)")
+    plain.execute("INSERT INTO notes VALUES ('n')")
+    plain.commit()
+    plain.close()
+    conn = stack.store("vault").connect()  # type: ignore[attr-defined]
+    monkeypatch.setattr(migrate.imports, "check_source", lambda *_: stack.keys.lock())
+    with pytest.raises(KeyLockedError):
+        migrate._migrate(conn, source, "vault", removing=True)
+    conn.close()
+    assert source.exists()

@@ -12,6 +12,7 @@ kill, the command finds the import done, verifies it and finishes.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,9 +72,11 @@ def _migrate(conn: Any, path: Path, store: str, *, removing: bool) -> dict[str, 
     try:
         return _import(conn, path, store, removing=removing)
     finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        conn.execute(f"DETACH DATABASE {imports.SOURCE}")
+        # closed already if the account locked meanwhile: its error is the one to report
+        with contextlib.suppress(conn.ProgrammingError):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.execute(f"DETACH DATABASE {imports.SOURCE}")
 
 
 def _import(conn: Any, path: Path, store: str, *, removing: bool) -> dict[str, int]:
