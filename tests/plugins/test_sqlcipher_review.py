@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
+
 from strongroom import Strongroom, parse_config
 from strongroom.errors import KeyLockedError
 
@@ -131,3 +133,49 @@ def test_a_lock_during_a_migration_is_a_clean_key_error(
         migrate._migrate(conn, source, "vault", removing=True)
     conn.close()
     assert source.exists()
+
+
+def test_a_rekey_killed_before_its_floor_still_refuses_an_older_copy(tmp_path: Path) -> None:
+    import shutil
+
+    from sqlcipher_support import bind, new_keys, open_sqlcipher_store
+
+    from strongroom_plugins.sqlcipher import _rekey
+    from strongroom_plugins.sqlcipher._keying import RolledBackError
+
+    keys = new_keys(tmp_path / "keys")
+    keys.create()
+    binding = bind(keys)
+    store = open_sqlcipher_store(binding)
+    store.put("k", b"old value")
+    store.close()
+    backup = tmp_path / "backup"
+    shutil.copytree(binding.directory, backup)  # the whole directory, sidecar included
+
+    class Killed(BaseException):
+        pass
+
+    def kill_at(step: str) -> None:
+        if step == "recorded":  # the sidecar names the new version; the floor is not raised
+            raise Killed
+
+    keys.rotate(binding.purpose)
+    store = open_sqlcipher_store(binding)
+    store.put("k", b"new value")
+    original, _rekey.on_step = _rekey.on_step, kill_at
+    try:
+        with pytest.raises(Killed):
+            list(store.reencrypt())
+    finally:
+        _rekey.on_step = original
+    store.close()
+    store = open_sqlcipher_store(binding)
+    assert store.get("k") == b"new value"  # someone opens the store after the crash
+    store.close()
+
+    shutil.rmtree(binding.directory)
+    shutil.copytree(backup, binding.directory)  # an older copy put back
+    store = open_sqlcipher_store(binding)
+    with pytest.raises(RolledBackError):
+        store.get("k")
+    store.close()

@@ -159,6 +159,11 @@ class KeyedFile:
                 continue
             if opened is not None:
                 self._note(recorded, version)
+                if max(floor, 1) < version and recorded == Recorded(version):
+                    # the sidecar confirms the file is wholly under ``version``: a re-key
+                    # killed after recording it but before raising the floor is finished
+                    # here, so an older copy put back now is refused, not re-keyed later
+                    keys.raise_floor(purpose, version)
                 return opened
         return self._why_not(recorded, floor, unavailable)
 

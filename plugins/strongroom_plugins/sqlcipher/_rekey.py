@@ -18,8 +18,8 @@ The steps, under the store's lock (``store.lock``)::
     4. sidecar: {version: new}
     5. raise the keyset's floor to new          an older copy is now refused
 
-A kill between 2 and 4 is repaired by the next opener (``_keying``),
-which also raises the floor; between 4 and 5 by the next ``reencrypt``.
+A kill between 2 and 5 is repaired by the next opener (``_keying``),
+which also raises the floor (the next ``reencrypt`` would too).
 Connections opened before the re-key (another process, or an
 application's own) fail their next statement and are opened again.
 """
