@@ -179,3 +179,35 @@ def test_a_rekey_killed_before_its_floor_still_refuses_an_older_copy(tmp_path: P
     with pytest.raises(RolledBackError):
         store.get("k")
     store.close()
+
+
+def test_a_rekey_during_a_migration_is_a_store_error_naming_it(
+    stack: Strongroom, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``strongroom keys reencrypt`` run beside ``strongroom migrate``: no internal error."""
+    import argparse
+    import contextlib
+    import sqlite3
+
+    from strongroom.cli import migrate
+    from strongroom.errors import StoreError
+
+    source = tmp_path / "app.db"
+    plain = sqlite3.connect(source)
+    plain.execute("CREATE TABLE notes (x)")
+    plain.execute("INSERT INTO notes VALUES ('n')")
+    plain.commit()
+    plain.close()
+    vault = stack.store("vault")
+
+    def rekey_at(step: str) -> None:
+        if step == "attached":  # another process re-keys the store now
+            stack.keys.rotate(vault.binding.purpose)
+            list(vault.reencrypt())  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(migrate, "reached", rekey_at)
+    monkeypatch.setattr(migrate, "opened", lambda _args: contextlib.nullcontext(stack))
+    args = argparse.Namespace(source=str(source), to="vault", keep_plaintext=False)
+    with pytest.raises(StoreError, match="re-keyed during the migration"):
+        migrate.run(args)
+    assert source.exists()

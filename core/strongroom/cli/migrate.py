@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         conn = store.connect()
         try:
             result = _migrate(conn, path, args.to, removing=removing)
+        except conn.Error as exc:  # one the steps do not name: a re-key meanwhile, say
+            raise _unexpected(exc, path, args.to) from None
         finally:
             conn.close()
     tables, rows = len(result), sum(result.values())
@@ -147,6 +149,17 @@ def _remove(conn: Any, path: Path, version: int) -> None:
         raise StoreError(f"{path} is in use by another process; {kept}")
     remove_plaintext(path, between=lambda: reached("removing"))
     reached("removed")
+
+
+def _unexpected(exc: Exception, path: Path, store: str) -> StoreError:
+    """A SQLite error no step turned into a message; never SQLite's own text."""
+    if getattr(exc, "rekeyed", False):
+        return StoreError(
+            f"store {store!r} was re-keyed during the migration; {path} was kept: "
+            "run the command again"
+        )
+    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    return StoreError(f"migrating {path} failed ({name}); {path} was kept")
 
 
 def _warn(message: str) -> None:
