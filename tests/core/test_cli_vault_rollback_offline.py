@@ -22,7 +22,8 @@ from openbao import running_openbao
 
 @pytest.mark.xfail(
     strict=True,
-    reason="defect: _kept_generations skips a generation keeper that cannot answer (fails open)",
+    reason="the documented gap: a generation keeper that cannot answer is skipped, so an account"
+    " stays unlockable offline (docs/threat-model.md, Rollback)",
 )
 def test_an_older_record_is_refused_while_the_generation_keeper_is_unreachable(
     tmp_path: Path,
