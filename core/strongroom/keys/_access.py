@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -86,6 +87,7 @@ class KeyAccess(Closeable):
     ) -> None:
         self.account = account
         self.directory = directory
+        self._record_path = os.fspath(directory / RECORD_FILE)
         self._providers = dict(providers)
         self._provider_backends = dict(provider_backends)
         self._unlocked_by = ""
@@ -122,9 +124,8 @@ class KeyAccess(Closeable):
 
         Do not mutate it.  Only reports (``status``) use it unauthenticated.
         """
-        path = self.directory / RECORD_FILE
         try:
-            info = path.stat()
+            info = os.stat(self._record_path)  # a string: every key use comes through here
             stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
             if self._cached is not None and self._cached[0] == stamp:
                 return self._cached[1]
@@ -139,7 +140,8 @@ class KeyAccess(Closeable):
             ) from None
         if record.account != self.account:
             raise IntegrityError(
-                f"{path}: the key record belongs to another account, not {self.account!r}"
+                f"{self._record_path}: the key record belongs to another account, "
+                f"not {self.account!r}"
             )
         self._cached = (stamp, record)
         return record
