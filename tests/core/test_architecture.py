@@ -27,6 +27,7 @@ PUBLIC_MODULES = {
     "strongroom.hookspecs",
     "strongroom.key_provider",
     "strongroom.keys",
+    "strongroom.pins",
     "strongroom.redaction",
     "strongroom.secret",
     "strongroom.settings",

@@ -315,6 +315,15 @@ def _other_commands(commands: Any, command: Callable[..., Any]) -> None:
         "--foreground", action="store_true", help="serve in this process instead of detaching"
     )
     command(commands, "lock", "agent:lock", "make the agent wipe the keys and end")
+    pin = command(
+        commands, "pin", "pin:run", "print the SPKI pins of a server's chain or a PEM file"
+    )
+    pin.add_argument("target", nargs="?", metavar="HOST[:PORT]", help="port 443 by default")
+    pin.add_argument("--cert", metavar="FILE", help="read PEM certificates instead of connecting")
+    pin.add_argument(
+        "--ca-bundle", metavar="FILE", help="trust only these CAs (default: the system's)"
+    )
+    pin.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="default: 10")
 
 
 def _database_commands(commands: Any, command: Callable[..., Any]) -> None:
