@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
+from strongroom import Strongroom, parse_config
 from strongroom.keys import AccountKeys
 from strongroom.store import StoreBinding
 from strongroom.testing import MemoryKeyProvider, make_account_keys
@@ -72,3 +75,19 @@ def child(keys: AccountKeys, script: str, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@contextlib.contextmanager
+def sqlcipher_stack(root: Path) -> Iterator[Strongroom]:
+    """A stack whose one store, ``vault``, is a sqlcipher store, initialised and unlocked."""
+    config = parse_config(
+        {
+            "strongroom": {"data_dir": str(root / "data"), "account": "alice"},
+            "stores": {"vault": {"use": "sqlcipher"}},
+        },
+        source="test",
+        environ={},
+    )
+    with Strongroom(config, secrets={"main": "a test passphrase 5a1e"}) as built:
+        built.initialise()
+        yield built

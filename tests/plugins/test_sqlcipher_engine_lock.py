@@ -1,4 +1,4 @@
-"""Review finding: an engine's pooled connections stop at the lock and recover after unlock."""
+"""A SQLAlchemy engine's pooled connections stop at the account's lock and recover after unlock."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlcipher_support import sqlcipher_stack
 
-from strongroom import Strongroom, parse_config
+from strongroom import Strongroom
 from strongroom.errors import KeyLockedError
 
 pytest.importorskip("sqlcipher3.dbapi2")
@@ -15,16 +16,7 @@ pytest.importorskip("sqlcipher3.dbapi2")
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Strongroom]:
-    config = parse_config(
-        {
-            "strongroom": {"data_dir": str(tmp_path / "data"), "account": "alice"},
-            "stores": {"vault": {"use": "sqlcipher"}},
-        },
-        source="test",
-        environ={},
-    )
-    with Strongroom(config, secrets={"main": "review passphrase 5a1e"}) as built:
-        built.initialise()
+    with sqlcipher_stack(tmp_path) as built:
         yield built
 
 

@@ -1,4 +1,4 @@
-"""Review finding: an application's connection must not outlive the account's lock."""
+"""Attacks on the sqlcipher store: application connections after a lock, special files, rollback."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlcipher_support import sqlcipher_stack
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from strongroom import Strongroom, parse_config
+from strongroom import Strongroom
 from strongroom.errors import KeyLockedError
 
 sqlcipher = pytest.importorskip("sqlcipher3.dbapi2")
@@ -19,16 +18,7 @@ sqlcipher = pytest.importorskip("sqlcipher3.dbapi2")
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Strongroom]:
-    config = parse_config(
-        {
-            "strongroom": {"data_dir": str(tmp_path / "data"), "account": "alice"},
-            "stores": {"vault": {"use": "sqlcipher"}},
-        },
-        source="test",
-        environ={},
-    )
-    with Strongroom(config, secrets={"main": "review passphrase 5a1e"}) as built:
-        built.initialise()
+    with sqlcipher_stack(tmp_path) as built:
         yield built
 
 

@@ -8,13 +8,12 @@ the AppRole login would carry it to the Vault in the provider's settings.
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+from vault_stub import Recording, serving
 
 from strongroom.settings import SecretRef
 from strongroom_plugins.providers.vault import VaultProvider, VaultSettings
@@ -22,39 +21,19 @@ from strongroom_plugins.providers.vault import VaultProvider, VaultSettings
 AMBIENT = "s.operators-own-token"
 
 
-class _Vault(BaseHTTPRequestHandler):
-    seen: list[str]
+class _Vault(Recording):
+    """Answers an AppRole login; keeps no generation."""
 
-    def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.seen.append(f"{self.command} {self.path} {dict(self.headers)}")
-        payload = json.dumps({"auth": {"client_token": "s.approle", "lease_duration": 0}}).encode()
-        if "generation" in self.path:  # no kept generation
-            self.send_response(404)
-            payload = b'{"errors": []}'
-        else:
-            self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = _answer
-
-    def log_message(self, *args: object) -> None:
-        pass
+    def answer(self) -> tuple[int, dict[str, Any]]:
+        if "generation" in self.path:
+            return 404, {"errors": []}
+        return 200, {"auth": {"client_token": "s.approle", "lease_duration": 0}}
 
 
 @pytest.fixture
 def vault() -> Iterator[tuple[str, list[str]]]:
-    seen: list[str] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("V", (_Vault,), {"seen": seen}))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Vault) as served:
+        yield served
 
 
 @pytest.mark.parametrize("where", ["env", "file"])

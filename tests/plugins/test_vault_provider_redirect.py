@@ -11,13 +11,10 @@ redirects every request to a second stub that records what reaches it.
 from __future__ import annotations
 
 import base64
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
+from vault_stub import Recording, serving
 
 from strongroom.errors import ProviderUnreachableError
 from strongroom.key_provider import WrapContext
@@ -29,69 +26,27 @@ SECRET = bytes(range(32))
 CONTEXT = WrapContext("alice", "master", 1)
 
 
-class _Elsewhere(BaseHTTPRequestHandler):
-    """A fake Vault that answers enough for a wrap, recording every request."""
-
-    seen: list[str]
-
-    def _answer(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-        self.seen.append(f"{self.command} {self.path} {dict(self.headers)} {body}")
-        if "lookup-self" in self.path:
-            data: dict[str, Any] = {"data": {"ttl": 0, "renewable": False}}
-        elif "/keys/" in self.path:
-            data = {"data": {"type": "aes256-gcm96", "derived": True, "exportable": False}}
-        else:
-            data = {"data": {"ciphertext": "vault:v1:" + base64.b64encode(bytes(48)).decode()}}
-        payload = json.dumps(data).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = _answer
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def _redirector(target: str) -> type[BaseHTTPRequestHandler]:
-    class Redirect(BaseHTTPRequestHandler):
-        def _redirect(self) -> None:
+def _redirector(target: str) -> type[Recording]:
+    class Redirect(Recording):
+        def _handle(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self.send_response(307)
             self.send_header("Location", target + self.path)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        do_GET = do_POST = do_PUT = _redirect
-
-        def log_message(self, *args: object) -> None:
-            pass
+        do_GET = do_POST = do_PUT = _handle
 
     return Redirect
-
-
-def _serving(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture
 def redirected() -> Iterator[tuple[str, list[str]]]:
     """``(url of a server that redirects everything, what the redirect target saw)``."""
-    seen: list[str] = []
-    elsewhere, target = _serving(type("Elsewhere", (_Elsewhere,), {"seen": seen}))
-    # Another host name for the same loopback target: a cross-host redirect.
-    front, url = _serving(_redirector(target.replace("127.0.0.1", "localhost")))
-    try:
-        yield url, seen
-    finally:
-        for server in (front, elsewhere):
-            server.shutdown()
-            server.server_close()
+    with serving(Recording) as (target, seen):  # noqa: SIM117 - the front needs its URL
+        # Another host name for the same loopback target: a cross-host redirect.
+        with serving(_redirector(target.replace("127.0.0.1", "localhost"))) as (url, _):
+            yield url, seen
 
 
 def test_a_redirect_is_refused_and_nothing_reaches_its_target(

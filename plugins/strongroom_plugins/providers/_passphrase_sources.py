@@ -26,6 +26,7 @@ __all__ = [
     "PassphraseSource",
     "configured_source",
     "read_passphrase",
+    "stdin_is_tty",
 ]
 
 FILE_VARIABLE: Final = "STRONGROOM_PASSPHRASE_FILE"
@@ -79,7 +80,7 @@ def read_passphrase(request: PassphraseRequest) -> bytes:
                 return SecretRef(scheme, target).resolve()
             except (SecretSourceError, KeyLockedError) as exc:
                 raise type(exc)(f"{variable}: {exc}") from None
-    if not _stdin_is_tty():
+    if not stdin_is_tty():
         raise KeyLockedError(_NO_NEW_SOURCE if request.change else _NO_SOURCE)
     return _prompt(request).encode()
 
@@ -94,7 +95,8 @@ def configured_source(current: SecretRef | None, new: SecretRef | None) -> Passp
     return source
 
 
-def _stdin_is_tty() -> bool:
+def stdin_is_tty() -> bool:
+    """Whether standard input is a terminal to prompt on (not closed, detached or redirected)."""
     try:
         return sys.stdin is not None and sys.stdin.isatty()
     except (ValueError, OSError):  # closed or detached

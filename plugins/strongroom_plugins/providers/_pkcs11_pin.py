@@ -11,11 +11,11 @@ its own source over with ``use_secret``.
 from __future__ import annotations
 
 import getpass
-import sys
 
 from strongroom.errors import KeyLockedError
 from strongroom.key_provider import SecretRequest, SecretSource
 from strongroom.settings import SecretRef
+from strongroom_plugins.providers._passphrase_sources import stdin_is_tty
 
 __all__ = ["pin_source"]
 
@@ -33,7 +33,7 @@ def pin_source(reference: SecretRef | None, token_label: str) -> SecretSource:
 
 def _prompt(request: SecretRequest, token_label: str) -> bytes:
     where = f"token {token_label!r} (account {request.context.account!r})"
-    if not _stdin_is_tty():
+    if not stdin_is_tty():
         raise KeyLockedError(
             f"no PIN available for {where}: set the provider's pin setting "
             "(file:, env: or command:), or run on a terminal to be asked"
@@ -42,10 +42,3 @@ def _prompt(request: SecretRequest, token_label: str) -> bytes:
         return getpass.getpass(f"User PIN for {where}: ").encode()
     except EOFError:
         raise KeyLockedError(f"no PIN was entered for {where}") from None
-
-
-def _stdin_is_tty() -> bool:
-    try:
-        return sys.stdin is not None and sys.stdin.isatty()
-    except (ValueError, OSError):  # closed or detached
-        return False

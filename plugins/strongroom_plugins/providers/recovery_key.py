@@ -49,7 +49,6 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Final
 
@@ -66,6 +65,7 @@ from strongroom.key_provider import KeyProvider, KeyProviderTraits, SecretReques
 from strongroom.secret import Secret
 from strongroom.settings import BackendSettings, SecretRef
 from strongroom_plugins.providers import _recovery_code
+from strongroom_plugins.providers._passphrase_sources import stdin_is_tty
 from strongroom_plugins.providers._wrapping import (
     KEY_SIZE,
     check_length,
@@ -224,7 +224,7 @@ class RecoveryKeyProvider(KeyProvider[RecoveryKeySettings]):
             return bytes(answer.view()) if isinstance(answer, Secret) else answer
         if self.settings.recovery_key is not None:
             return self.settings.recovery_key.resolve()
-        if not _stdin_is_tty():
+        if not stdin_is_tty():
             raise KeyLockedError(
                 "no recovery key available: set recovery_key in the provider's config "
                 "(env:, file: or command:), or run on a terminal to be asked"
@@ -356,10 +356,3 @@ def _public_bytes(key: X25519PublicKey) -> bytes:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def _stdin_is_tty() -> bool:
-    try:
-        return sys.stdin is not None and sys.stdin.isatty()
-    except (ValueError, OSError):
-        return False
