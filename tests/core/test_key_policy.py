@@ -261,3 +261,20 @@ def test_a_sqlcipher_store_closes_its_keyed_connection_when_the_keys_go(tmp_path
         assert runner.opened is None  # closed at the lock, not at the next use
         stack.keys.unlock()
         assert store.get("k") == b"secret"
+
+
+def test_a_presence_database_is_refused_to_background_work_right_after_a_foreground_read(
+    tmp_path: Path,
+) -> None:
+    # the sqlcipher store trusts a checked key version for a while; never a presence store's
+    config = initialised(tmp_path, stores__vault={"use": "sqlcipher", "policy": "presence"})
+    with stack_of(config, Presence(True)) as stack:
+        stack.keys.unlock()
+        vault = stack.store("vault")
+        vault.put("k", b"secret")
+        assert vault.get("k") == b"secret"  # presence given, the version just checked
+        with (
+            stack.background("cache"),
+            pytest.raises(KeyLockedError, match="background work cannot give"),
+        ):
+            vault.get("k")

@@ -112,6 +112,22 @@ class KeyAccess(Closeable):
         self._verified: KeyRecord | None = None
         #: The highest generation this object has authenticated: the record never goes back.
         self._newest = 0
+        #: How many times this object has saved the record (see :attr:`changes`).
+        self._saves = 0
+
+    def asks_presence(self, purpose: str) -> bool:
+        """Whether each use of ``purpose``'s keys goes through the presence policy."""
+        return purpose in self._policy.presence_purposes
+
+    @property
+    def changes(self) -> int:
+        """A number that rises whenever this object saves the record or stops a key's use.
+
+        Two attribute reads: a store that checks its key version only now
+        and then compares it to notice at once a lock, an idle timeout, or a
+        retirement made in this process.
+        """
+        return self._saves + self._session.drops
 
     # state on disk
 
@@ -213,6 +229,7 @@ class KeyAccess(Closeable):
             record = self._current().model_copy(deep=True)
             yield record
             save_record(self.directory, record, self._session.master_key())
+            self._saves += 1
             self._newest = record.generation
             self._record_generation(record.generation)
 

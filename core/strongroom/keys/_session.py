@@ -97,6 +97,8 @@ class Session:
         self.present: set[str] = set()
         #: Changes whenever an unlocked period starts or ends.
         self.period = 0
+        #: Rises whenever a key stops being usable: a period ends, a purpose or version is dropped.
+        self.drops = 0
         self._guard = guard
         self._notify = notify
         self._clock = clock
@@ -190,6 +192,7 @@ class Session:
     def forget(self, purpose: str, version: int) -> None:
         """Wipe the data key of ``version``, if it was unwrapped."""
         key = self._data_keys.pop((purpose, version), None)
+        self.drops += 1
         if key is not None:
             key.wipe()
 
@@ -206,6 +209,7 @@ class Session:
             self._data_keys.pop(slot).wipe()
         self._used.pop(purpose, None)
         self.present.discard(purpose)
+        self.drops += 1
 
     def _wipe_all(self) -> bool:
         """Stop the watcher and wipe everything; whether anything was unlocked.  Under the guard."""
@@ -217,6 +221,7 @@ class Session:
         self._master.wipe()
         self._master = None
         self.period += 1
+        self.drops += 1
         self._wipe_data_keys()
         return True
 

@@ -12,8 +12,9 @@ damage, and SQLite's errors become strongroom's (``_errors``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+import time
+from collections.abc import Callable
+from contextlib import suppress
 from typing import TypeVar
 
 import sqlcipher3.dbapi2 as sqlcipher
@@ -28,6 +29,10 @@ T = TypeVar("T")
 
 #: How many re-keys in a row an operation rides out before giving up.
 ATTEMPTS = 5
+#: How long a key version, once checked, is used without asking the key hierarchy again,
+#: unless its ``changes`` moved (a lock, an idle timeout, a record saved in this process).
+#: It bounds how late a version retired or destroyed by another process is noticed.
+RECHECK_S = 0.05
 
 
 class Runner:
@@ -42,6 +47,10 @@ class Runner:
         self._depth = 0
         #: Set by :meth:`forget` when it found an operation running: the last one to end drops.
         self._forget_pending = False
+        #: ``time.monotonic()`` until which the open connection's key version needs no check.
+        self._trusted_until = 0.0
+        #: ``changes`` of the key hierarchy when the version was last checked.
+        self._saves_seen = -1
 
     @property
     def _store(self) -> str:
@@ -59,9 +68,12 @@ class Runner:
     def connection(self) -> sqlcipher.Connection:
         """The open connection, after checking its key version may still be used."""
         self.check_open()
+        binding = self.file.binding
+        saves, now = binding.keys.changes, time.monotonic()
         opened = self.opened
         if opened is not None:
-            binding = self.file.binding
+            if now < self._trusted_until and saves == self._saves_seen:
+                return opened.conn
             try:
                 binding.keys.data_key(binding.purpose, opened.version)
             except KeyLockedError:
@@ -70,9 +82,17 @@ class Runner:
             except KeyUnavailableError:
                 self.drop()  # retired or destroyed: maybe re-keyed elsewhere; resolve again
             else:
+                self._trust(saves, now)
                 return opened.conn
         self.opened = self.file.open()
+        self._trust(saves, now)
         return self.opened.conn
+
+    def _trust(self, saves: int, now: float) -> None:
+        """Use the version just checked until ``RECHECK_S`` passes or ``changes`` moves."""
+        binding = self.file.binding
+        if not binding.keys.asks_presence(binding.purpose):  # asked at every use
+            self._trusted_until, self._saves_seen = now + RECHECK_S, saves
 
     def version(self) -> int:
         """The key version of the open connection (call within :meth:`run`)."""
@@ -94,22 +114,27 @@ class Runner:
             finally:
                 self.guard.release()
 
-    @contextmanager
-    def _operation(self) -> Iterator[None]:
-        """The guard, for one operation; the outermost to end honours a pending :meth:`forget`."""
-        with self.guard:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0 and self._forget_pending:
-                    self._forget_pending = False
-                    self.drop()
+    def __enter__(self) -> None:
+        """Enter one operation: the guard held; the outermost to end honours :meth:`forget`.
+
+        A plain method pair, not a generator context manager: it runs around every read.
+        """
+        self.guard.acquire()
+        self._depth += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            self._depth -= 1
+            if self._depth == 0 and self._forget_pending:
+                self._forget_pending = False
+                self.drop()
+        finally:
+            self.guard.release()
         if self._forget_pending:  # forget() ran between that check and the release
             self.forget()
 
     def drop(self) -> None:
+        self._trusted_until = 0.0
         if self.opened is not None:
             with suppress(sqlcipher.Error):
                 self.opened.conn.close()
@@ -117,7 +142,7 @@ class Runner:
 
     def run(self, doing: str, work: Callable[[sqlcipher.Connection], T]) -> T:
         """``work`` on the connection, reopened and run again while re-keys strand it."""
-        with self._operation():
+        with self:
             failed_under: int | None = None
             for _attempt in range(ATTEMPTS):
                 conn = self.connection()
@@ -142,7 +167,7 @@ class Runner:
             conn.execute("BEGIN IMMEDIATE")
             return conn
 
-        with self._operation():
+        with self:
             conn = self.run(doing, begin)
             try:
                 work(conn)
