@@ -66,6 +66,8 @@ def lookup(conn: sqlcipher.Connection, key: str) -> tuple[bytes | None, int | No
 
 def checked(key: str) -> str:
     """``key`` if it is text SQLite can store as given; else :class:`UsageError`."""
+    if type(key) is str and key.isascii() and len(key) <= MAX_KEY_BYTES:
+        return key  # the common case, without encoding: isascii() reads a flag
     if not isinstance(key, str):
         raise UsageError(f"a key is a str, not {type(key).__name__}")
     try:
