@@ -8,12 +8,36 @@ checks sit above it, in hooks, so every transport gets them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from strongroom.audit import AuditEvent
 from strongroom.backend import Backend, S_co
 
-__all__ = ["SyncRequest", "SyncResponse", "Transport"]
+__all__ = ["SyncRequest", "SyncResponse", "Transport", "TransportBinding"]
+
+
+def _ignore_pin_failure(host: str, presented: Sequence[str], expected: Sequence[str]) -> None:
+    """No one listens: a transport built outside a stack."""
+
+
+def _ignore_audit(event: AuditEvent) -> None:
+    """No one listens: a transport built outside a stack."""
+
+
+@dataclass(frozen=True)
+class TransportBinding:
+    """What a transport reports to the stack that built it; no-ops by default.
+
+    ``pin_failure(host, presented, expected)`` fires the ``strongroom_pin_failure``
+    hook (pins as ``sha256/...`` strings); ``audit`` takes an audit event
+    for ``account``.  Neither may raise into the transport: the stack logs
+    a listener that fails.
+    """
+
+    account: str = ""
+    pin_failure: Callable[[str, Sequence[str], Sequence[str]], None] = _ignore_pin_failure
+    audit: Callable[[AuditEvent], None] = _ignore_audit
 
 
 @dataclass(frozen=True)
@@ -25,8 +49,9 @@ class SyncRequest:
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
 
-    def __repr__(self) -> str:  # bodies and headers may carry payloads or tokens
-        return f"SyncRequest({self.method} {self.path}, {len(self.body)} bytes)"
+    def __repr__(self) -> str:  # bodies, headers and queries may carry payloads or tokens
+        path, query, _ = self.path.partition("?")
+        return f"SyncRequest({self.method} {path}{'?...' if query else ''}, {len(self.body)} bytes)"
 
 
 @dataclass(frozen=True)
@@ -43,6 +68,12 @@ class SyncResponse:
 
 class Transport(Backend[S_co], ABC):
     """Carries sync requests to the server."""
+
+    def __init__(
+        self, settings: S_co | None = None, *, binding: TransportBinding | None = None
+    ) -> None:
+        super().__init__(settings)
+        self.binding = binding if binding is not None else TransportBinding()
 
     @abstractmethod
     def send(self, request: SyncRequest) -> SyncResponse:

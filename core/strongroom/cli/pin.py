@@ -19,9 +19,11 @@ its items are ``_ssl.Certificate`` objects, turned into DER with
 ``SSL_get0_verified_chain``: leaf first, the trust anchor last, taken from
 the store when the server did not send it.  Each session here is fresh (no
 resumption, where the chain would be empty).  Should neither method exist,
-the command fails rather than print a partial chain.  The chain the server
-sent (``get_unverified_chain``, the same way) only says whether each
-certificate was sent or came from the trust store.  ``tests/core/test_cli_pin.py``
+the command fails rather than print a partial chain.  The extraction
+is :func:`strongroom.pinning.verified_chain`, shared with the ``https``
+transport.  The chain the server sent (``get_unverified_chain``, the same
+way) only says whether each certificate was sent or came from the trust
+store.  ``tests/core/test_cli_pin.py``
 checks this against a real TLS server and ``openssl``.
 
 Position is read from the certificate, not its place: a certificate that
@@ -156,19 +158,12 @@ def _context(ca_bundle: str | None) -> ssl.SSLContext:
 
 def _chains(tls: ssl.SSLSocket) -> tuple[list[bytes], set[bytes]]:
     """The verified chain (DER, leaf first) and the set of certificates the server sent."""
-    public = getattr(tls, "get_verified_chain", None)  # Python 3.13 and later
-    if public is not None:
-        return list(public()), set(tls.get_unverified_chain())  # type: ignore[attr-defined]
-    import _ssl
+    from strongroom.pinning import unverified_chain, verified_chain
 
-    private = getattr(tls, "_sslobj", None)  # see the module docstring
-    if private is None or not hasattr(private, "get_verified_chain"):
-        raise TransportError("this Python cannot report the verified chain; use --cert FILE")
-    verified = [cert.public_bytes(_ssl.ENCODING_DER) for cert in private.get_verified_chain()]
-    sent = {cert.public_bytes(_ssl.ENCODING_DER) for cert in private.get_unverified_chain() or ()}
+    verified = verified_chain(tls)  # shared with the https transport's pin check
     if not verified:
         raise TransportError("the TLS library reported an empty verified chain")
-    return verified, sent
+    return verified, set(unverified_chain(tls))
 
 
 def _read_pem(path: str, option: str) -> list[x509.Certificate]:

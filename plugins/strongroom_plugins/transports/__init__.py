@@ -1,0 +1,1 @@
+"""Transports for the ``strongroom.transports`` slot."""
