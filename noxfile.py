@@ -16,7 +16,10 @@ ROOT = Path(__file__).parent
 SAMPLE_PLUGIN = ROOT / "tests" / "fixtures" / "sample_plugin"
 SOURCES = ["core", "plugins", "contrib"]
 #: What the benchmarks measure against, and what they run and plot with.
-BENCH_DEPS = ["pytest-benchmark>=5", "tink>=1.16", "pyrage>=1.4", "pynacl>=1.5", "matplotlib>=3.8"]
+BENCH_DEPS = [
+    "pytest-benchmark>=5", "tink>=1.16", "pyrage>=1.4", "pynacl>=1.5", "matplotlib>=3.8",
+    "http-message-signatures>=0.6", "botocore>=1.34", "requests>=2.31",
+]  # fmt: skip
 
 nox.options.sessions = ["lint", "typecheck", "bench_smoke", "tests", "sample_plugin"]
 nox.options.error_on_missing_interpreters = True

@@ -55,6 +55,15 @@ SLOTS: tuple[Slot, ...] = (
     Slot("key_providers", "strongroom.key_providers", "strongroom.key_provider:KeyProvider", True),
     Slot("stores", "strongroom.stores", "strongroom.store:Store", True),
     Slot("transport", "strongroom.transports", "strongroom.transport:Transport", False),
+    # server side: which request nonces were seen (strongroom.signing.verifier)
+    Slot("nonce_cache", "strongroom.nonce_caches", "strongroom.nonce_cache:NonceCache", False),
+    # server side: the ciphertext a sync server keeps per account (strongroom.server_storage)
+    Slot(
+        "server_storage",
+        "strongroom.server_stores",
+        "strongroom.server_storage:ServerStorage",
+        False,
+    ),
 )
 SLOTS_BY_TABLE = {slot.table: slot for slot in SLOTS}
 

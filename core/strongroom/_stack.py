@@ -17,7 +17,7 @@ from strongroom.errors import KeyLockedError, PluginError, UsageError
 # hierarchy, stores, formats and pluggy's machinery are imported where first
 # used, so a command that cannot unlock stops before paying for them.
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     import pluggy
 
@@ -27,10 +27,12 @@ if TYPE_CHECKING:
     from strongroom.key_provider import KeyProvider, SecretRequest, SecretSource
     from strongroom.keys import AccountKeys
     from strongroom.keys._policy import KeyPolicy
+    from strongroom.nonce_cache import NonceCache
     from strongroom.secret import Secret
+    from strongroom.server_storage import ServerStorage
     from strongroom.settings import BackendSettings
     from strongroom.store import Store, StoreBinding
-    from strongroom.transport import Transport
+    from strongroom.transport import SyncRequest, SyncResponse, Transport, TransportBinding
 
 __all__ = ["ResolvedBackend", "Strongroom"]
 
@@ -160,6 +162,13 @@ class Strongroom(Closeable):
 
                 manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
                 manager.add_hookspecs(hookspecs)
+                if self.config.signing is not None:  # built in: no block list drops it
+                    from strongroom.signing.signer import RequestSigner
+
+                    signer = RequestSigner(
+                        self.config.signing, account=self.config.account, keys=lambda: self.keys
+                    )
+                    manager.register(signer, name="strongroom.signing")
                 self._plugin_manager = manager
             return self._plugin_manager
 
@@ -203,9 +212,29 @@ class Strongroom(Closeable):
                 self._instances[table] = store(
                     resolved.settings, binding=self._store_binding(table.partition(".")[2])
                 )
+            elif resolved.choice.slot == "transport":  # load_backend checked it is a Transport
+                transport = cast("type[Transport]", resolved.backend)
+                self._instances[table] = transport(
+                    resolved.settings, binding=self._transport_binding()
+                )
             else:
                 self._instances[table] = resolved.backend(resolved.settings)
         return self._instances[table]
+
+    def _transport_binding(self) -> TransportBinding:
+        """Pin failures fire ``strongroom_pin_failure``; a failing listener is only logged."""
+        from strongroom.transport import TransportBinding
+
+        def pin_failure(host: str, presented: Sequence[str], expected: Sequence[str]) -> None:
+            if self._listened_to:
+                arguments: dict[str, object] = {
+                    "host": host,
+                    "presented": list(presented),
+                    "expected": list(expected),
+                }
+                self._tell_each("strongroom_pin_failure", arguments)
+
+        return TransportBinding(self.config.account, pin_failure=pin_failure, audit=self._audit)
 
     def _store_binding(self, name: str) -> StoreBinding:
         from strongroom.durable import make_private_dir
@@ -346,6 +375,10 @@ class Strongroom(Closeable):
             for name in self.config.instances("stores")
             for purpose in self.store(name).key_purposes
         ]
+        if self.config.signing is not None:
+            from strongroom.keys.purposes import SIGNING
+
+            purposes.append(SIGNING)
         if self.keys.exists():
             self.keys.unlock()
         else:
@@ -525,6 +558,34 @@ class Strongroom(Closeable):
     def transport(self) -> Transport:
         """The configured transport, built on first use."""
         return cast("Transport", self._instance("transport"))
+
+    def send(self, request: SyncRequest) -> SyncResponse:
+        """Send ``request`` through the transport, signed by the hook plugins, and check the answer.
+
+        With ``[signing]`` configured the built-in signer signs it (the
+        account must be unlocked) and checks the response's signature; a
+        request nothing signed is never sent.  After a signed refusal of its
+        timestamp, the signer corrects its clock and the request is signed
+        and sent once more.
+
+        :raises strongroom.errors.IntegrityError: the response failed its check.
+        :raises strongroom.errors.RequestRefusedError: the server refused the signature.
+        :raises strongroom.errors.TransportError: the transport failed.
+        :raises strongroom.errors.KeyLockedError: signing needs the unlocked account.
+        """
+        from strongroom._send import send
+
+        return send(self, request)
+
+    @property
+    def nonce_cache(self) -> NonceCache:
+        """The configured ``[nonce_cache]`` (a server's), built on first use."""
+        return cast("NonceCache", self._instance("nonce_cache"))
+
+    @property
+    def server_storage(self) -> ServerStorage:
+        """The configured ``[server_storage]`` (a sync server's), built on first use."""
+        return cast("ServerStorage", self._instance("server_storage"))
 
     def close(self) -> None:
         """Close every backend built, wipe the keys, then tell plugins; idempotent.

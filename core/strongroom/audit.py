@@ -22,10 +22,15 @@ Actions fired by shipped code (``outcome`` "ok" unless said):
 ``data.purged``       a store's retention deleted data; details: ``store``,
                       ``count``, ``reason`` ("retention"); never a key
 ``key.exposed``       ``database key --expose-key`` printed a store's database
-                      key; details: ``store``, ``purpose``, ``version``
+                      key; details: ``store``, ``purpose``, ``version``; or
+                      ``signing key --expose-key`` the request-signing key;
+                      details: ``purpose``, ``version``, ``key_id``
 ``presence.checked``  a policy asked for user presence; outcome "failure"
                       unless the user confirmed; details: ``reason``,
                       ``answer`` (present, declined, none)
+``transport.pin_failed`` outcome "failure": a server's verified chain
+                      matched no pin; details: ``host``, ``mode``
+                      (enforce, report-only), ``presented`` (its pins)
 =================  ==========================================================
 """
 

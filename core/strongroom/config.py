@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -70,8 +70,24 @@ class _PluginsTable(BackendSettings, frozen=True, kw_only=True):
     block: tuple[str, ...] = ()
 
 
+class SigningTable(BackendSettings, frozen=True, kw_only=True):
+    """``[signing]``: requests are signed (``strongroom.signing``) when the table is set."""
+
+    key_id: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^[A-Za-z0-9_-]{1,48}$",
+            description="this device's name on the server; the wire key id adds .v<version>",
+        ),
+    ]
+    responses: Annotated[
+        Literal["required", "off"],
+        msgspec.Meta(description="'required': refuse a response without a valid signature"),
+    ] = "required"
+
+
 #: Every top-level table, in the order errors list them.
-_TABLES = ("strongroom", "plugins", *(slot.table for slot in SLOTS))
+_TABLES = ("strongroom", "plugins", "signing", *(slot.table for slot in SLOTS))
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,8 @@ class Config:
     autoload: bool
     blocked: frozenset[str]
     backends: tuple[BackendChoice, ...]
+    #: ``[signing]``, or ``None``: requests are then not signed.
+    signing: SigningTable | None = None
 
     def choice(self, table: str) -> BackendChoice:
         """The backend configured for ``table`` (``cipher_suite``, ``stores.notes``...).
@@ -188,6 +206,7 @@ def parse_config(
             )
     general = _general(_StrongroomTable, "strongroom", merged, origins)
     plugins = _general(_PluginsTable, "plugins", merged, origins)
+    signing = _general(SigningTable, "signing", merged, origins) if "signing" in merged else None
     backends: list[BackendChoice] = []
     for slot in SLOTS:
         if slot.table not in merged:
@@ -208,6 +227,7 @@ def parse_config(
         autoload=plugins.autoload,
         blocked=frozenset(plugins.block),
         backends=tuple(backends),
+        signing=signing,
     )
 
 

@@ -12,7 +12,8 @@
     │   └── PluginLoadError                         it raised while being imported
     ├── SecretSourceError                   exit 2  a secret reference cannot be resolved
     ├── IntegrityError                      exit 3  data failed verification
-    │   └── AuthenticationError                     an AEAD tag or signature did not verify
+    │   ├── AuthenticationError                     an AEAD tag or signature did not verify
+    │   └── RequestVerificationError                a server's verifier refused a signed request
     ├── KeyUnavailableError                 exit 4  a key or its provider cannot be reached
     │   ├── KeyLockedError                          locked keystore or session
     │   ├── ProviderUnreachableError                service absent or not answering
@@ -20,8 +21,16 @@
     │   └── UnlockFailedError                       wrong passphrase, PIN or token
     ├── StoreError                          exit 1  a store could not complete an operation
     │   └── RecordNotFoundError                     no record under that key
+    ├── NonceCacheUnavailableError          exit 1  a nonce cache cannot answer: requests refused
+    │   └── IdempotencyUnavailableError             ... nor keep or read idempotent outcomes
+    ├── ServerStorageError                  exit 1  the sync server's storage refused an operation
+    │   ├── ServerStorageUnavailableError           its database cannot be reached (answer 503)
+    │   ├── ServerObjectNotFoundError               no such object or upload for this account
+    │   └── UploadIncompleteError                   a blob committed before all its chunks
     └── TransportError                      exit 1  a sync request could not be completed
-        └── PinMismatchError                exit 3  the server's key is not pinned
+        ├── PinMismatchError                exit 3  the server's key is not pinned
+        └── RequestRefusedError                     the server refused the request's signature
+            └── ClockSkewError                      ... its timestamp: the device clock is off
 
 Authentication failures carry no detail: the same message whether the key
 was wrong or the data was altered, so callers cannot be turned into an
@@ -41,21 +50,30 @@ __all__ = [
     "BackendBlockedError",
     "BackendNotFoundError",
     "BackendUnavailableError",
+    "ClockSkewError",
     "ConfigError",
+    "IdempotencyUnavailableError",
     "IntegrityError",
     "KeyLockedError",
     "KeyUnavailableError",
+    "NonceCacheUnavailableError",
     "PinMismatchError",
     "PluginError",
     "PluginLoadError",
     "ProviderKeyLostError",
     "ProviderUnreachableError",
     "RecordNotFoundError",
+    "RequestRefusedError",
+    "RequestVerificationError",
     "SecretSourceError",
+    "ServerObjectNotFoundError",
+    "ServerStorageError",
+    "ServerStorageUnavailableError",
     "StoreError",
     "StrongroomError",
     "TransportError",
     "UnlockFailedError",
+    "UploadIncompleteError",
     "UsageError",
 ]
 
@@ -143,6 +161,25 @@ class AuthenticationError(IntegrityError):
         super().__init__(message)
 
 
+class RequestVerificationError(IntegrityError):
+    """A server's request verifier refused a request (``strongroom.signing.verifier``).
+
+    ``status`` is the HTTP status to answer with (400 malformed, 401 not
+    authentic, stale or replayed, 503 the nonce cache cannot answer);
+    ``reason`` the short code sent to the client (``malformed``,
+    ``signature``, ``timestamp``, ``replay``, ``unavailable``): a wrong
+    signature, an unknown and a retired key id all read ``signature``.  The
+    message, for the server's own log, may say more.  ``server_time`` is
+    the verifier's clock when it refused, in Unix seconds.
+    """
+
+    def __init__(self, message: str, *, status: int, reason: str, server_time: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.server_time = server_time
+
+
 class KeyUnavailableError(StrongroomError):
     """A key, or the provider that holds it, cannot be reached right now."""
 
@@ -182,6 +219,51 @@ class RecordNotFoundError(StoreError, KeyError):
         return str(self.args[0]) if self.args else "record not found"
 
 
+class NonceCacheUnavailableError(StrongroomError):
+    """A nonce cache cannot say whether a nonce is new (unreachable, or full).
+
+    The verifier then refuses the request (503): it never accepts unchecked.
+    """
+
+
+class IdempotencyUnavailableError(NonceCacheUnavailableError):
+    """The idempotency store (``strongroom.idempotency``) cannot answer, or is full.
+
+    The request is refused (503) and never run unchecked.  It shares the
+    nonce cache's backend, so catching :class:`NonceCacheUnavailableError`
+    catches both.
+    """
+
+
+class ServerStorageError(StrongroomError):
+    """The sync server's storage (``strongroom.server_storage``) refused an operation.
+
+    Messages name the account or key at most, never a device key, a
+    password or stored bytes.
+    """
+
+
+class ServerStorageUnavailableError(ServerStorageError):
+    """The server storage's database cannot be reached; the server answers 503.
+
+    A write that raised this was not acknowledged: try it again.
+    """
+
+
+class ServerObjectNotFoundError(ServerStorageError, KeyError):
+    """No such key, blob, chunk, device or open upload for this account.
+
+    Another account's object reads exactly like one that does not exist.
+    """
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message plain
+        return str(self.args[0]) if self.args else "not found"
+
+
+class UploadIncompleteError(ServerStorageError):
+    """A blob upload was committed while some of its chunks are still missing."""
+
+
 class TransportError(StrongroomError):
     """A sync request could not be completed."""
 
@@ -190,3 +272,29 @@ class PinMismatchError(TransportError):
     """The server presented a key that matches no configured pin."""
 
     exit_code = 3
+
+
+class RequestRefusedError(TransportError):
+    """The server's verifier refused the request's signature (HTTP ``status``).
+
+    ``reason`` is the verifier's code (``signature``, ``timestamp``,
+    ``replay``, ``malformed``), or ``""`` when the refusal was not signed and
+    so cannot be trusted to say why.
+    """
+
+    def __init__(self, message: str, *, status: int, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class ClockSkewError(RequestRefusedError):
+    """The server refused the request's timestamp, in a rejection signed with its time.
+
+    The signer has already corrected its clock offset from ``server_time``;
+    :meth:`strongroom.Strongroom.send` retries once.
+    """
+
+    def __init__(self, message: str, *, status: int, server_time: int) -> None:
+        super().__init__(message, status=status, reason="timestamp")
+        self.server_time = server_time

@@ -183,9 +183,14 @@ def strongroom_device_integrity() -> IntegritySignal | None:
 
 @hookspec
 def strongroom_pin_failure(host: str, presented: Sequence[str], expected: Sequence[str]) -> None:
-    """A server presented keys (SPKI SHA-256, base64) that match no pin; the request failed.
+    """A server presented keys that match no pin of its host (pins as ``sha256/<base64>``).
 
-    Not fired yet: the ``https`` transport will fire it.
+    Fired by the ``https`` transport during the TLS handshake, before any
+    request byte is sent: ``presented`` is the verified chain, leaf first;
+    ``expected`` the pins of every matching host pattern.  In enforce mode
+    the request then fails with :class:`strongroom.errors.PinMismatchError`;
+    in report-only mode it goes through.  A listener that raises is logged
+    and does not change the outcome.
     """
 
 
@@ -193,7 +198,11 @@ def strongroom_pin_failure(host: str, presented: Sequence[str], expected: Sequen
 def strongroom_sign_request(request: SyncRequest) -> Mapping[str, str] | None:
     """Return headers to add to an outgoing request (a signature, a nonce, a timestamp).
 
-    Not fired yet: the signing layer above the transport will fire it.
+    Fired by :meth:`strongroom.Strongroom.send` before the transport sends
+    it; the answers are merged, and a header set twice (by two plugins, or
+    one the request has) is an error.  With a ``[signing]`` table the
+    built-in signer (:mod:`strongroom.signing.signer`) answers, and a
+    request it did not sign is never sent.
     """
 
 
@@ -201,7 +210,12 @@ def strongroom_sign_request(request: SyncRequest) -> Mapping[str, str] | None:
 def strongroom_check_response(request: SyncRequest, response: SyncResponse) -> None:
     """Verify a response; raise :class:`strongroom.errors.IntegrityError` to reject it.
 
-    Not fired yet: the signing layer above the transport will fire it.
+    Fired by :meth:`strongroom.Strongroom.send` with the request as signed
+    (its headers include every ``strongroom_sign_request`` answer).  The
+    built-in signer checks the server's signature over status, body and the
+    request's nonce, and raises :class:`~strongroom.errors.RequestRefusedError`
+    for the verifier's refusals (``ClockSkewError``, which ``send`` retries
+    once, for a signed refusal of the timestamp).
     """
 
 

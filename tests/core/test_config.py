@@ -17,13 +17,16 @@ import pytest
 
 from conftest import MakeDistribution
 from strongroom import Strongroom
+from strongroom._loading import SLOTS
 from strongroom.config import BUILTIN_SOURCE, DEFAULT_STACK, Config, load_config, parse_config
 from strongroom.errors import BackendNotFoundError, ConfigError
 from strongroom.settings import BackendSettings, SecretRef
 
 LEAK = "VALUE-SHOULD-NOT-LEAK"
 SOURCE = "/etc/strongroom/strongroom.toml"
-TOP_LEVEL_TABLES = "cipher_suite, key_providers, plugins, stores, strongroom, transport"
+#: The general tables, then one per slot (server-side slots too), as errors list them.
+TABLES_IN_ORDER = ", ".join(["strongroom", "plugins", "signing", *(slot.table for slot in SLOTS)])
+TOP_LEVEL_TABLES = ", ".join(sorted(TABLES_IN_ORDER.split(", ")))
 NAME_RULE = "expected a lower-case name: letters, digits, '-' and '_', starting with a letter"
 REFERENCE_RULE = (
     "expected a secret reference (env:NAME, file:PATH or command:PROGRAM ARGS); "
@@ -589,10 +592,7 @@ def test_unknown_key_override_names_the_variable() -> None:
 )
 def test_malformed_override_names_the_variable(variable: str, form: str) -> None:
     message = config_error(lambda: parse({}, {variable: LEAK}))
-    assert message == (
-        f"${variable}: expected {form} with TABLE one of: "
-        "strongroom, plugins, cipher_suite, key_providers, stores, transport"
-    )
+    assert message == (f"${variable}: expected {form} with TABLE one of: {TABLES_IN_ORDER}")
 
 
 def test_unrelated_variables_are_ignored() -> None:

@@ -84,3 +84,36 @@ def test_readme_names_the_two_setup_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "python3 -m pip install nox && nox -s demo" in readme
     assert "python3 -m pip install nox && nox\n" in readme
+
+
+def test_the_asgi_example_verifies_requests_and_signs_answers() -> None:
+    """docs/server.md's Starlette app, driven in process with a signed request and a replay."""
+    import asyncio
+
+    import httpx
+
+    from asgi_client import KEY, KEY_ID, Device
+    from strongroom.signing.signer import check_response
+    from strongroom.transport import SyncResponse
+
+    example = run_documented_code("server.md", "asgi example")
+    example["keys"].add(KEY_ID, KEY)
+    device = Device()
+    sent = device.sign("POST", "/v1/notes", b"hello", "op-1")
+    again = device.sign("POST", "/v1/notes", b"hello", "op-1")
+
+    async def drive() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=example["app"])
+        async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
+            return [
+                await client.post("/v1/notes", content=b"hello", headers=headers)
+                for headers in (sent, again, sent)
+            ]
+
+    answer, retry, replayed = asyncio.run(drive())
+    assert (answer.status_code, answer.json()) == (201, {"device": KEY_ID, "bytes": 5})
+    response = SyncResponse(answer.status_code, answer.content, dict(answer.headers))
+    assert check_response(KEY, KEY_ID, sent["Strongroom-Nonce"], response) is not None
+    assert retry.headers["Idempotency-Replayed"] == "true"
+    assert replayed.status_code == 401
+    example["server"].close()

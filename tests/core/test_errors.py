@@ -38,6 +38,15 @@ EXPECTED_EXIT_CODES = {
     "RecordNotFoundError": 1,
     "TransportError": 1,
     "PinMismatchError": 3,
+    "RequestVerificationError": 3,
+    "NonceCacheUnavailableError": 1,
+    "IdempotencyUnavailableError": 1,
+    "ServerStorageError": 1,
+    "ServerStorageUnavailableError": 1,
+    "ServerObjectNotFoundError": 1,
+    "UploadIncompleteError": 1,
+    "RequestRefusedError": 1,
+    "ClockSkewError": 1,
 }
 
 

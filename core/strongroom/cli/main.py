@@ -345,6 +345,20 @@ def _database_commands(commands: Any, command: Callable[..., Any]) -> None:
     )
     key.add_argument("store")
     key.add_argument("--expose-key", action="store_true", help="confirm: the raw key is printed")
+    signing = commands.add_parser("signing", help="the key that signs this device's requests")
+    signing_commands = signing.add_subparsers(metavar="ACTION", required=True)
+    signing_key = command(
+        signing_commands,
+        "key",
+        "signing:key",
+        "print the request-signing key id and key, to provision the sync server",
+    )
+    signing_key.add_argument(
+        "--key-version", type=int, default=None, metavar="N", help="default: the primary version"
+    )
+    signing_key.add_argument(
+        "--expose-key", action="store_true", help="confirm: the raw key is printed"
+    )
 
 
 def _columns() -> int:

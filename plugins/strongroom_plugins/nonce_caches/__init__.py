@@ -1,0 +1,1 @@
+"""First-party nonce caches: ``memory`` for one server process."""

@@ -1,0 +1,90 @@
+"""``memory``: a nonce cache inside one server process, bounded and expiring.
+
+Entries sit in a dict for the membership test and in a heap ordered by
+expiry, so each :meth:`MemoryNonceCache.add` first drops what has expired
+(amortised O(log n)).  When ``max_entries`` live entries are held, a new
+nonce is refused with ``NonceCacheUnavailableError`` rather than evicting
+one: an evicted nonce could be replayed.  Several server processes need a
+shared cache (Redis, to come); each would otherwise accept a nonce once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+import msgspec
+
+from strongroom.errors import NonceCacheUnavailableError
+from strongroom.nonce_cache import NonceCache
+from strongroom.settings import BackendSettings
+
+__all__ = ["MemoryNonceCache", "MemoryNonceCacheSettings"]
+
+
+class MemoryNonceCacheSettings(BackendSettings, frozen=True, kw_only=True):
+    max_entries: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=100_000_000,
+            description="live nonces held at most; beyond it requests are refused (503)",
+        ),
+    ] = 1_000_000
+
+
+class MemoryNonceCache(NonceCache[MemoryNonceCacheSettings]):
+    """Thread-safe; ``clock`` (Unix seconds) is injectable for tests."""
+
+    Settings = MemoryNonceCacheSettings
+
+    def __init__(
+        self,
+        settings: MemoryNonceCacheSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(settings)
+        self._clock = clock
+        self._expiry: dict[tuple[str, str], float] = {}
+        self._heap: list[tuple[float, str, str]] = []
+        self._lock = threading.Lock()
+
+    def add(self, key_id: str, nonce: str, expires_at: float) -> bool:
+        """Record the pair unless it is live already; see :meth:`NonceCache.add`.
+
+        :raises NonceCacheUnavailableError: ``max_entries`` live nonces are held.
+        """
+        now = self._clock()
+        entry = (key_id, nonce)
+        with self._lock:
+            self._purge(now)
+            held = self._expiry.get(entry)
+            if held is not None and held > now:
+                return False
+            if held is None and len(self._expiry) >= self.settings.max_entries:
+                raise NonceCacheUnavailableError(
+                    f"the memory nonce cache holds its maximum of {self.settings.max_entries} "
+                    "live nonces; requests are refused until some expire"
+                )
+            self._expiry[entry] = expires_at
+            heapq.heappush(self._heap, (expires_at, key_id, nonce))
+            return True
+
+    def _purge(self, now: float) -> None:
+        heap, expiry = self._heap, self._expiry
+        while heap and heap[0][0] <= now:
+            expires_at, key_id, nonce = heapq.heappop(heap)
+            if expiry.get((key_id, nonce)) == expires_at:
+                del expiry[(key_id, nonce)]
+
+    def __len__(self) -> int:
+        """Live and not yet purged entries."""
+        with self._lock:
+            return len(self._expiry)
+
+    def __repr__(self) -> str:
+        return f"<MemoryNonceCache max_entries={self.settings.max_entries}>"

@@ -1,0 +1,1 @@
+"""First-party server storage: ``sqlite`` for one process, ``postgresql`` for several hosts."""
