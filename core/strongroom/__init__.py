@@ -34,8 +34,8 @@ if TYPE_CHECKING:  # the lazy exports below, for type checkers
 
 #: The public API, resolved on first access.  ``strongroom.errors``,
 #: ``strongroom.formats``, ``strongroom.testing`` and ``strongroom.redaction``
-#: are public modules; ``strongroom.transport`` is provisional until the
-#: ``https`` transport lands; any module or name starting with ``_`` is private.
+#: are public modules, as is ``strongroom.transport``; any module or name
+#: starting with ``_`` is private.
 _EXPORTS = {
     "AccountKeys": "strongroom.keys",
     "AuditEvent": "strongroom.audit",
