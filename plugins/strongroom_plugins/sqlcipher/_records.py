@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DROP_BLOB_OF_KEY",
+    "LOOKUP",
     "MAX_KEY_BYTES",
     "UPSERT_BLOB",
     "UPSERT_RECORD",
@@ -58,9 +59,13 @@ def put_over_blob(conn: sqlcipher.Connection, key: str, value: bytes, now: float
         conn.execute(UPSERT_RECORD, (key, value, now))
 
 
+#: A key's row: ``(value, None)`` for a record, ``(None, blob id)`` for a blob.
+LOOKUP = "SELECT value, blob FROM strongroom_records WHERE key = ?"
+
+
 def lookup(conn: sqlcipher.Connection, key: str) -> tuple[bytes | None, int | None] | None:
     """``(value, None)`` for a record, ``(None, blob id)`` for a blob, ``None`` if absent."""
-    row = one(conn, "SELECT value, blob FROM strongroom_records WHERE key = ?", (key,))
+    row = one(conn, LOOKUP, (key,))
     return None if row is None else (row[0], row[1])
 
 

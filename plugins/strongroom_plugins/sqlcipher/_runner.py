@@ -15,13 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlcipher3.dbapi2 as sqlcipher
 
 from strongroom.errors import IntegrityError, KeyLockedError, KeyUnavailableError, StoreError
 from strongroom_plugins.sqlcipher._errors import is_key_failure, translate
 from strongroom_plugins.sqlcipher._keying import KeyedFile, Opened
+from strongroom_plugins.sqlcipher._schema import one
 
 __all__ = ["Runner"]
 
@@ -158,6 +159,31 @@ class Runner:
             raise IntegrityError(
                 f"store {self._store!r} was re-keyed {ATTEMPTS} times while {doing}; try again"
             )
+
+    def row(self, doing: str, sql: str, args: tuple[object, ...]) -> Any:
+        """The first row of a read, or ``None``: :meth:`run` of ``one(sql, args)``, faster.
+
+        On a connection whose key version is trusted (see ``RECHECK_S``) the
+        statement runs straight away; anything else (no connection, a
+        recheck due, a page that fails) takes the general way.
+        """
+        self.__enter__()
+        try:
+            opened = self.opened
+            if (
+                opened is not None
+                and time.monotonic() < self._trusted_until
+                and self.file.binding.keys.changes == self._saves_seen
+            ):
+                try:
+                    rows = opened.conn.execute(sql, args).fetchall()
+                except sqlcipher.Error:
+                    pass  # stranded or damaged: the general way tells which
+                else:
+                    return rows[0] if rows else None
+            return self.run(doing, lambda conn: one(conn, sql, args))
+        finally:
+            self.__exit__()
 
     def write(self, doing: str, work: Callable[[sqlcipher.Connection], None]) -> None:
         """``work`` in one write transaction, which commits only if it returns."""

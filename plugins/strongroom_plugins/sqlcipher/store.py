@@ -62,6 +62,7 @@ from strongroom_plugins.sqlcipher._errors import StoreBusyError
 from strongroom_plugins.sqlcipher._keying import KeyedFile, RolledBackError
 from strongroom_plugins.sqlcipher._records import (
     DROP_BLOB_OF_KEY,
+    LOOKUP,
     UPSERT_BLOB,
     UPSERT_RECORD,
     after,
@@ -228,7 +229,7 @@ class SqlcipherStore(Store[SqlcipherStoreSettings]):
             self._runner.forget()
 
     def get(self, key: str) -> bytes:
-        found = self._run("reading a record", lambda conn: lookup(conn, checked(key)))
+        found = self._runner.row("reading a record", LOOKUP, (checked(key),))
         if found is None or found[0] is None:
             raise RecordNotFoundError(f"no record {key!r} in store {self.binding.name!r}")
         return bytes(found[0])
