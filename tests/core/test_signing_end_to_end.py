@@ -22,17 +22,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from strongroom import Strongroom, load_config
+from signing_device import provision, signing_device
+from strongroom import Strongroom
 from strongroom.errors import IntegrityError, RequestVerificationError
-from strongroom.keys.purposes import SIGNING
 from strongroom.signing import headers as h
-from strongroom.signing.keying import derive_mac_key
 from strongroom.signing.verifier import KeyRing, RequestVerifier
 from strongroom.transport import SyncRequest
 from strongroom_plugins.nonce_caches.memory import MemoryNonceCache
 from tls_servers import Pki, make_pki, serve_asgi
-
-PASSPHRASE = "end to end passphrase 77aa"  # noqa: S105 - a test's own
 
 
 @dataclass
@@ -94,22 +91,12 @@ def stack_and_server(tmp_path: Path, pki: Pki) -> Iterator[tuple[Strongroom, Syn
     """A device stack sending over pinned https to the server, and the server."""
     ring = KeyRing()
     server = SyncServer(RequestVerifier(ring, MemoryNonceCache()))
-    with serve_asgi(server.app(), pki.server) as url:
-        config = tmp_path / "strongroom.toml"
-        config.write_text(
-            f'[strongroom]\ndata_dir = "{tmp_path / "data"}"\naccount = "alice"\n'
-            '[key_providers.main]\nuse = "passphrase"\nmemory_kib = 19456\niterations = 2\n'
-            '[stores.notes]\nuse = "files"\n'
-            f'[transport]\nuse = "https"\nurl = "{url}"\nca_bundle = "{pki.ca_bundle}"\n'
-            '[transport.pins."127.0.0.1"]\n'
-            f'pins = ["{pki.leaf_pin}", "{pki.intermediate_pin}"]\n'
-            '[signing]\nkey_id = "phone-1"\n'
-        )
-        with Strongroom(load_config(config, environ={}), secrets={"main": PASSPHRASE}) as stack:
-            stack.initialise()
-            data_key = stack.keys.data_key(SIGNING)
-            ring.add("phone-1.v1", derive_mac_key(data_key.material.view(), "alice", 1))
-            yield stack, server, url
+    with (
+        serve_asgi(server.app(), pki.server) as url,
+        signing_device(tmp_path, url, pki.ca_bundle, [pki.leaf_pin, pki.intermediate_pin]) as stack,
+    ):
+        provision(stack, ring)
+        yield stack, server, url
 
 
 def test_a_signed_request_is_verified_and_its_signed_response_accepted(

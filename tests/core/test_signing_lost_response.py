@@ -14,17 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from strongroom import Strongroom, load_config
+from signing_device import provision, signing_device
+from strongroom import Strongroom
 from strongroom.errors import RequestVerificationError, TransportError
-from strongroom.keys.purposes import SIGNING
 from strongroom.signing import headers as h
-from strongroom.signing.keying import derive_mac_key
 from strongroom.signing.verifier import KeyRing, RequestVerifier
 from strongroom.transport import SyncRequest
 from strongroom_plugins.nonce_caches.memory import MemoryNonceCache
 from tls_servers import Recording, http_response, make_pki, serve_recording
-
-PASSPHRASE = "lost response passphrase 19c4"  # noqa: S105 - a test's own
 
 
 class LosingServer:
@@ -60,20 +57,12 @@ def device(tmp_path: Path) -> Iterator[tuple[Strongroom, LosingServer, Recording
     pki = make_pki(tmp_path / "pki")
     ring = KeyRing()
     server = LosingServer(RequestVerifier(ring, MemoryNonceCache()))
-    with serve_recording(pki.server, respond=server.respond) as recording:
-        config = tmp_path / "strongroom.toml"
-        config.write_text(
-            f'[strongroom]\ndata_dir = "{tmp_path / "data"}"\naccount = "alice"\n'
-            '[key_providers.main]\nuse = "passphrase"\nmemory_kib = 19456\niterations = 2\n'
-            f'[transport]\nuse = "https"\nurl = "{recording.url}"\n'
-            f'ca_bundle = "{pki.ca_bundle}"\nretries = 2\n'
-            '[signing]\nkey_id = "phone-1"\n'
-        )
-        with Strongroom(load_config(config, environ={}), secrets={"main": PASSPHRASE}) as stack:
-            stack.initialise()
-            data_key = stack.keys.data_key(SIGNING)
-            ring.add("phone-1.v1", derive_mac_key(data_key.material.view(), "alice", 1))
-            yield stack, server, recording
+    with (
+        serve_recording(pki.server, respond=server.respond) as recording,
+        signing_device(tmp_path, recording.url, pki.ca_bundle, transport="retries = 2\n") as stack,
+    ):
+        provision(stack, ring)
+        yield stack, server, recording
 
 
 def test_an_idempotent_request_whose_answer_was_lost_is_signed_again(

@@ -204,7 +204,10 @@ class SqlcipherStore(Store[SqlcipherStoreSettings]):
         """
         now = time.time()
 
-        rows = [(checked(key), bytes(value), now) for key, value in items]
+        rows = [
+            (checked(key), value if type(value) is bytes else bytes(value), now)
+            for key, value in items
+        ]
 
         def write(conn: sqlcipher.Connection) -> None:
             # One executemany; the upsert leaves a key holding a blob alone, so when fewer
