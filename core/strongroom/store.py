@@ -319,9 +319,9 @@ def _audited(method: Callable[..., Any]) -> Callable[..., Any]:
         except IntegrityError as exc:
             self._refused(exc)
             raise
-        if isinstance(result, (bytes, bytearray, memoryview, str)) or not isinstance(
-            result, Iterable
-        ):
+        if type(result) is bytes or isinstance(result, (bytearray, memoryview, str)):
+            return result  # a value: checked first, as ``get`` runs this on every read
+        if not isinstance(result, Iterable):
             return result
         return _watched(self, iter(result))
 

@@ -4,8 +4,9 @@ Entries sit in a dict for the membership test and in a heap ordered by
 expiry, so each :meth:`MemoryNonceCache.add` first drops what has expired
 (amortised O(log n)).  When ``max_entries`` live entries are held, a new
 nonce is refused with ``NonceCacheUnavailableError`` rather than evicting
-one: an evicted nonce could be replayed.  Several server processes need a
-shared cache (Redis, to come); each would otherwise accept a nonce once.
+one: an evicted nonce could be replayed.  It serves idempotency records too
+(:mod:`._memory_idempotency`).  Several server processes need a shared
+cache (``redis``); each would otherwise accept a nonce once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import msgspec
 from strongroom.errors import NonceCacheUnavailableError
 from strongroom.nonce_cache import NonceCache
 from strongroom.settings import BackendSettings
+from strongroom_plugins.nonce_caches._memory_idempotency import MemoryIdempotency
 
 __all__ = ["MemoryNonceCache", "MemoryNonceCacheSettings"]
 
@@ -36,8 +38,8 @@ class MemoryNonceCacheSettings(BackendSettings, frozen=True, kw_only=True):
     ] = 1_000_000
 
 
-class MemoryNonceCache(NonceCache[MemoryNonceCacheSettings]):
-    """Thread-safe; ``clock`` (Unix seconds) is injectable for tests."""
+class MemoryNonceCache(NonceCache[MemoryNonceCacheSettings], MemoryIdempotency):
+    """Thread-safe; ``clock`` (Unix seconds) is injectable for tests; idempotency records too."""
 
     Settings = MemoryNonceCacheSettings
 

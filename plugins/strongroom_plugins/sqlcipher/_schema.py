@@ -68,10 +68,6 @@ CREATE TABLE IF NOT EXISTS strongroom_blob_chunks (
 CREATE INDEX IF NOT EXISTS strongroom_records_written_at ON strongroom_records (written_at)
     """,
     """
-CREATE INDEX IF NOT EXISTS strongroom_records_blobs ON strongroom_records (blob)
-WHERE blob IS NOT NULL
-    """,
-    """
 CREATE TRIGGER IF NOT EXISTS strongroom_blob_dropped AFTER DELETE ON strongroom_blobs
 BEGIN
     DELETE FROM strongroom_blob_chunks WHERE blob = old.id;
