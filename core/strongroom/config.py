@@ -86,8 +86,33 @@ class SigningTable(BackendSettings, frozen=True, kw_only=True):
     ] = "required"
 
 
+class ServerTable(BackendSettings, frozen=True, kw_only=True):
+    """``[server]``: how ``strongroom serve`` listens (see ``docs/server.md``)."""
+
+    host: Annotated[str, msgspec.Meta(min_length=1, description="address to listen on")] = (
+        "127.0.0.1"
+    )
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535, description="TCP port")] = 8443
+    certfile: Annotated[
+        str, msgspec.Meta(min_length=1, description="PEM chain, leaf first; relative to the file")
+    ]
+    keyfile: Annotated[
+        str, msgspec.Meta(min_length=1, description="PEM private key; relative to the file")
+    ]
+    window: Annotated[
+        float, msgspec.Meta(gt=0, le=86_400, description="seconds a request's time may be off")
+    ] = 300.0
+    max_body_bytes: Annotated[
+        int, msgspec.Meta(ge=1024, le=1 << 30, description="largest request body accepted")
+    ] = 16 * 1024 * 1024
+    secret: Annotated[
+        SecretRef | None,
+        msgspec.Meta(description="key of challenge tokens, shared by every server process"),
+    ] = None
+
+
 #: Every top-level table, in the order errors list them.
-_TABLES = ("strongroom", "plugins", "signing", *(slot.table for slot in SLOTS))
+_TABLES = ("strongroom", "plugins", "signing", "server", *(slot.table for slot in SLOTS))
 
 
 @dataclass(frozen=True)
@@ -141,6 +166,8 @@ class Config:
     backends: tuple[BackendChoice, ...]
     #: ``[signing]``, or ``None``: requests are then not signed.
     signing: SigningTable | None = None
+    #: ``[server]``, or ``None``: ``strongroom serve`` then refuses to start.
+    server: ServerTable | None = None
 
     def choice(self, table: str) -> BackendChoice:
         """The backend configured for ``table`` (``cipher_suite``, ``stores.notes``...).
@@ -207,6 +234,7 @@ def parse_config(
     general = _general(_StrongroomTable, "strongroom", merged, origins)
     plugins = _general(_PluginsTable, "plugins", merged, origins)
     signing = _general(SigningTable, "signing", merged, origins) if "signing" in merged else None
+    server = _general(ServerTable, "server", merged, origins) if "server" in merged else None
     backends: list[BackendChoice] = []
     for slot in SLOTS:
         if slot.table not in merged:
@@ -228,6 +256,7 @@ def parse_config(
         blocked=frozenset(plugins.block),
         backends=tuple(backends),
         signing=signing,
+        server=server,
     )
 
 

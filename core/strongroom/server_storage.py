@@ -154,6 +154,16 @@ class ServerStorage(Backend[S_co], ABC):
         :raises strongroom.errors.ServerStorageUnavailableError: the database cannot be reached.
         """
 
+    def devices(self) -> list[Device]:
+        """Every registered device, retired ones too, in key id order (for ``devices list``).
+
+        Not abstract, so backends written before it still load.
+
+        :raises NotImplementedError: the backend cannot list its devices.
+        :raises strongroom.errors.ServerStorageUnavailableError: the database cannot be reached.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot list its devices")
+
     # records
 
     @abstractmethod

@@ -29,6 +29,7 @@ PUBLIC_MODULES = {
     "strongroom.key_provider",
     "strongroom.keys",
     "strongroom.nonce_cache",
+    "strongroom.outbox",
     "strongroom.pinning",
     "strongroom.pins",
     "strongroom.redaction",
@@ -42,6 +43,7 @@ PUBLIC_MODULES = {
     "strongroom.signing.signer",
     "strongroom.signing.verifier",
     "strongroom.store",
+    "strongroom.sync",
     "strongroom.testing",
     "strongroom.transport",
 }

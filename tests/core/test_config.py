@@ -25,7 +25,9 @@ from strongroom.settings import BackendSettings, SecretRef
 LEAK = "VALUE-SHOULD-NOT-LEAK"
 SOURCE = "/etc/strongroom/strongroom.toml"
 #: The general tables, then one per slot (server-side slots too), as errors list them.
-TABLES_IN_ORDER = ", ".join(["strongroom", "plugins", "signing", *(slot.table for slot in SLOTS)])
+TABLES_IN_ORDER = ", ".join(
+    ["strongroom", "plugins", "signing", "server", *(slot.table for slot in SLOTS)]
+)
 TOP_LEVEL_TABLES = ", ".join(sorted(TABLES_IN_ORDER.split(", ")))
 NAME_RULE = "expected a lower-case name: letters, digits, '-' and '_', starting with a letter"
 REFERENCE_RULE = (

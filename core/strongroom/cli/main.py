@@ -197,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     _key_commands(commands, command)
     _other_commands(commands, command)
     _database_commands(commands, command)
+    _server_commands(commands, command)
+    _sync_commands(commands, command)
     return parser
 
 
@@ -358,6 +360,51 @@ def _database_commands(commands: Any, command: Callable[..., Any]) -> None:
     )
     signing_key.add_argument(
         "--expose-key", action="store_true", help="confirm: the raw key is printed"
+    )
+
+
+def _server_commands(commands: Any, command: Callable[..., Any]) -> None:
+    serve = command(
+        commands, "serve", "serve:run", "run the sync server ([server], TLS) until SIGTERM"
+    )
+    serve.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="server processes (default: 1)"
+    )
+    serve_commands = serve.add_subparsers(metavar="ACTION", required=False)
+    devices = serve_commands.add_parser("devices", help="register, retire or list devices")
+    device_commands = devices.add_subparsers(metavar="ACTION", required=True)
+    add = command(
+        device_commands, "add", "serve:devices_add", "register a device's request-signing key"
+    )
+    retire = command(
+        device_commands, "retire", "serve:devices_retire", "stop a device from signing, for good"
+    )
+    for change in (add, retire):
+        change.add_argument("account_name", metavar="ACCOUNT")
+        change.add_argument("key_id", metavar="KEY_ID", help="as `signing key` prints it")
+    add.add_argument(
+        "--key-file",
+        required=True,
+        metavar="FILE",
+        help="the base64 key `signing key --expose-key` printed, or - for stdin",
+    )
+    command(device_commands, "list", "serve:devices_list", "list devices (never their keys)")
+
+
+def _sync_commands(commands: Any, command: Callable[..., Any]) -> None:
+    sync = command(
+        commands, "sync", "sync:run", "push a store's outbox and changes, pull the server's"
+    )
+    sync.add_argument("--store", metavar="NAME", help="default: the one store configured")
+    sync.add_argument("--new-key", action="store_true", help="make the sync key (first device)")
+    sync.add_argument(
+        "--export-key", metavar="FILE", help="write the sync key to a new file (- for stdout)"
+    )
+    sync.add_argument("--import-key", metavar="FILE", help="keep an exported sync key (- stdin)")
+    sync.add_argument("--retry", metavar="ID", help="send a parked operation again")
+    sync.add_argument("--drop", metavar="ID", help="remove a queued operation unsent")
+    sync.add_argument(
+        "--send-stale", action="store_true", help="with --retry: send it even past the retention"
     )
 
 

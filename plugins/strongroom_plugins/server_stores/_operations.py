@@ -85,6 +85,13 @@ def device(sql: Sql, key_id: str) -> Device | None:
     return None if row is None else Device(key_id, row[0], bytes(row[1]), bool(row[2]))
 
 
+def devices(sql: Sql) -> list[Device]:
+    rows = sql.all(
+        "SELECT key_id, account, mac_key, active FROM strongroom_devices ORDER BY key_id"
+    )
+    return [Device(row[0], row[1], bytes(row[2]), bool(row[3])) for row in rows]
+
+
 def retire_device(sql: Sql, account: str, key_id: str) -> None:
     changed = sql.run(
         "UPDATE strongroom_devices SET active = ? WHERE key_id = ? AND account = ?",

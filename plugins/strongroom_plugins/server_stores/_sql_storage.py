@@ -50,6 +50,9 @@ class SqlServerStorage(ServerStorage[S_co]):
         self.check_name("a key id", key_id, self.MAX_ACCOUNT)
         return self.transaction(lambda sql: ops.device(sql, key_id), write=False)
 
+    def devices(self) -> list[Device]:
+        return self.transaction(ops.devices, write=False)
+
     def retire_device(self, account: str, key_id: str) -> None:
         self._account(account)
         self.check_name("a key id", key_id, self.MAX_ACCOUNT)

@@ -1,0 +1,315 @@
+"""``SignedRequestsMiddleware``: a sync server behind the request verifier, as pure ASGI.
+
+It wraps any ASGI application (Starlette, FastAPI, or a bare callable)
+and imports neither.  Per HTTP request it reads the body (bounded), asks
+:meth:`RequestVerifier.verify` in a worker thread (a Redis-backed nonce
+cache blocks, and the event loop must not), and answers a refusal with
+:meth:`RequestVerifier.rejection` without calling the application.  A
+verified request reaches the application with ``scope["strongroom.verified"]``
+(a :class:`~strongroom.signing.verifier.VerifiedRequest`) and its body
+replayed; the response is buffered (bounded) and signed over the request's
+nonce.
+
+With an idempotency store, a request carrying an ``Idempotency-Key`` (the
+verifier has checked it: 1 to 255 printable ASCII characters, else 400)
+is run at most once per key id and key: a retry gets the first stored
+outcome back, re-signed over its own nonce and marked
+``Idempotency-Replayed: true``; the same key with another request is 422,
+one still running 409, and a store that cannot answer 503.  Which
+outcomes are kept is :func:`strongroom.idempotency.is_stored`.
+
+Each request leaves one line on the ``strongroom.access`` logger, with
+the fields also as record attributes (``method``, ``path``, ``status``,
+``key_id``, ``duration_ms``, ``replayed``, ``reason``): never a body, a
+query string, a header value, a signature or a token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from strongroom.errors import IdempotencyUnavailableError, RequestVerificationError, UsageError
+from strongroom.idempotency import (
+    DEFAULT_KEEP_S,
+    DEFAULT_LEASE_S,
+    IdempotencyStore,
+    Outcome,
+    State,
+    fingerprint,
+    is_stored,
+)
+from strongroom.signing.verifier import RequestVerifier, VerifiedRequest
+from strongroom_contrib._asgi_io import (
+    Response,
+    TooLarge,
+    capture,
+    in_thread,
+    read_body,
+    replaying,
+    respond,
+)
+
+__all__ = ["REPLAYED", "VERIFIED", "SignedRequestsMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The scope key the verified request is passed under.
+VERIFIED = "strongroom.verified"
+#: The header marking an answer replayed from the idempotency store.
+REPLAYED = "Idempotency-Replayed"
+
+access_log = logging.getLogger("strongroom.access")
+
+#: Response headers never stored for a replay: they describe one transmission, or are re-made.
+_NOT_REPLAYED = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "date",
+        "server",
+        "set-cookie",
+        "strongroom-response-signature",
+        "strongroom-server-time",
+        REPLAYED.lower(),
+    }
+)
+
+
+class SignedRequestsMiddleware:
+    """Verify, run at most once per idempotency key, sign; see the module docstring.
+
+    :raises strongroom.errors.UsageError: ``idempotency`` is not an
+        :class:`~strongroom.idempotency.IdempotencyStore`.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        verifier: RequestVerifier,
+        idempotency: IdempotencyStore | None = None,
+        sign_responses: bool = True,
+        max_body_bytes: int = 16 * 1024 * 1024,
+        max_response_bytes: int = 64 * 1024 * 1024,
+        lease_s: float = DEFAULT_LEASE_S,
+        keep_s: float = DEFAULT_KEEP_S,
+    ) -> None:
+        if idempotency is not None and not isinstance(idempotency, IdempotencyStore):
+            raise UsageError(f"{idempotency!r} is not an IdempotencyStore")
+        self.app = app
+        self.verifier = verifier
+        self.idempotency = idempotency
+        self.sign_responses = sign_responses
+        self.max_body_bytes = max_body_bytes
+        self.max_response_bytes = max_response_bytes
+        self.lease_s = lease_s
+        self.keep_s = keep_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # no signature covers a socket: refuse it
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        entry = _Entry(scope)
+        try:
+            await self._serve(scope, receive, send, entry)
+        finally:
+            entry.log(started)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, entry: _Entry) -> None:
+        method: str = scope["method"]
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
+        ]
+        try:
+            body = await read_body(receive, headers, self.max_body_bytes)
+        except TooLarge:
+            entry.status, entry.reason = 413, "too_large"
+            await respond(send, _problem(413, "too_large"))
+            return
+        try:
+            verified = await in_thread(
+                self.verifier.verify, method, target.decode("latin-1"), headers, body
+            )
+        except RequestVerificationError as refused:
+            entry.status, entry.reason = refused.status, refused.reason
+            entry.key_id = getattr(refused, "key_id", None)
+            if refused.status >= 500:  # the operator's to fix: say what failed
+                access_log.warning("%s", refused)
+            status, refusal, text = self.verifier.rejection(refused)
+            await respond(send, Response(status, list(refusal.items()), text))
+            return
+        entry.key_id = verified.key_id
+        inner = {**scope, VERIFIED: verified, "extensions": _body_extensions(scope)}
+        store = self.idempotency
+        if store is None or not verified.idempotency_key:
+            if not self.sign_responses:
+                entry.status = await _passing(self.app, inner, replaying(body, receive), send)
+                return
+            answer = await self._run(inner, body, receive)
+        else:
+            answer = await self._once(
+                store,
+                inner,
+                body,
+                receive,
+                verified=verified,
+                target=target.decode("latin-1"),
+                entry=entry,
+            )
+        entry.status = answer.status
+        await respond(send, self._signed(verified, answer))
+
+    async def _run(self, scope: Scope, body: bytes, receive: Receive) -> Response:
+        """The application's response, buffered; 500 if it is over the limit."""
+        try:
+            return await capture(self.app, scope, replaying(body, receive), self.max_response_bytes)
+        except TooLarge:
+            access_log.warning("a response over max_response_bytes was refused")
+            return _problem(500, "response_too_large")
+
+    async def _once(
+        self,
+        store: IdempotencyStore,
+        scope: Scope,
+        body: bytes,
+        receive: Receive,
+        *,
+        verified: VerifiedRequest,
+        target: str,
+        entry: _Entry,
+    ) -> Response:
+        scope_id, key = verified.key_id, verified.idempotency_key
+        digest = fingerprint(scope["method"], target, body)
+        try:
+            begun = await in_thread(store.begin, scope_id, key, digest, lease_s=self.lease_s)
+        except IdempotencyUnavailableError as exc:
+            access_log.warning("idempotency store unavailable: %s", exc)
+            entry.reason = "unavailable"
+            return _problem(503, "unavailable", rejected=True)
+        if begun.state is State.REPLAY and begun.outcome is not None:
+            entry.replayed = True
+            stored = begun.outcome
+            return Response(stored.status, [*stored.headers, (REPLAYED, "true")], stored.body)
+        if begun.state is State.MISMATCH:
+            entry.reason = "idempotency_mismatch"
+            return _problem(422, "idempotency_mismatch")
+        if begun.state is State.IN_FLIGHT:
+            entry.reason = "idempotency_in_flight"
+            return _problem(409, "idempotency_in_flight")
+        try:
+            answer = await self._run(scope, body, receive)
+        except BaseException:
+            await _quietly(store.release, scope_id, key, digest)
+            raise
+        if is_stored(answer.status):
+            headers = tuple(
+                (name, value) for name, value in answer.headers if name.lower() not in _NOT_REPLAYED
+            )
+            outcome = Outcome(answer.status, headers, answer.body)
+            await _quietly(store.complete, scope_id, key, digest, outcome, keep_s=self.keep_s)
+        else:
+            await _quietly(store.release, scope_id, key, digest)
+        return answer
+
+    def _signed(self, verified: VerifiedRequest, answer: Response) -> Response:
+        if not self.sign_responses:
+            return answer
+        headers = [
+            (name, value)
+            for name, value in answer.headers
+            if name.lower() not in {"strongroom-response-signature", "strongroom-server-time"}
+        ]
+        signature = self.verifier.sign_response(verified, answer.status, answer.body)
+        return Response(answer.status, [*headers, *signature.items()], answer.body)
+
+
+class _Entry:
+    """One access-log line in the making: only what may be logged is ever put here."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.method = str(scope.get("method", "-"))
+        path = str(scope.get("path", "-"))
+        self.path = "".join(ch if ch.isprintable() else "?" for ch in path[:200])
+        self.status = 500
+        self.key_id: str | None = None
+        self.replayed = False
+        self.reason = ""
+
+    def log(self, started: float) -> None:
+        duration_ms = round((time.monotonic() - started) * 1000, 1)
+        fields = {
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "key_id": self.key_id or "-",
+            "duration_ms": duration_ms,
+            "replayed": self.replayed,
+            "reason": self.reason or "-",
+        }
+        access_log.info(
+            "%(method)s %(path)s %(status)s key_id=%(key_id)s duration_ms=%(duration_ms)s "
+            "replayed=%(replayed)s reason=%(reason)s",
+            fields,
+            extra=fields,
+        )
+
+
+def _problem(status: int, error: str, *, rejected: bool = False) -> Response:
+    """A small JSON answer of the middleware's own; ``rejected`` marks a refusal for the client."""
+    server_time = int(time.time())
+    body = json.dumps({"error": error, "server_time": server_time}, separators=(",", ":")).encode()
+    headers = [("content-type", "application/json")]
+    if rejected:
+        headers.append(("Strongroom-Rejected", error))
+    return Response(status, headers, body)
+
+
+def _body_extensions(scope: Scope) -> dict[str, Any]:
+    """The scope's extensions without the response ones, so the body comes as messages."""
+    return {
+        name: value
+        for name, value in (scope.get("extensions") or {}).items()
+        if not name.startswith("http.response.")
+    }
+
+
+async def _passing(app: App, scope: Scope, receive: Receive, send: Send) -> int:
+    """Run the application, streaming its response; the status it sent."""
+    status = 500
+
+    async def sending(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+        await send(message)
+
+    await app(scope, receive, sending)
+    return status
+
+
+async def _quietly(call: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """Write to the idempotency store; a failure is logged, the answer still goes out.
+
+    The request has run: refusing its answer now would only make the device
+    retry it.  Its marker then holds the key until the lease runs out.
+    """
+    try:
+        await in_thread(call, *args, **kwargs)
+    except IdempotencyUnavailableError as exc:
+        access_log.warning("an idempotent outcome was not recorded: %s", exc)

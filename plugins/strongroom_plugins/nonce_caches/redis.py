@@ -1,0 +1,278 @@
+"""``redis``: replay and idempotency state shared by every server process on one Redis.
+
+A nonce is one key, ``<prefix>nonce:<key id>:<nonce>``, written with ``SET
+key 1 NX PX ttl``: Redis makes it atomic, so of any number of processes
+exactly one records it.  The TTL is ``expires_at`` less this process's
+clock (not ``PXAT``), so an entry lives as long as the verifier that wrote
+it would accept its request, whatever Redis' own clock says.
+
+An idempotency record is a hash, ``<prefix>idem:<scope>:<key>``, changed
+only by the Lua scripts below, so begin and complete are atomic too.
+
+Redis must not evict: an evicted nonce is a replayable request.  On first
+use, and again every minute, the backend reads ``maxmemory-policy`` and
+refuses to serve while it evicts (``allkeys-*``, ``volatile-*``); with
+``noeviction`` a full Redis refuses writes, and so requests (503).  A
+server that forbids ``CONFIG`` gets one warning and is trusted.  Every
+Redis error becomes the slot's unavailable error in one line that names
+where Redis is, never the password the URL may hold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn
+from urllib.parse import unquote, urlsplit
+
+import msgspec
+import redis
+from redis.commands.core import Script
+
+from strongroom.errors import (
+    IdempotencyUnavailableError,
+    NonceCacheUnavailableError,
+    StrongroomError,
+)
+from strongroom.idempotency import (
+    DEFAULT_KEEP_S,
+    DEFAULT_LEASE_S,
+    Begun,
+    IdempotencyStore,
+    Outcome,
+    State,
+)
+from strongroom.nonce_cache import NonceCache
+from strongroom.settings import BackendSettings, SecretRef
+
+__all__ = ["RedisNonceCache", "RedisNonceCacheSettings"]
+
+log = logging.getLogger(__name__)
+
+_POLICY_RECHECK_S = 60.0
+
+_BEGIN = """
+local held = redis.call('HMGET', KEYS[1], 'fp', 'status', 'headers', 'body')
+if not held[1] then
+  redis.call('HSET', KEYS[1], 'fp', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {'new'}
+end
+if held[1] ~= ARGV[1] then return {'mismatch'} end
+if not held[2] then return {'in_flight'} end
+return {'replay', held[2], held[3], held[4]}
+"""
+
+_COMPLETE = """
+local held = redis.call('HMGET', KEYS[1], 'fp', 'status')
+if held[1] and (held[1] ~= ARGV[1] or held[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'status', ARGV[2], 'headers', ARGV[3], 'body', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+_RELEASE = """
+local held = redis.call('HMGET', KEYS[1], 'fp', 'status')
+if held[1] == ARGV[1] and not held[2] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisNonceCacheSettings(BackendSettings, frozen=True, kw_only=True):
+    url: Annotated[
+        SecretRef,
+        msgspec.Meta(
+            description="secret reference to redis://, rediss:// or unix:// URL (may hold a "
+            "password)"
+        ),
+    ]
+    key_prefix: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^[A-Za-z0-9_.:{}-]*$",
+            max_length=64,
+            description="prefix of every key written",
+        ),
+    ] = "strongroom:"
+    socket_timeout: Annotated[
+        float, msgspec.Meta(gt=0, le=60, description="seconds per command")
+    ] = 2.0
+    connect_timeout: Annotated[
+        float, msgspec.Meta(gt=0, le=60, description="seconds to connect")
+    ] = 2.0
+
+
+class RedisNonceCache(NonceCache[RedisNonceCacheSettings], IdempotencyStore):
+    """Thread-safe (one redis-py connection pool); ``clock`` (Unix seconds) is injectable."""
+
+    Settings = RedisNonceCacheSettings
+
+    def __init__(
+        self,
+        settings: RedisNonceCacheSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(settings)
+        self._clock = clock
+        self._client: redis.Redis | None = None
+        self._scripts: dict[str, Script] = {}
+        self._where = "redis"
+        self._password = ""
+        self._policy_checked_at: float | None = None
+        self._lock = threading.Lock()
+
+    # -- NonceCache -------------------------------------------------------------------------
+
+    def add(self, key_id: str, nonce: str, expires_at: float) -> bool:
+        """Record the pair with ``SET NX PX``; see :meth:`NonceCache.add`.
+
+        :raises NonceCacheUnavailableError: Redis cannot answer, is full, or evicts.
+        """
+        ttl_ms = max(1, math.ceil((expires_at - self._clock()) * 1000))
+        key = f"{self.settings.key_prefix}nonce:{key_id}:{nonce}"
+        try:
+            client = self._ready(NonceCacheUnavailableError)
+            return bool(client.set(key, b"1", nx=True, px=ttl_ms))
+        except redis.RedisError as exc:
+            self._fail(exc, NonceCacheUnavailableError)
+
+    # -- IdempotencyStore -------------------------------------------------------------------
+
+    def begin(
+        self, scope: str, key: str, fingerprint: str, *, lease_s: float = DEFAULT_LEASE_S
+    ) -> Begun:
+        answer = self._run("begin", scope, key, fingerprint, _ms(lease_s))
+        state = State(answer[0].decode())
+        if state is not State.REPLAY:
+            return Begun(state)
+        status, headers, body = answer[1:4]
+        pairs = tuple((str(name), str(value)) for name, value in json.loads(headers))
+        return Begun(state, Outcome(int(status), pairs, bytes(body)))
+
+    def complete(
+        self,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        outcome: Outcome,
+        *,
+        keep_s: float = DEFAULT_KEEP_S,
+    ) -> None:
+        headers = json.dumps([list(pair) for pair in outcome.headers], separators=(",", ":"))
+        self._run(
+            "complete",
+            scope,
+            key,
+            fingerprint,
+            str(outcome.status),
+            headers,
+            outcome.body,
+            _ms(keep_s),
+        )
+
+    def release(self, scope: str, key: str, fingerprint: str) -> None:
+        self._run("release", scope, key, fingerprint)
+
+    def _run(self, script: str, scope: str, key: str, *args: str | bytes | int) -> Any:
+        name = f"{self.settings.key_prefix}idem:{scope}:{key}"
+        try:
+            self._ready(IdempotencyUnavailableError)
+            return self._scripts[script](keys=[name], args=list(args))
+        except redis.RedisError as exc:
+            self._fail(exc, IdempotencyUnavailableError)
+
+    # -- connection, policy, errors ---------------------------------------------------------
+
+    def _ready(self, error: type[NonceCacheUnavailableError]) -> redis.Redis:
+        """The client, connected on first use, with the eviction policy checked."""
+        client = self._client
+        if client is None:
+            with self._lock:
+                client = self._client
+                if client is None:
+                    client = self._connect(error)
+        checked = self._policy_checked_at
+        if checked is None or self._clock() - checked > _POLICY_RECHECK_S:
+            self._check_policy(client, error)
+        return client
+
+    def _connect(self, error: type[NonceCacheUnavailableError]) -> redis.Redis:
+        try:
+            url = self.settings.url.resolve().decode("utf-8", "replace")
+        except StrongroomError as exc:  # names the reference, never the secret
+            raise error(f"redis URL {self.settings.url}: {exc}") from None
+        parts = urlsplit(url)
+        self._password = unquote(parts.password or "")
+        if parts.scheme == "unix":
+            self._where = f"redis at {parts.path}"
+        else:
+            try:
+                self._where = f"redis at {parts.hostname}:{parts.port or 6379}"
+            except ValueError:
+                self._where = "redis"
+        try:
+            client = redis.Redis.from_url(
+                url,
+                socket_timeout=self.settings.socket_timeout,
+                socket_connect_timeout=self.settings.connect_timeout,
+            )
+        except ValueError:
+            raise error(
+                f"redis URL {self.settings.url}: expected a redis://, rediss:// or unix:// URL"
+            ) from None
+        self._scripts = {
+            "begin": client.register_script(_BEGIN),
+            "complete": client.register_script(_COMPLETE),
+            "release": client.register_script(_RELEASE),
+        }
+        self._client = client
+        return client
+
+    def _check_policy(self, client: redis.Redis, error: type[NonceCacheUnavailableError]) -> None:
+        try:
+            policy = str(client.config_get("maxmemory-policy").get("maxmemory-policy", ""))
+        except redis.ResponseError as exc:
+            forbidden = isinstance(exc, redis.exceptions.NoPermissionError) or (
+                "unknown command" in str(exc).lower()  # CONFIG renamed away
+            )
+            if not forbidden:
+                raise
+            if self._policy_checked_at is None:
+                log.warning(
+                    "%s does not let strongroom read maxmemory-policy; it must be "
+                    "noeviction, or an evicted nonce is a replayable request",
+                    self._where,
+                )
+            self._policy_checked_at = math.inf
+            return
+        if policy.startswith(("allkeys-", "volatile-")):
+            self._policy_checked_at = None
+            raise error(
+                f"{self._where} runs with maxmemory-policy {policy}, which evicts keys: an "
+                "evicted nonce is a replayable request; set maxmemory-policy noeviction"
+            )
+        self._policy_checked_at = self._clock()
+
+    def _fail(self, exc: redis.RedisError, error: type[NonceCacheUnavailableError]) -> NoReturn:
+        """Raise ``error`` in one line naming the cause, never the password."""
+        text = " ".join(str(exc).split())[:200]
+        if self._password:
+            text = text.replace(self._password, "***")
+        raise error(f"{self._where} cannot answer ({type(exc).__name__}: {text})") from None
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __repr__(self) -> str:
+        return f"<RedisNonceCache url={self.settings.url} key_prefix={self.settings.key_prefix!r}>"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
