@@ -246,9 +246,28 @@ def test_demo_runs_the_whole_story_on_the_default_stack(tmp_path: Path) -> None:
         "rotated the master key to version 2",
         "decryption refused it",
         "wiped the account",
+        # the sync part: the reference server on loopback, two devices
+        "10. sync server: the reference server (what 'strongroom serve' runs) on "
+        "https://127.0.0.1:",
+        "sqlite storage and a memory nonce cache, TLS from a throwaway CA",
+        "devices: laptop-1.v1 and phone-1.v1 of account 'demo'",
+        "laptop: put 2 records and a 1.4 MiB blob, made the account's sync key, synced: "
+        "pushed 3, 7 encrypted chunk(s) uploaded",
+        "phone: imported the sync key",
+        "pulled 3, 7 chunk(s) checked against the sealed manifest; both records and the blob "
+        "read back equal",
+        "conflict: both devices edited notes/shopping; the phone synced first",
+        "the laptop keeps its losing write as a conflict copy",
+        "the server refused it, 401 replay, and applied nothing",
+        "17. server database: searched its raw bytes (sync.db, ",
+        "for the 8 plaintexts (record values, key names, blob content): none found",
     ):
         assert step in text
     assert re.search(r"files named like [0-9a-f]{16}\.\.\., revealing no record name", text)
+    pins = re.search(r"pin its key (sha256/\S{44}) and the server's (sha256/\S{44})\n", text)
+    assert pins is not None
+    assert pins[1] != pins[2]
     data = json.loads(cli("demo", "--json", cwd=tmp_path).stdout)
-    assert len(data["steps"]) == 9
+    assert len(data["steps"]) == 17
+    assert data["steps"][-1].startswith("server database: ")
     assert list(tmp_path.iterdir()) == [tmp_path / "strongroom.toml"]  # nothing left behind

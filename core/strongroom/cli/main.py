@@ -309,7 +309,7 @@ def _other_commands(commands: Any, command: Callable[..., Any]) -> None:
     config = commands.add_parser("config", help="inspect the configuration")
     config_commands = config.add_subparsers(metavar="ACTION", required=True)
     command(config_commands, "check", "config_check:run", "validate the config and show the stack")
-    command(commands, "demo", "demo:run", "walk through the embedded default stack")
+    command(commands, "demo", "demo:run", "walk through the default stack, then sync on loopback")
     unlock = command(
         commands, "unlock", "agent:unlock", "unlock once: start an agent that serves commands"
     )
