@@ -29,10 +29,18 @@ class Sizes:
     burst: int  # gets in the agent burst
     database_count: int  # records in the database benchmarks
     unlock_rounds: int  # unlocks timed per key provider
+    server_clients: int  # concurrent keep-alive HTTPS connections pushing to the sync server
+    server_pushes: int  # signed pushes per timed round, across them
+    sync_records: int  # records synced between two devices
+    sync_blob: int  # bytes of the blob synced between two devices
+    sync_rounds: int  # rounds of each sync server benchmark
 
 
-FULL = Sizes(1 << 30, 3, (1_000, 10_000, 100_000), 256 * MiB, 20, 100, 100_000, 50)
-QUICK = Sizes(4 * MiB, 1, (100,), 4 * MiB, 1, 3, 100, 2)
+FULL = Sizes(
+    1 << 30, 3, (1_000, 10_000, 100_000), 256 * MiB, 20, 100, 100_000, 50,
+    8, 2_000, 10_000, 256 * MiB, 3,
+)  # fmt: skip
+QUICK = Sizes(4 * MiB, 1, (100,), 4 * MiB, 1, 3, 100, 2, 4, 40, 50, MiB, 1)
 
 
 def make_file(path: Path, size: int) -> Path:

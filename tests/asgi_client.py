@@ -46,7 +46,7 @@ class Device:
     key_id: str = KEY_ID
 
     def sign(
-        self, method: str, path: str, body: bytes, idempotency_key: str = ""
+        self, method: str, path: str, body: bytes, idempotency_key: str = "", challenge: str = ""
     ) -> dict[str, str]:
         headers = sign_request(
             self.key,
@@ -55,10 +55,13 @@ class Device:
             path,
             body,
             idempotency_key=idempotency_key,
+            challenge=challenge,
             now=time.time(),
         )
         if idempotency_key:
             headers[h.IDEMPOTENCY_KEY] = idempotency_key
+        if challenge:
+            headers[h.CHALLENGE] = challenge
         return headers
 
     def send(
@@ -70,9 +73,10 @@ class Device:
         body: bytes = b"",
         *,
         idempotency_key: str = "",
+        challenge: str = "",
         headers: dict[str, str] | None = None,
     ) -> Answer:
-        sent = {**self.sign(method, path, body, idempotency_key), **(headers or {})}
+        sent = {**self.sign(method, path, body, idempotency_key, challenge), **(headers or {})}
         return self.resend(client, url, method, path, body, sent=sent)
 
     def resend(

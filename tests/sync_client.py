@@ -2,7 +2,8 @@
 
 ``SyncClient(http, url, account, device)`` sends MessagePack requests to
 ``/v1/accounts/<account>/...``, signed by an :class:`asgi_client.Device`,
-with a fresh ``Idempotency-Key`` on every write unless one is given, and
+with a fresh ``Idempotency-Key`` on every write unless one is given (and
+a ``Strongroom-Challenge`` token, signed, when one is given), and
 checks every answer's signature when it is signed.  ``seal_record`` seals
 a plaintext as a device would before pushing it.
 """
@@ -61,6 +62,7 @@ class SyncClient:
         body: bytes = b"",
         *,
         idempotency_key: str | None = None,
+        challenge: str = "",
         headers: dict[str, str] | None = None,
     ) -> Answer:
         if idempotency_key is None and method in ("POST", "PUT"):
@@ -73,6 +75,7 @@ class SyncClient:
             full,
             body,
             idempotency_key=idempotency_key or "",
+            challenge=challenge,
             headers=headers,
         )
 

@@ -8,8 +8,8 @@ not have, behind the same middleware (verifier, idempotent replay, signed
 answers): ``POST /v1/accounts/{a}/ops/{name}`` is a test operation that
 counts its runs in order; ``fail`` is refused 400, ``busy-<n>`` answers
 503 its first ``n`` times, anything else 201.  It issues challenges, and a
-request with ``Strongroom-Fresh-Auth: required`` must carry one issued
-for its idempotency key.
+request whose signature covers a ``Strongroom-Challenge`` token runs only
+if that token was issued for its idempotency key and not used before.
 """
 
 from __future__ import annotations
@@ -155,10 +155,9 @@ class SyncServer:
         account, route = parts[0], parts[1:]
         if self.accounts.get(verified.key_id) != account:
             return answer(403, {"error": "account"})
-        if request.headers.get("strongroom-fresh-auth") == "required":
-            token = request.headers.get("strongroom-challenge", "")
-            if self.challenges.pop(token, None) != verified.idempotency_key:
-                return answer(428, {"error": "challenge"})
+        challenge = verified.challenge
+        if challenge and self.challenges.pop(challenge, None) != verified.idempotency_key:
+            return answer(428, {"error": "challenge"})
         body = await request.body()
         if route == ["challenges"]:
             token = os.urandom(16).hex()

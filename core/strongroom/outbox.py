@@ -30,8 +30,8 @@ makes every retry of it run once on the server.
 
 A ``fresh_auth`` operation first asks the server for a challenge token
 bound to its idempotency key (``POST /v1/accounts/{account}/challenges``)
-and sends it as ``Strongroom-Challenge`` with ``Strongroom-Fresh-Auth:
-required``; a token is fetched for every attempt (single use, 60 s).
+and sends it as ``Strongroom-Challenge``, a header the request signature
+covers; a token is fetched for every attempt (single use, 60 s).
 See ``docs/sync-protocol.md``, "The outbox".
 """
 
@@ -64,6 +64,7 @@ from strongroom.errors import (
     TransportError,
     UsageError,
 )
+from strongroom.signing import headers as h
 from strongroom.signing.headers import IDEMPOTENCY_KEY
 from strongroom.transport import SyncRequest, SyncResponse
 
@@ -73,7 +74,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CHALLENGE",
     "DEFAULT_RETENTION_S",
-    "FRESH_AUTH",
     "PREFIX",
     "DrainReport",
     "Operation",
@@ -84,10 +84,8 @@ __all__ = [
 PREFIX = "strongroom.outbox/"
 #: How long the reference server keeps an idempotency key's outcome.
 DEFAULT_RETENTION_S = 24 * 3600.0
-#: The header carrying a challenge token.
-CHALLENGE = "Strongroom-Challenge"
-#: The header asking the server to require the challenge.
-FRESH_AUTH = "Strongroom-Fresh-Auth"
+#: The header carrying a challenge token (signed with the request).
+CHALLENGE = h.CHALLENGE
 
 Send = Callable[[SyncRequest], SyncResponse]
 
@@ -341,7 +339,6 @@ class Outbox:
             if isinstance(token, SyncResponse):
                 return token  # the challenge itself was refused: judged as the operation's answer
             headers[CHALLENGE] = token
-            headers[FRESH_AUTH] = "required"
         return send(SyncRequest(operation.method, operation.path, operation.body, headers))
 
     def _challenge(self, operation: Operation, send: Send) -> str | SyncResponse:
@@ -355,7 +352,7 @@ class Outbox:
             token = msgspec.msgpack.decode(answer.body).get("token")
         except (msgspec.DecodeError, AttributeError):
             token = None
-        if not isinstance(token, str) or not token.isprintable() or not token:
+        if not isinstance(token, str) or not token or not h.is_challenge(token):
             return SyncResponse(502, msgspec.msgpack.encode({"error": "challenge-malformed"}))
         return token
 

@@ -20,7 +20,7 @@ import pytest
 
 from strongroom import Strongroom, load_config
 from strongroom.errors import TransportError, UsageError
-from strongroom.outbox import CHALLENGE, FRESH_AUTH, PREFIX, Outbox
+from strongroom.outbox import CHALLENGE, PREFIX, Outbox
 from strongroom.signing.headers import IDEMPOTENCY_KEY
 from strongroom.transport import SyncRequest, SyncResponse
 from sync_server import ReferenceServer, SyncServer, device_config, make_device
@@ -199,10 +199,11 @@ def test_a_fresh_auth_operation_fetches_a_challenge_bound_to_it(setup: Setup) ->
     assert (sent.id, response.status) == (op_id, 201)
     assert setup.server.runs["payment"] == 1
     assert setup.server.challenges == {}  # the token was used up
-    # without a token, or with one issued for another operation, the server refuses: 428
+    # with a token never issued, or one issued for another operation, the server refuses: 428
     send = setup.stack.send
-    required = {FRESH_AUTH: "required", IDEMPOTENCY_KEY: "op-a"}
-    assert send(SyncRequest("POST", "/v1/accounts/alice/ops/payment", b"x", required)).status == 428
+    required = {IDEMPOTENCY_KEY: "op-a"}
+    forged = {**required, CHALLENGE: "never-issued"}
+    assert send(SyncRequest("POST", "/v1/accounts/alice/ops/payment", b"x", forged)).status == 428
     challenge = send(
         SyncRequest(
             "POST", "/v1/accounts/alice/challenges", msgspec.msgpack.encode({"operation": "op-b"})
@@ -309,7 +310,7 @@ def test_fresh_auth_and_a_lost_answer_against_the_reference_server(
             body = msgspec.msgpack.encode({"changes": [{"key": "k", "value": b"x", "base_seq": 0}]})
             push = SyncRequest("POST", "/v1/accounts/alice/push", body)
             unchallenged = stack.send(
-                SyncRequest("POST", push.path, body, {FRESH_AUTH: "required", IDEMPOTENCY_KEY: "a"})
+                SyncRequest("POST", push.path, body, {CHALLENGE: "v1.1.x.y", IDEMPOTENCY_KEY: "a"})
             )
             assert unchallenged.status == 428
             op_id = outbox.enqueue(push, fresh_auth=True)

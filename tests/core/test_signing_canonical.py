@@ -34,6 +34,14 @@ NONCE = "AAECAwQFBgcICQoLDA0ODw"  # bytes 0..15
 TIME = "1700000000"
 EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
+#: A challenge token (opaque to signing), carried by the worked example of docs/formats.md.
+TOKEN = "v1.1700000060.EBESExQVFhcYGRobHB0eHw.ZXhhbXBsZS1jaGFsbGVuZ2UtdG9rZW4tbWFjLTAwMDAx"  # noqa: S105
+#: Vectors whose request carries a Strongroom-Challenge header, by name; the rest carry none.
+CHALLENGES = {
+    "sorted by name, repeated parameters in their order, no '=' is an empty value": TOKEN,
+    "a challenge token without an idempotency key": TOKEN,
+}
+
 #: (name, method, target, body, idempotency key, canonical path, canonical query), by hand.
 CASES: list[tuple[str, str, str, str, str, str, str]] = [
     ("no query, empty body", "GET", "/v1/items", "", "", "/v1/items", ""),
@@ -75,6 +83,15 @@ CASES: list[tuple[str, str, str, str, str, str, str]] = [
         "",
         "/a:b@c!$'()*,;=/x",
         "k=v=w&k2=?/",
+    ),
+    (
+        "a challenge token without an idempotency key",
+        "GET",
+        "/v1/items",
+        "",
+        "",
+        "/v1/items",
+        "",
     ),
     (
         "sorting is by bytes: upper case first",
@@ -137,6 +154,7 @@ def generate() -> dict[str, Any]:
     key_id = "phone-1.v1"
     requests = []
     for name, method, target, body, idempotency, path, query in CASES:
+        challenge = CHALLENGES.get(name, "")
         body_hash = _openssl("dgst", "-sha256", data=body.encode())
         canonical = "\n".join(
             [
@@ -149,6 +167,7 @@ def generate() -> dict[str, Any]:
                 NONCE,
                 key_id,
                 idempotency,
+                challenge,
             ]
         )
         requests.append(
@@ -158,6 +177,7 @@ def generate() -> dict[str, Any]:
                 "target": target,
                 "body": body,
                 "idempotency_key": idempotency,
+                "challenge": challenge,
                 "timestamp": TIME,
                 "nonce": NONCE,
                 "key_id": key_id,
@@ -232,6 +252,7 @@ def test_canonical_request_matches_the_vector(vector: dict[str, Any]) -> None:
         nonce=vector["nonce"],
         key_id=vector["key_id"],
         idempotency_key=vector["idempotency_key"],
+        challenge=vector["challenge"],
     )
     assert canonical == vector["canonical"].encode()
 
@@ -245,10 +266,34 @@ def test_the_verifier_accepts_the_vector_signature(vector: dict[str, Any]) -> No
         "Strongroom-Nonce": vector["nonce"],
         "Strongroom-Signature": vector["signature"],
         "Idempotency-Key": vector["idempotency_key"],
+        "Strongroom-Challenge": vector["challenge"],
     }
     body = vector["body"].encode()
     verified = _verifier(vector, key).verify(vector["method"], vector["target"], headers, body)
     assert (verified.key_id, verified.nonce) == (vector["key_id"], vector["nonce"])
+    assert verified.challenge == vector["challenge"]
+
+
+@pytest.mark.parametrize("vector", VALID, ids=[v["name"] for v in VALID])
+def test_stripping_adding_or_changing_the_challenge_breaks_the_signature(
+    vector: dict[str, Any],
+) -> None:
+    key = bytes.fromhex(_load()["mac_key"])
+    headers = {
+        "Strongroom-Key-Id": vector["key_id"],
+        "Strongroom-Timestamp": vector["timestamp"],
+        "Strongroom-Nonce": vector["nonce"],
+        "Strongroom-Signature": vector["signature"],
+        "Idempotency-Key": vector["idempotency_key"],
+    }
+    altered = TOKEN[:-1] + "2"
+    for challenge in {"", TOKEN, altered} - {vector["challenge"]}:
+        sent = {**headers, "Strongroom-Challenge": challenge} if challenge else headers
+        with pytest.raises(RequestVerificationError) as refused:
+            _verifier(vector, key).verify(
+                vector["method"], vector["target"], sent, vector["body"].encode()
+            )
+        assert (refused.value.status, refused.value.reason) == (401, "signature")
 
 
 @pytest.mark.parametrize("vector", MALFORMED, ids=[v["name"] for v in MALFORMED])

@@ -273,30 +273,70 @@ def test_a_storage_that_cannot_answer_is_503_and_nothing_is_applied(server: Serv
     assert decoded(client.pull()) == before
 
 
-def test_an_operation_marked_fresh_needs_a_single_use_challenge_token(server: Server) -> None:
+def test_a_signed_challenge_token_must_be_valid_for_its_operation(server: Server) -> None:
     client = fresh_account(server, ALICE)
-    fresh = {"Strongroom-Fresh-Auth": "required"}
-    missing = client.push(("k", b"v", 0), idempotency_key="op-a", headers=fresh)
-    assert (missing.response.status_code, decoded(missing)) == (428, {"error": "challenge"})
+    forged = client.push(("k", b"v", 0), idempotency_key="op-a", challenge="v1.1.never.issued")
+    assert (forged.response.status_code, decoded(forged)) == (428, {"error": "challenge"})
     token = decoded(client.challenge("op-a"))["token"]
-    other_op = decoded(client.challenge("op-b"))["token"]
-    wrong = client.push(
-        ("k", b"v", 0), idempotency_key="op-a", headers={**fresh, "Strongroom-Challenge": other_op}
-    )
-    assert wrong.response.status_code == 428
-    done = client.push(
-        ("k", b"v", 0), idempotency_key="op-a", headers={**fresh, "Strongroom-Challenge": token}
-    )
+    done = client.push(("k", b"v", 0), idempotency_key="op-a", challenge=token)
     assert done.response.status_code == 200
-    again = client.push(
-        ("k2", b"v", 0), idempotency_key="op-a2", headers={**fresh, "Strongroom-Challenge": token}
-    )
-    assert again.response.status_code == 428
+    assert [entry["key"] for entry in decoded(client.pull())["entries"]] == ["k"]
+
+
+def test_a_proxy_stripping_or_changing_the_challenge_token_gets_401_signature(
+    server: Server,
+) -> None:
+    client = fresh_account(server, ALICE)
+    token = decoded(client.challenge("op-strip"))["token"]
+    other = decoded(client.challenge("op-other"))["token"]
+    path = f"/v1/accounts/{client.account}/push"
+    body = encoded({"changes": [{"key": "k", "value": b"v", "base_seq": 0}]})
+    signed = client.device.sign("POST", path, body, "op-strip", token)
+    stripped = {name: value for name, value in signed.items() if name != h.CHALLENGE}
+    changed = client.device.sign("POST", path, body, "op-strip", token) | {h.CHALLENGE: other}
+    unsigned = client.device.sign("POST", path, body, "op-strip") | {h.CHALLENGE: token}
+    device, http, url = client.device, server.http, server.url
+    answers = [
+        device.resend(http, url, "POST", path, body, sent=headers)
+        for headers in (stripped, changed, unsigned)
+    ]
+    assert [answer.response.status_code for answer in answers] == [401] * 3
+    assert all(answer.response.headers[h.REJECTED] == "signature" for answer in answers)
+    assert decoded(client.pull())["entries"] == []
+    # the token was not spent by the refused requests: the client's own request runs
+    done = device.resend(http, url, "POST", path, body, sent=signed)
+    assert done.response.status_code == 200
+
+
+def test_a_challenge_token_moved_to_another_operation_is_refused(server: Server) -> None:
+    client = fresh_account(server, ALICE)
+    token = decoded(client.challenge("op-a"))["token"]
+    moved = client.push(("k", b"v", 0), idempotency_key="op-b", challenge=token)
+    assert (moved.response.status_code, decoded(moved)) == (428, {"error": "challenge"})
     bob = fresh_account(server, BOB)
-    stolen = bob.push(
-        ("k", b"v", 0), idempotency_key="op-b", headers={**fresh, "Strongroom-Challenge": other_op}
-    )
+    stolen = bob.push(("k", b"v", 0), idempotency_key="op-a", challenge=token)
     assert stolen.response.status_code == 428
+    assert decoded(client.pull())["entries"] == []
+
+
+def test_a_replayed_challenge_token_is_refused(server: Server) -> None:
+    client = fresh_account(server, ALICE)
+    token = decoded(client.challenge("op-a"))["token"]
+    server.storage.writes_fail = True  # redeemed, then the push fails: 503, not kept
+    try:
+        failed = client.push(("k", b"v", 0), idempotency_key="op-a", challenge=token)
+        assert failed.response.status_code == 503
+    finally:
+        server.storage.writes_fail = False
+    # the same token, signed afresh on the retry of the same operation: spent
+    replayed = client.push(("k", b"v", 0), idempotency_key="op-a", challenge=token)
+    assert (replayed.response.status_code, decoded(replayed)) == (428, {"error": "challenge"})
+    assert decoded(client.pull())["entries"] == []
+    fresh = decoded(client.challenge("op-a"))["token"]
+    done = client.push(("k", b"v", 0), idempotency_key="op-a", challenge=fresh)
+    assert done.response.status_code == 200
+    again = client.push(("k2", b"v", 0), idempotency_key="op-b", challenge=fresh)
+    assert again.response.status_code == 428
     assert [entry["key"] for entry in decoded(client.pull())["entries"]] == ["k"]
 
 
@@ -343,7 +383,7 @@ def test_access_log_lines_carry_no_body_query_signature_or_token(
     pushed = client.push(
         ("k", b"BODY-MARKER-1", 0),
         idempotency_key="op-log",
-        headers={"Strongroom-Fresh-Auth": "required", "Strongroom-Challenge": token},
+        challenge=token,
     )
     pulled = client.pull(after=0, limit=77)
     lines = [record.getMessage() for record in caplog.records if record.name == "strongroom.access"]

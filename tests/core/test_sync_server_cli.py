@@ -213,7 +213,7 @@ def test_serve_logs_json_lines_without_secrets_and_finishes_in_flight_requests_o
         pushed = client.push(
             ("note", b"BODY-MARKER-31", None),
             idempotency_key="op-serve",
-            headers={"Strongroom-Fresh-Auth": "required", "Strongroom-Challenge": token},
+            challenge=token,
         )
         assert pushed.response.status_code == 200
         pulled = client.pull(after=0, limit=55)

@@ -182,17 +182,15 @@ def test_a_428_is_not_the_stored_outcome_and_a_token_works_on_the_other_process(
 ) -> None:
     one, two = cluster.clients()
     operation = secrets.token_urlsafe(16)
-    fresh = {"Strongroom-Fresh-Auth": "required"}
     change = ("guarded", b"v", None)
-    refused = one.push(change, idempotency_key=operation, headers=fresh)
+    elsewhere = decoded(one.challenge(secrets.token_urlsafe(16)))["token"]  # another operation's
+    refused = one.push(change, idempotency_key=operation, challenge=elsewhere)
     assert (refused.response.status_code, decoded(refused)) == (428, {"error": "challenge"})
     token = decoded(one.challenge(operation))["token"]
-    done = two.push(
-        change, idempotency_key=operation, headers={**fresh, "Strongroom-Challenge": token}
-    )
+    done = two.push(change, idempotency_key=operation, challenge=token)
     assert done.response.status_code == 200
     assert REPLAYED not in done.response.headers
-    retried = one.push(change, idempotency_key=operation, headers=fresh)  # its answer was lost
+    retried = one.push(change, idempotency_key=operation)  # its answer was lost
     assert retried.response.headers[REPLAYED] == "true"
     assert retried.response.content == done.response.content
 

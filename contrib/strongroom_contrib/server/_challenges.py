@@ -6,7 +6,9 @@ device's key id, the operation (the idempotency key of the write it
 authorises), the expiry and the nonce.  Any process holding the secret can
 check it; it is made single use by recording its nonce in the nonce cache
 (scope ``challenge:<key id>``) when it is redeemed, so a second redemption,
-on any process sharing the cache, fails.
+on any process sharing the cache, fails.  The token travels in the
+``Strongroom-Challenge`` header, which the request signature covers: a
+proxy can neither strip it nor move it to another request.
 """
 
 from __future__ import annotations
@@ -20,14 +22,9 @@ from collections.abc import Callable
 
 from strongroom.errors import UsageError
 from strongroom.nonce_cache import NonceCache
-from strongroom.signing.headers import b64
+from strongroom.signing.headers import CHALLENGE, b64
 
-__all__ = ["CHALLENGE", "FRESH_AUTH", "TTL_S", "Challenges"]
-
-#: The request header that carries a token.
-CHALLENGE = "Strongroom-Challenge"
-#: The request header by which a client marks an operation as needing a token.
-FRESH_AUTH = "Strongroom-Fresh-Auth"
+__all__ = ["CHALLENGE", "TTL_S", "Challenges"]
 #: Seconds a token is valid.
 TTL_S = 60
 

@@ -2,8 +2,8 @@
 
 Each runs after the middleware verified the request.  It first checks the
 account: the verified device must belong to the account its path names,
-else 403 before the storage is touched; then, for a request the client
-marked ``Strongroom-Fresh-Auth: required``, the challenge token (428).
+else 403 before the storage is touched; then, for a request whose
+signature covers a ``Strongroom-Challenge`` token, that token (428).
 Storage calls block, so they run in the thread pool; storage errors map
 to the protocol's codes, and a storage that cannot answer to 503.
 """
@@ -31,7 +31,7 @@ from strongroom.server_storage import Applied, Change, ServerStorage
 from strongroom.signing.headers import is_idempotency_key
 from strongroom.signing.verifier import VerifiedRequest
 from strongroom_contrib.asgi import VERIFIED
-from strongroom_contrib.server._challenges import CHALLENGE, FRESH_AUTH, Challenges
+from strongroom_contrib.server._challenges import Challenges
 from strongroom_contrib.server._devices import DeviceKeys
 from strongroom_contrib.server._wire import (
     ChallengeIn,
@@ -96,15 +96,21 @@ class Endpoints:
     async def _refusal(
         self, request: Request, account: str, verified: VerifiedRequest
     ) -> Response | None:
-        """403 for another account's device, 428 without a needed token; else ``None``."""
+        """403 for another account's device, 428 for a signed token that does not redeem.
+
+        A request carries a token only when its client asked for fresh
+        authorisation, and the token is under the request signature, so a
+        proxy cannot strip it (the signature would fail: 401) and a request
+        that carries one runs only if it redeems.
+        """
         device = self.keys.seen(verified.key_id)
         if device is None:  # forgotten since it was verified: ask again
             device = await run_in_threadpool(self.storage.device, verified.key_id)
         if device is None or device.account != account:
             return problem(403, "account")
-        if request.headers.get(FRESH_AUTH, "").lower() != "required":
+        token = verified.challenge
+        if not token:
             return None
-        token = request.headers.get(CHALLENGE, "")
         operation = verified.idempotency_key
         if not operation or not await run_in_threadpool(
             self.challenges.redeem, token, account, verified.key_id, operation

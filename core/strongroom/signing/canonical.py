@@ -126,11 +126,14 @@ def canonical_request(
     nonce: str,
     key_id: str,
     idempotency_key: str = "",
+    challenge: str = "",
 ) -> bytes:
     """The bytes a request signature covers.
 
     ``target`` is the path and query as sent (``/v1/items?since=5``); the
-    other fields are their wire forms, already checked by the caller.
+    other fields are their wire forms, already checked by the caller;
+    ``idempotency_key`` and ``challenge`` are ``""`` when the request
+    carries no such header.
 
     :raises CanonicalError: the method or target has no canonical form.
     """
@@ -148,6 +151,7 @@ def canonical_request(
         nonce,
         key_id,
         idempotency_key,
+        challenge,
     )
     try:
         return "\n".join(fields).encode("ascii")

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
 __all__ = [
+    "CHALLENGE",
     "IDEMPOTENCY_KEY",
     "KEY_ID",
     "NONCE",
@@ -24,6 +25,7 @@ __all__ = [
     "TIMESTAMP",
     "b64",
     "find",
+    "is_challenge",
     "is_idempotency_key",
     "is_key_id",
     "is_nonce",
@@ -36,6 +38,8 @@ TIMESTAMP = "Strongroom-Timestamp"
 NONCE = "Strongroom-Nonce"
 SIGNATURE = "Strongroom-Signature"
 IDEMPOTENCY_KEY = "Idempotency-Key"
+#: A challenge token for an operation that needs fresh authorisation; signed.
+CHALLENGE = "Strongroom-Challenge"
 RESPONSE_SIGNATURE = "Strongroom-Response-Signature"
 SERVER_TIME = "Strongroom-Server-Time"
 #: On a verifier's refusal: its reason code (a hint; the signed body says it too).
@@ -77,6 +81,11 @@ def is_signature(value: str) -> bool:
 
 
 def is_idempotency_key(value: str) -> bool:
+    return value == "" or _IDEMPOTENCY.fullmatch(value) is not None
+
+
+def is_challenge(value: str) -> bool:
+    """A challenge token has the idempotency key's syntax; empty is none."""
     return value == "" or _IDEMPOTENCY.fullmatch(value) is not None
 
 

@@ -51,11 +51,14 @@ def sign_request(
     body: bytes,
     *,
     idempotency_key: str = "",
+    challenge: str = "",
     now: float,
 ) -> dict[str, str]:
     """The headers that sign one request: key id, timestamp, a fresh nonce, the signature.
 
-    ``target`` is the path and query the server will see.
+    ``target`` is the path and query the server will see; ``idempotency_key``
+    and ``challenge`` are the values of the headers the request carries
+    (``""``: none), both covered by the signature.
 
     :raises strongroom.errors.CanonicalError: the method or target has no canonical form.
     """
@@ -69,6 +72,7 @@ def sign_request(
         nonce=nonce,
         key_id=key_id,
         idempotency_key=idempotency_key,
+        challenge=challenge,
     )
     return {
         h.KEY_ID: key_id,
@@ -200,6 +204,9 @@ class RequestSigner:
         idempotency_key = _header(request.headers, h.IDEMPOTENCY_KEY) or ""
         if not h.is_idempotency_key(idempotency_key):
             raise UsageError(f"a malformed {h.IDEMPOTENCY_KEY} header: printable ASCII only")
+        challenge = _header(request.headers, h.CHALLENGE) or ""
+        if not h.is_challenge(challenge):
+            raise UsageError(f"a malformed {h.CHALLENGE} header: printable ASCII only")
         try:
             return sign_request(
                 key,
@@ -208,6 +215,7 @@ class RequestSigner:
                 request.path,
                 request.body,
                 idempotency_key=idempotency_key,
+                challenge=challenge,
                 now=self._clock() + self.offset,
             )
         except CanonicalError as exc:

@@ -76,6 +76,8 @@ class VerifiedRequest:
     nonce: str
     timestamp: int
     idempotency_key: str
+    #: The signed ``Strongroom-Challenge`` token, ``""`` when the request carries none.
+    challenge: str = ""
 
 
 class RequestVerifier:
@@ -112,7 +114,7 @@ class RequestVerifier:
             found = _signed_headers(headers)
         except ValueError as exc:
             raise _refuse(400, "malformed", str(exc), now) from None
-        key_id, timestamp, nonce, signature, idempotency_key = found
+        key_id, timestamp, nonce, signature, idempotency_key, challenge = found
         key = self._keys(key_id)
         if key is None:
             raise _refuse(401, "signature", f"unknown or retired key id {key_id!r}", now)
@@ -125,6 +127,7 @@ class RequestVerifier:
                 nonce=nonce,
                 key_id=key_id,
                 idempotency_key=idempotency_key,
+                challenge=challenge,
             )
         except CanonicalError as exc:
             raise _refuse(400, "malformed", f"the request target: {exc}", now) from None
@@ -151,7 +154,7 @@ class RequestVerifier:
             raise _refuse(
                 401, "replay", "the nonce was used before", now, key_id=key_id, nonce=nonce
             )
-        return VerifiedRequest(key_id, nonce, signed_at, idempotency_key)
+        return VerifiedRequest(key_id, nonce, signed_at, idempotency_key, challenge)
 
     def sign_response(self, verified: VerifiedRequest, status: int, body: bytes) -> dict[str, str]:
         """The headers that sign a response to ``verified`` (status, body, its nonce, the time).
@@ -198,11 +201,11 @@ class RequestVerifier:
         return f"<RequestVerifier window={self.window:g}s nonces={self._nonces!r}>"
 
 
-_WANTED = frozenset({*h.REQUEST_HEADERS, h.IDEMPOTENCY_KEY.lower()})
+_WANTED = frozenset({*h.REQUEST_HEADERS, h.IDEMPOTENCY_KEY.lower(), h.CHALLENGE.lower()})
 
 
-def _signed_headers(headers: Headers) -> tuple[str, str, str, str, str]:
-    """Key id, timestamp, nonce, signature and idempotency key, each checked.
+def _signed_headers(headers: Headers) -> tuple[str, str, str, str, str, str]:
+    """Key id, timestamp, nonce, signature, idempotency key and challenge, each checked.
 
     :raises ValueError: one is missing, repeated or malformed.
     """
@@ -230,7 +233,10 @@ def _signed_headers(headers: Headers) -> tuple[str, str, str, str, str]:
     idempotency_key = found.get(h.IDEMPOTENCY_KEY.lower(), "")
     if not h.is_idempotency_key(idempotency_key):
         raise ValueError(f"a malformed {h.IDEMPOTENCY_KEY} header")
-    return key_id, timestamp, nonce, signature, idempotency_key  # type: ignore[return-value]
+    challenge = found.get(h.CHALLENGE.lower(), "")
+    if not h.is_challenge(challenge):
+        raise ValueError(f"a malformed {h.CHALLENGE} header")
+    return key_id, timestamp, nonce, signature, idempotency_key, challenge  # type: ignore[return-value]
 
 
 def _refuse(
