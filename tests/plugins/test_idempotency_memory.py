@@ -7,9 +7,10 @@ from collections.abc import Callable
 import pytest
 
 from strongroom.errors import IdempotencyUnavailableError
-from strongroom.idempotency import Outcome, State
+from strongroom.idempotency import IdempotencyStore, Outcome, State
 from strongroom.testing import IdempotencyStoreContract
 from strongroom_plugins.nonce_caches._memory_idempotency import MemoryIdempotencyStore
+from strongroom_plugins.nonce_caches.memory import MemoryNonceCache
 
 FP = "f" * 64
 
@@ -44,3 +45,22 @@ def test_the_repr_of_an_outcome_holds_no_payload() -> None:
     outcome = Outcome(200, (("x-token", "secret-header"),), b"secret-body")
     assert "secret" not in repr(outcome)
     assert "secret" not in repr(MemoryIdempotencyStore())
+
+
+class TestMemoryNonceCacheIdempotency(IdempotencyStoreContract):
+    """The ``memory`` backend itself serves the interface (one object for the whole slot)."""
+
+    def make_store(self, max_entries: int, clock: Callable[[], float]) -> MemoryNonceCache:
+        cache = MemoryNonceCache(clock=clock)
+        assert isinstance(cache, IdempotencyStore)
+        cache._idempotency_store = MemoryIdempotencyStore(max_entries=max_entries, clock=clock)
+        return cache
+
+
+def test_the_memory_backend_keeps_outcomes_on_its_own_clock() -> None:
+    now = [100.0]
+    cache = MemoryNonceCache(clock=lambda: now[0])
+    assert cache.begin("k.v1", "op", FP, lease_s=5).state is State.NEW
+    now[0] += 6
+    assert cache.begin("k.v1", "op", FP).state is State.NEW
+    assert "max_entries=100000" in repr(cache._idempotency())
