@@ -83,32 +83,34 @@ class Pulling:
         known = {codec.server_key(self.name, key): key for key in self.state.all_seen()}
         while True:
             path = account_path(self.account, f"changes?after={cursor}&limit={self.page}")
-            seen: dict[str, Seen] = {}
             try:
                 page = decode_answer(self.send(SyncRequest("GET", path)), ChangesAnswer)
                 for entry in page.entries:
                     applied = self._apply(codec, entry, known, report)
                     if applied is not None:
-                        seen[applied[0]] = applied[1]
-                        known[entry.key] = applied[0]
+                        known[entry.key] = applied
             except PinMismatchError:
                 raise
             except TransportError as failed:
                 report.offline = True
                 report.errors.append(f"pull stopped: {failed}")
-                self.state.save(seen)
                 return
             cursor = max(cursor, page.next)
-            self.state.save(seen, cursor)
+            self.state.save({}, cursor)
             if not page.more:
                 return
 
     def _apply(
         self, codec: SyncCodec, entry: WireEntry, known: dict[str, str], report: SyncReport
-    ) -> tuple[str, Seen] | None:
+    ) -> str | None:
         """Make ``entry`` the local state of its key, keeping a losing local write aside.
 
-        ``None``: another store's key, one never held here, or a state seen before.
+        The key's agreed state is saved with the write (a record: in the same
+        batch; a blob or a delete: right after it), not at the end of the
+        page, so a process killed mid-pull (a page can hold blob downloads)
+        leaves no value the device does not know it agreed with the server.
+        Returns the local key; ``None``: another store's key, one never held
+        here, or a state seen before.
         """
         held = known.get(entry.key)
         agreed = self.state.seen(held) if held is not None else None
@@ -125,17 +127,20 @@ class Pulling:
         if local not in {seen.digest if seen else None, digest}:
             self._keep_conflict_copy(key)
             report.conflicts.append(key)
+        agreed_now = Seen(seq, digest, entry.kind)
         if value is not None:
-            self.store.put(key, value)
-        elif staged is not None:
-            context = codec.context(entry.key)
-            self.store.put_blob(key, self._mover(codec).open_staged(staged, context))
-            staged.unlink(missing_ok=True)
-        elif local is not None:
-            with contextlib.suppress(RecordNotFoundError):
-                self.store.delete(key)
+            self.state.put_agreed(key, value, agreed_now)
+        else:
+            if staged is not None:
+                context = codec.context(entry.key)
+                self.store.put_blob(key, self._mover(codec).open_staged(staged, context))
+                staged.unlink(missing_ok=True)  # killed before the save: fetched again
+            elif local is not None:
+                with contextlib.suppress(RecordNotFoundError):
+                    self.store.delete(key)
+            self.state.save({key: agreed_now})
         report.pulled.append(key)
-        return key, Seen(seq, digest, entry.kind)
+        return key
 
     def _fetch(
         self, codec: SyncCodec, entry: WireEntry, held: str | None, report: SyncReport

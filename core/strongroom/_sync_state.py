@@ -149,6 +149,15 @@ class SyncState:
         if items:
             self.store.put_many(items)
 
+    def put_agreed(self, key: str, value: bytes, seen: Seen) -> None:
+        """A pulled record and what was agreed for it, in one batch: atomic where the store's is.
+
+        A process killed between the two would leave a value the device
+        does not know came from the server, and a later local edit of it
+        would look like a conflict.
+        """
+        self.store.put_many([(key, value), (_SEEN + key, msgspec.msgpack.encode(seen))])
+
     def uploads(self) -> Iterator[tuple[str, Upload]]:
         for name in list(self.store.keys(_UPLOAD)):
             found = self._get(name, Upload)

@@ -206,12 +206,25 @@ class Syncer(Pulling):
         self._push(report)
         if report.conflicts and not report.offline:
             self._pull(report)
-        report.conflicts = list(dict.fromkeys(report.conflicts))
+        report.conflicts = [key for key in dict.fromkeys(report.conflicts) if self._lost(key)]
         report.parked = self.outbox.parked()
         report.queued = len(self.outbox.pending())
         return report
 
     # conflicts
+
+    def _lost(self, key: str) -> bool:
+        """Whether a push of ``key`` that met a conflict still has a losing write to report.
+
+        Not when the device now agrees with the server on exactly its own
+        content: the write that "conflicted" was its own, applied by an
+        attempt whose answer was lost (a server killed before it answered
+        forgets the idempotent outcome), and the pull found it there.
+        """
+        if self.state.conflict(key) is not None:
+            return True
+        agreed = self.state.seen(key)
+        return agreed is None or self._local_digest(key) != agreed.digest
 
     def conflicts(self) -> list[str]:
         """The keys holding a conflict copy, sorted."""
@@ -379,6 +392,14 @@ class Syncer(Pulling):
         moved = Transferred()
         try:
             for key, upload in list(self.state.uploads()):
+                agreed = self.state.seen(key)
+                if agreed is not None and agreed.digest == upload.digest:
+                    # committed by a process killed before it recorded the answer (the
+                    # pull has since agreed on this content): uploading again would
+                    # open a new upload whose commit only conflicts with itself
+                    self.state.end_upload(key)
+                    mover.discard(upload.staged)
+                    continue
                 answer = mover.upload(codec.server_key(self.name, key), upload, moved)
                 if answer.conflict:
                     report.conflicts.append(key)
