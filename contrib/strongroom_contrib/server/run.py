@@ -83,6 +83,8 @@ def serve(config: Config, *, workers: int = 1) -> int:
     """
     import uvicorn
 
+    from strongroom_contrib.server._nodelay import NoDelayH11Protocol
+
     table = server_table(config)
     if workers < 1:
         raise UsageError("--workers is at least 1")
@@ -99,7 +101,7 @@ def serve(config: Config, *, workers: int = 1) -> int:
         "proxy_headers": False,
         "lifespan": "off",
         "ws": "none",
-        "http": "h11",
+        "http": NoDelayH11Protocol,  # see _nodelay: uvicorn's workers leave Nagle on
     }
     if workers > 1:
         _check_workers(config, table)
