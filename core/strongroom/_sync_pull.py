@@ -83,35 +83,47 @@ class Pulling:
         known = {codec.server_key(self.name, key): key for key in self.state.all_seen()}
         while True:
             path = account_path(self.account, f"changes?after={cursor}&limit={self.page}")
+            records: list[tuple[str, bytes, Seen]] = []  # a page's records: one batch
             try:
                 page = decode_answer(self.send(SyncRequest("GET", path)), ChangesAnswer)
                 for entry in page.entries:
-                    applied = self._apply(codec, entry, known, report)
+                    applied = self._apply(codec, entry, known, report, records)
                     if applied is not None:
                         known[entry.key] = applied
             except PinMismatchError:
                 raise
             except TransportError as failed:
+                self.state.save({}, records=records)  # what arrived is kept; the cursor stays
                 report.offline = True
                 report.errors.append(f"pull stopped: {failed}")
                 return
             cursor = max(cursor, page.next)
-            self.state.save({}, cursor)
+            self.state.save({}, cursor, records)
             if not page.more:
                 return
 
     def _apply(
-        self, codec: SyncCodec, entry: WireEntry, known: dict[str, str], report: SyncReport
+        self,
+        codec: SyncCodec,
+        entry: WireEntry,
+        known: dict[str, str],
+        report: SyncReport,
+        records: list[tuple[str, bytes, Seen]],
     ) -> str | None:
         """Make ``entry`` the local state of its key, keeping a losing local write aside.
 
-        The key's agreed state is saved with the write (a record: in the same
-        batch; a blob or a delete: right after it), not at the end of the
-        page, so a process killed mid-pull (a page can hold blob downloads)
-        leaves no value the device does not know it agreed with the server.
+        The key's agreed state is saved with the write: a record joins
+        ``records``, written with its agreed state in one batch at the end of
+        the page or before the next blob or delete; a blob or a delete is
+        saved right after it is applied.  A process
+        killed mid-pull (a page can hold blob downloads) so leaves no value
+        the device does not know it agreed with the server.
         Returns the local key; ``None``: another store's key, one never held
         here, or a state seen before.
         """
+        if entry.kind != "record" and records:  # durable before a download or a delete
+            self.state.save({}, records=records)
+            records.clear()
         held = known.get(entry.key)
         agreed = self.state.seen(held) if held is not None else None
         if agreed is not None and entry.seq <= agreed.seq:
@@ -129,7 +141,7 @@ class Pulling:
             report.conflicts.append(key)
         agreed_now = Seen(seq, digest, entry.kind)
         if value is not None:
-            self.state.put_agreed(key, value, agreed_now)
+            records.append((key, value, agreed_now))
         else:
             if staged is not None:
                 context = codec.context(entry.key)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import msgspec
@@ -141,22 +141,27 @@ class SyncState:
                 seen[name[len(_SEEN) :]] = found
         return seen
 
-    def save(self, seen: dict[str, Seen], cursor: int | None = None) -> None:
-        """Record ``seen`` (and ``cursor``) in one batch: atomic where the store's is."""
+    def save(
+        self,
+        seen: dict[str, Seen],
+        cursor: int | None = None,
+        records: Sequence[tuple[str, bytes, Seen]] = (),
+    ) -> None:
+        """Record ``seen``, pulled ``records`` with theirs, and ``cursor`` in one batch.
+
+        Atomic where the store's batches are: a process killed before it
+        leaves none of them, so a pulled value is never held without the
+        server state it was agreed at (a later local edit would otherwise
+        look like a conflict), and the cursor never passes an entry not yet
+        applied.
+        """
         items = [(_SEEN + key, msgspec.msgpack.encode(value)) for key, value in seen.items()]
+        for key, value, agreed in records:
+            items += [(key, value), (_SEEN + key, msgspec.msgpack.encode(agreed))]
         if cursor is not None:
             items.append((_CURSOR, msgspec.msgpack.encode(cursor)))
         if items:
             self.store.put_many(items)
-
-    def put_agreed(self, key: str, value: bytes, seen: Seen) -> None:
-        """A pulled record and what was agreed for it, in one batch: atomic where the store's is.
-
-        A process killed between the two would leave a value the device
-        does not know came from the server, and a later local edit of it
-        would look like a conflict.
-        """
-        self.store.put_many([(key, value), (_SEEN + key, msgspec.msgpack.encode(seen))])
 
     def uploads(self) -> Iterator[tuple[str, Upload]]:
         for name in list(self.store.keys(_UPLOAD)):
