@@ -30,12 +30,14 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from strongroom.errors import IdempotencyUnavailableError, RequestVerificationError, UsageError
 from strongroom.idempotency import (
     DEFAULT_KEEP_S,
     DEFAULT_LEASE_S,
+    Begun,
     IdempotencyStore,
     Outcome,
     State,
@@ -142,9 +144,10 @@ class SignedRequestsMiddleware:
             entry.status, entry.reason = 413, "too_large"
             await respond(send, _problem(413, "too_large"))
             return
-        try:
-            verified = await in_thread(
-                self.verifier.verify, method, target.decode("latin-1"), headers, body
+        store = self.idempotency
+        try:  # one hand-off to a worker thread for both: each costs the event loop
+            verified, started = await in_thread(
+                self._verify_and_begin, method, target.decode("latin-1"), headers, body
             )
         except RequestVerificationError as refused:
             entry.status, entry.reason = refused.status, refused.reason
@@ -156,22 +159,13 @@ class SignedRequestsMiddleware:
             return
         entry.key_id = verified.key_id
         inner = {**scope, VERIFIED: verified, "extensions": _body_extensions(scope)}
-        store = self.idempotency
-        if store is None or not verified.idempotency_key:
+        if store is None or started is None:
             if not self.sign_responses:
                 entry.status = await _passing(self.app, inner, replaying(body, receive), send)
                 return
             answer = await self._run(inner, body, receive)
         else:
-            answer = await self._once(
-                store,
-                inner,
-                body,
-                receive,
-                verified=verified,
-                target=target.decode("latin-1"),
-                entry=entry,
-            )
+            answer = await self._once(store, inner, body, receive, started=started, entry=entry)
         entry.status = answer.status
         await respond(send, self._signed(verified, answer))
 
@@ -183,6 +177,26 @@ class SignedRequestsMiddleware:
             access_log.warning("a response over max_response_bytes was refused")
             return _problem(500, "response_too_large")
 
+    def _verify_and_begin(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[VerifiedRequest, _Started | None]:
+        """Verify; then, for a request with an idempotency key, begin it (in a worker thread).
+
+        :raises strongroom.errors.RequestVerificationError: refused.
+        """
+        verified = self.verifier.verify(method, target, headers, body)
+        store = self.idempotency
+        if store is None or not verified.idempotency_key:
+            return verified, None
+        digest = fingerprint(method, target, body)
+        try:
+            begun = store.begin(
+                verified.key_id, verified.idempotency_key, digest, lease_s=self.lease_s
+            )
+        except IdempotencyUnavailableError as exc:
+            return verified, _Started(digest, None, exc)
+        return verified, _Started(digest, begun, None)
+
     async def _once(
         self,
         store: IdempotencyStore,
@@ -190,16 +204,14 @@ class SignedRequestsMiddleware:
         body: bytes,
         receive: Receive,
         *,
-        verified: VerifiedRequest,
-        target: str,
+        started: _Started,
         entry: _Entry,
     ) -> Response:
-        scope_id, key = verified.key_id, verified.idempotency_key
-        digest = fingerprint(scope["method"], target, body)
-        try:
-            begun = await in_thread(store.begin, scope_id, key, digest, lease_s=self.lease_s)
-        except IdempotencyUnavailableError as exc:
-            access_log.warning("idempotency store unavailable: %s", exc)
+        verified: VerifiedRequest = scope[VERIFIED]
+        scope_id, key, digest = verified.key_id, verified.idempotency_key, started.digest
+        begun = started.begun
+        if begun is None:
+            access_log.warning("idempotency store unavailable: %s", started.failure)
             entry.reason = "unavailable"
             return _problem(503, "unavailable", rejected=True)
         if begun.state is State.REPLAY and begun.outcome is not None:
@@ -237,6 +249,15 @@ class SignedRequestsMiddleware:
         ]
         signature = self.verifier.sign_response(verified, answer.status, answer.body)
         return Response(answer.status, [*headers, *signature.items()], answer.body)
+
+
+@dataclass(frozen=True)
+class _Started:
+    """An idempotent request begun in the verifying thread: the store's answer, or why none."""
+
+    digest: str
+    begun: Begun | None
+    failure: IdempotencyUnavailableError | None
 
 
 class _Entry:
