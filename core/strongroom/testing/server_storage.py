@@ -193,6 +193,19 @@ class ServerStorageContract(BlobContract):
         with pytest.raises(ServerStorageError):
             storage.register_device(ALICE, "phone.v1", b"c" * 32)
 
+    def test_devices_lists_every_device_in_key_id_order(self, storage: ServerStorage) -> None:
+        storage.register_device(BOB, "tablet.v1", b"t" * 32)
+        storage.register_device(ALICE, "phone.v1", b"p" * 32)
+        storage.retire_device(ALICE, "phone.v1")
+        try:
+            listed = storage.devices()
+        except NotImplementedError:
+            pytest.skip(f"{type(storage).__name__} does not list its devices")
+        assert [(d.key_id, d.account, d.active) for d in listed] == [
+            ("phone.v1", ALICE, False),
+            ("tablet.v1", BOB, True),
+        ]
+
     def test_a_retired_device_stays_retired(self, storage: ServerStorage) -> None:
         storage.register_device(ALICE, "phone.v1", b"a" * 32)
         with pytest.raises(ServerObjectNotFoundError):
