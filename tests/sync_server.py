@@ -34,7 +34,6 @@ from strongroom.signing.verifier import KeyRing, RequestVerifier, VerifiedReques
 from strongroom_contrib.asgi import VERIFIED, SignedRequestsMiddleware
 from strongroom_contrib.server import create_app
 from strongroom_plugins.nonce_caches._memory_idempotency import (
-    MemoryIdempotency,
     MemoryIdempotencyStore,
 )
 from strongroom_plugins.nonce_caches.memory import MemoryNonceCache
@@ -85,10 +84,6 @@ def make_device(
     return stack
 
 
-class _Cache(MemoryNonceCache, MemoryIdempotency):
-    """The memory nonce cache, keeping idempotent outcomes as a server's must."""
-
-
 @dataclass
 class ReferenceServer:
     """The reference server, counting pushes, chunk uploads and chunk downloads."""
@@ -105,7 +100,7 @@ class ReferenceServer:
         self.storage.register_device(account, key_id, key)
 
     def app(self) -> Any:
-        served = create_app(self.storage, _Cache(), challenge_secret=os.urandom(32))
+        served = create_app(self.storage, MemoryNonceCache(), challenge_secret=os.urandom(32))
 
         async def counting(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope["type"] == "http":

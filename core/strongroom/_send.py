@@ -20,15 +20,14 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strongroom.errors import ClockSkewError, PluginError, RequestRefusedError, UsageError
-from strongroom.signing.headers import IDEMPOTENCY_KEY, SIGNATURE
+from strongroom.signing.headers import SIGNATURE
+from strongroom.transport import is_repeatable
 
 if TYPE_CHECKING:
     from strongroom._stack import Strongroom
     from strongroom.transport import SyncRequest, SyncResponse
 
 __all__ = ["send"]
-
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 def send(stack: Strongroom, request: SyncRequest) -> SyncResponse:
@@ -50,18 +49,9 @@ def send(stack: Strongroom, request: SyncRequest) -> SyncResponse:
                 raise
             retried.add("timestamp")
         except RequestRefusedError as refused:
-            if refused.reason != "replay" or "replay" in retried or not _repeatable(request):
+            if refused.reason != "replay" or "replay" in retried or not is_repeatable(request):
                 raise
             retried.add("replay")
-
-
-def _repeatable(request: SyncRequest) -> bool:
-    """Whether running ``request`` twice is harmless: the transport's retry rule."""
-    if request.method.upper() in _IDEMPOTENT:
-        return True
-    return request.method.upper() == "POST" and any(
-        name.lower() == IDEMPOTENCY_KEY.lower() for name in request.headers
-    )
 
 
 def _attempt(stack: Strongroom, request: SyncRequest) -> SyncResponse:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from strongroom.audit import AuditEvent
 from strongroom.backend import Backend, S_co
 
-__all__ = ["SyncRequest", "SyncResponse", "Transport", "TransportBinding"]
+__all__ = ["SyncRequest", "SyncResponse", "Transport", "TransportBinding", "is_repeatable"]
 
 
 def _ignore_pin_failure(host: str, presented: Sequence[str], expected: Sequence[str]) -> None:
@@ -52,6 +52,22 @@ class SyncRequest:
     def __repr__(self) -> str:  # bodies, headers and queries may carry payloads or tokens
         path, query, _ = self.path.partition("?")
         return f"SyncRequest({self.method} {path}{'?...' if query else ''}, {len(self.body)} bytes)"
+
+
+#: Methods that do the same when run twice.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+def is_repeatable(request: SyncRequest) -> bool:
+    """Whether sending ``request`` twice is harmless: an idempotent method, or a POST
+    carrying an ``Idempotency-Key`` (the server answers a repeat with its first outcome).
+
+    The one rule for a transport's retries and for re-signing after a lost answer.
+    """
+    method = request.method.upper()
+    if method in _IDEMPOTENT:
+        return True
+    return method == "POST" and any(name.lower() == "idempotency-key" for name in request.headers)
 
 
 @dataclass(frozen=True)

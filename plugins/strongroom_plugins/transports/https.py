@@ -23,13 +23,18 @@ import httpx
 
 from strongroom.audit import AuditEvent
 from strongroom.errors import TransportError
-from strongroom.transport import SyncRequest, SyncResponse, Transport, TransportBinding
+from strongroom.transport import (
+    SyncRequest,
+    SyncResponse,
+    Transport,
+    TransportBinding,
+    is_repeatable,
+)
 from strongroom_plugins.transports._https_settings import HttpsSettings, origin_of, policy_of
 from strongroom_plugins.transports._https_tls import describe_failure, pinning_context
 
 __all__ = ["HttpsTransport"]
 
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _BACKOFF_BASE_S = 0.1
 _BACKOFF_CAP_S = 2.0
 #: A path and query as sent: RFC 3986 characters only, so nothing is re-encoded.
@@ -91,8 +96,7 @@ class HttpsTransport(Transport[HttpsSettings]):
         names = {name.lower() for name in headers}
         if "accept-encoding" not in names:
             headers["Accept-Encoding"] = "identity"  # the body arrives as the server signed it
-        idempotent = method in _IDEMPOTENT or (method == "POST" and "idempotency-key" in names)
-        attempts = 1 + (self.settings.retries if idempotent else 0)
+        attempts = 1 + (self.settings.retries if is_repeatable(request) else 0)
         deadline = time.monotonic() + self.settings.total_timeout
         for attempt in range(attempts):
             try:
