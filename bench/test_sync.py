@@ -174,7 +174,7 @@ def main() -> None:
     uvicorn.run(
         server_app(verify, plain), host="127.0.0.1", port=port, ssl_certfile=table.certfile,
         ssl_keyfile=table.keyfile, log_level="warning", access_log=False, server_header=False,
-        proxy_headers=False, lifespan="off", ws="none", http=CountingH11,
+        proxy_headers=False, lifespan="on", ws="none", http=CountingH11,
     )  # fmt: skip
 
 

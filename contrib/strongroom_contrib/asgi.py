@@ -2,9 +2,16 @@
 
 It wraps any ASGI application (Starlette, FastAPI, or a bare callable)
 and imports neither.  Per HTTP request it reads the body (bounded), asks
-:meth:`RequestVerifier.verify` in a worker thread (a Redis-backed nonce
-cache blocks, and the event loop must not), and answers a refusal with
-:meth:`RequestVerifier.rejection` without calling the application.  A
+:meth:`RequestVerifier.verify` in a worker thread (the verifier's key
+lookup and a Redis-backed nonce cache block, and the event loop must
+not), and answers a refusal with :meth:`RequestVerifier.rejection`
+without calling the application.  When the nonce cache is an
+:class:`~strongroom.idempotency.AsyncReplayState` (``memory`` and
+``redis`` are) and also keeps the idempotency records, only the signature
+check goes to the thread: the nonce and the idempotency key are taken in
+one awaited step on the event loop, and the outcome is stored the same
+way, which saves a busy server two hand-offs per request.  The middleware
+then closes the backend's client for its loop at lifespan shutdown.  A
 verified request reaches the application with ``scope["strongroom.verified"]``
 (a :class:`~strongroom.signing.verifier.VerifiedRequest`) and its body
 replayed; the response is buffered (bounded) and signed over the request's
@@ -16,7 +23,8 @@ is run at most once per key id and key: a retry gets the first stored
 outcome back, re-signed over its own nonce and marked
 ``Idempotency-Replayed: true``; the same key with another request is 422,
 one still running 409, and a store that cannot answer 503.  Which
-outcomes are kept is :func:`strongroom.idempotency.is_stored`.
+outcomes are kept is :func:`strongroom.idempotency.is_stored`, less the
+statuses in ``not_stored``.
 
 Each request leaves one line on the ``strongroom.access`` logger, with
 the fields also as record attributes (``method``, ``path``, ``status``,
@@ -31,13 +39,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from strongroom.errors import IdempotencyUnavailableError, RequestVerificationError, UsageError
 from strongroom.idempotency import (
     DEFAULT_KEEP_S,
     DEFAULT_LEASE_S,
+    AsyncReplayState,
     Begun,
+    Claim,
     IdempotencyStore,
     Outcome,
     State,
@@ -104,9 +114,18 @@ class SignedRequestsMiddleware:
         max_response_bytes: int = 64 * 1024 * 1024,
         lease_s: float = DEFAULT_LEASE_S,
         keep_s: float = DEFAULT_KEEP_S,
+        not_stored: frozenset[int] = frozenset(),
     ) -> None:
         if idempotency is not None and not isinstance(idempotency, IdempotencyStore):
             raise UsageError(f"{idempotency!r} is not an IdempotencyStore")
+        nonces = verifier.nonce_cache
+        #: The backend awaited on the loop, when it holds the nonces and the records alike.
+        self._awaited = (
+            nonces
+            if isinstance(nonces, AsyncReplayState)
+            and (idempotency is None or idempotency is cast(object, nonces))
+            else None
+        )
         self.app = app
         self.verifier = verifier
         self.idempotency = idempotency
@@ -115,10 +134,14 @@ class SignedRequestsMiddleware:
         self.max_response_bytes = max_response_bytes
         self.lease_s = lease_s
         self.keep_s = keep_s
+        self.not_stored = not_stored
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":  # no signature covers a socket: refuse it
             await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] == "lifespan" and self._awaited is not None:
+            await self.app(scope, receive, _closing_at_shutdown(self._awaited, send))
             return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -145,10 +168,8 @@ class SignedRequestsMiddleware:
             await respond(send, _problem(413, "too_large"))
             return
         store = self.idempotency
-        try:  # one hand-off to a worker thread for both: each costs the event loop
-            verified, started = await in_thread(
-                self._verify_and_begin, method, target.decode("latin-1"), headers, body
-            )
+        try:
+            verified, started = await self._admit(method, target.decode("latin-1"), headers, body)
         except RequestVerificationError as refused:
             entry.status, entry.reason = refused.status, refused.reason
             entry.key_id = getattr(refused, "key_id", None)
@@ -176,6 +197,31 @@ class SignedRequestsMiddleware:
         except TooLarge:
             access_log.warning("a response over max_response_bytes was refused")
             return _problem(500, "response_too_large")
+
+    async def _admit(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[VerifiedRequest, _Started | None]:
+        """Verify, and begin a request with an idempotency key; see the module docstring.
+
+        :raises strongroom.errors.RequestVerificationError: refused.
+        """
+        if self._awaited is None:  # one hand-off to a worker thread for both steps
+            return await in_thread(self._verify_and_begin, method, target, headers, body)
+        verified, digest = await in_thread(self._authenticate, method, target, headers, body)
+        if digest is None:
+            await self.verifier.admit(verified)
+            return verified, None
+        claim = Claim(verified.key_id, verified.idempotency_key, digest, self.lease_s)
+        return verified, _Started(digest, await self.verifier.admit(verified, claim), None)
+
+    def _authenticate(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[VerifiedRequest, str | None]:
+        """Authenticate (in a worker thread); the fingerprint too if an idempotency key is kept."""
+        verified = self.verifier.authenticate(method, target, headers, body)
+        if self.idempotency is None or not verified.idempotency_key:
+            return verified, None
+        return verified, fingerprint(method, target, body)
 
     def _verify_and_begin(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
@@ -227,17 +273,40 @@ class SignedRequestsMiddleware:
         try:
             answer = await self._run(scope, body, receive)
         except BaseException:
-            await _quietly(store.release, scope_id, key, digest)
+            await self._record(store, scope_id, key, digest, None)
             raise
-        if is_stored(answer.status):
+        if is_stored(answer.status) and answer.status not in self.not_stored:
             headers = tuple(
                 (name, value) for name, value in answer.headers if name.lower() not in _NOT_REPLAYED
             )
-            outcome = Outcome(answer.status, headers, answer.body)
-            await _quietly(store.complete, scope_id, key, digest, outcome, keep_s=self.keep_s)
+            await self._record(
+                store, scope_id, key, digest, Outcome(answer.status, headers, answer.body)
+            )
         else:
-            await _quietly(store.release, scope_id, key, digest)
+            await self._record(store, scope_id, key, digest, None)
         return answer
+
+    async def _record(
+        self, store: IdempotencyStore, scope: str, key: str, digest: str, outcome: Outcome | None
+    ) -> None:
+        """Store ``outcome``, or release the key for ``None``; a failure is logged.
+
+        The request has run: refusing its answer now would only make the device
+        retry it.  Its marker then holds the key until the lease runs out.
+        """
+        awaited = self._awaited
+        try:
+            if outcome is None:
+                if awaited is not None:
+                    await awaited.release_async(scope, key, digest)
+                else:
+                    await in_thread(store.release, scope, key, digest)
+            elif awaited is not None:
+                await awaited.complete_async(scope, key, digest, outcome, keep_s=self.keep_s)
+            else:
+                await in_thread(store.complete, scope, key, digest, outcome, keep_s=self.keep_s)
+        except IdempotencyUnavailableError as exc:
+            access_log.warning("an idempotent outcome was not recorded: %s", exc)
 
     def _signed(self, verified: VerifiedRequest, answer: Response) -> Response:
         if not self.sign_responses:
@@ -324,13 +393,12 @@ async def _passing(app: App, scope: Scope, receive: Receive, send: Send) -> int:
     return status
 
 
-async def _quietly(call: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-    """Write to the idempotency store; a failure is logged, the answer still goes out.
+def _closing_at_shutdown(state: AsyncReplayState, send: Send) -> Send:
+    """``send`` for a lifespan: the backend's client for this loop closes before shutdown ends."""
 
-    The request has run: refusing its answer now would only make the device
-    retry it.  Its marker then holds the key until the lease runs out.
-    """
-    try:
-        await in_thread(call, *args, **kwargs)
-    except IdempotencyUnavailableError as exc:
-        access_log.warning("an idempotent outcome was not recorded: %s", exc)
+    async def sending(message: Message) -> None:
+        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            await state.aclose()
+        await send(message)
+
+    return sending

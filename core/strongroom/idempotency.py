@@ -12,7 +12,9 @@ id, so one device never reads another's outcomes.
 It is not a slot of its own: replay and idempotency state live together in
 the ``strongroom.nonce_caches`` slot (memory for one process, Redis for
 many), whose backends implement this interface beside
-:class:`~strongroom.nonce_cache.NonceCache`.  A store that cannot answer
+:class:`~strongroom.nonce_cache.NonceCache`, and may implement
+:class:`AsyncReplayState` too, so a server takes each request's steps on
+its event loop.  A store that cannot answer
 raises :class:`~strongroom.errors.IdempotencyUnavailableError` and the
 request is refused (503): nothing runs unchecked, and a live record is
 never evicted to make room, since that would let a retry run twice.
@@ -31,7 +33,9 @@ __all__ = [
     "DEFAULT_KEEP_S",
     "DEFAULT_LEASE_S",
     "NOT_STORED",
+    "AsyncReplayState",
     "Begun",
+    "Claim",
     "IdempotencyStore",
     "Outcome",
     "State",
@@ -159,3 +163,57 @@ class IdempotencyStore(ABC):
 
         :raises strongroom.errors.IdempotencyUnavailableError: the store cannot answer.
         """
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An idempotency key to claim for a request once its nonce is recorded."""
+
+    scope: str
+    key: str
+    fingerprint: str
+    lease_s: float = DEFAULT_LEASE_S
+
+
+class AsyncReplayState(ABC):
+    """Optional for a backend that is both nonce cache and idempotency store: awaitable steps.
+
+    A server's event loop awaits these instead of handing each step to a
+    worker thread: for a backend that does I/O (Redis) the hand-off, and
+    the wait for the interpreter lock on the way back, cost a busy server
+    more than the step itself.  The semantics are those of the blocking
+    methods; :meth:`admit` takes the nonce and the claim in one step, and
+    a backend may make that one round trip.
+    """
+
+    @abstractmethod
+    async def admit(
+        self, key_id: str, nonce: str, expires_at: float, claim: Claim | None = None
+    ) -> Begun | None:
+        """``NonceCache.add``, then for a new nonce ``IdempotencyStore.begin`` of ``claim``.
+
+        ``None``: the nonce was recorded before (a replay), and nothing was
+        claimed; ``Begun(State.NEW)`` for a new nonce without a claim.
+
+        :raises strongroom.errors.NonceCacheUnavailableError: the backend cannot
+            answer (:class:`~strongroom.errors.IdempotencyUnavailableError` for the claim).
+        """
+
+    @abstractmethod
+    async def complete_async(
+        self,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        outcome: Outcome,
+        *,
+        keep_s: float = DEFAULT_KEEP_S,
+    ) -> None:
+        """:meth:`IdempotencyStore.complete`, awaited."""
+
+    @abstractmethod
+    async def release_async(self, scope: str, key: str, fingerprint: str) -> None:
+        """:meth:`IdempotencyStore.release`, awaited."""
+
+    async def aclose(self) -> None:  # noqa: B027 - nothing to release by default
+        """Release what calls on the running event loop opened; await it before the loop ends."""

@@ -95,9 +95,13 @@ def serving(
     return Serving()
 
 
-@pytest.fixture
-def server(pki: Pki) -> Iterator[Server]:
-    with serving(pki) as running:
+@pytest.fixture(params=["threaded", "awaited"])
+def server(pki: Pki, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """Each test twice: a separate idempotency store (worker-thread steps), and the nonce
+    cache keeping the records too (the steps awaited on the event loop)."""
+    shared = MemoryNonceCache()
+    options = {"nonces": shared, "idempotency": shared} if request.param == "awaited" else {}
+    with serving(pki, **options) as running:  # type: ignore[arg-type]
         yield running
 
 
@@ -350,6 +354,79 @@ def test_the_verifier_runs_off_the_event_loop(pki: Pki) -> None:
     assert len(threads) == 1
     assert threads[0] != "MainThread"
     assert "uvicorn" not in threads[0].lower()
+
+
+def test_an_unreachable_awaited_cache_is_a_signed_503_and_the_app_is_not_called(
+    pki: Pki,
+) -> None:
+    down = DownCache()
+    with serving(pki, nonces=down, idempotency=down) as server:
+        device, client, url = server.device, server.client, server.url
+        for key in ("op-1", ""):
+            answer = device.send(client, url, "POST", "/v1/notes", b"n", idempotency_key=key)
+            assert answer.response.status_code == 503
+            assert answer.response.headers[h.REJECTED] == "unavailable"
+            assert answer.signed_at is not None
+        assert server.handlers.runs == {}
+
+
+def test_awaited_steps_run_on_the_loop_and_the_key_lookup_off_it(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: dict[str, list[str]] = {"lookup": [], "admit": [], "complete": []}
+
+    class Watching(MemoryNonceCache):
+        async def admit(self, *args: Any, **kwargs: Any) -> Any:
+            threads["admit"].append(threading.current_thread().name)
+            return await super().admit(*args, **kwargs)
+
+        async def complete_async(self, *args: Any, **kwargs: Any) -> None:
+            threads["complete"].append(threading.current_thread().name)
+            await super().complete_async(*args, **kwargs)
+
+    lookup = KeyRing.__call__
+
+    def looked_up(ring: KeyRing, key_id: str) -> bytes | None:
+        threads["lookup"].append(threading.current_thread().name)
+        return lookup(ring, key_id)
+
+    monkeypatch.setattr(KeyRing, "__call__", looked_up)
+    watching = Watching()
+    with serving(pki, nonces=watching, idempotency=watching) as server:
+        answer = server.device.send(
+            server.client, server.url, "POST", "/v1/notes", b"n", idempotency_key="op-1"
+        )
+        assert answer.response.status_code == 201
+    assert len(threads["admit"]) == len(threads["complete"]) == 1
+    assert threads["admit"] == threads["complete"]  # the event loop's thread
+    assert threads["lookup"][0] != threads["admit"][0]  # verifying; signing the answer is on it
+
+
+def test_the_awaited_backend_is_closed_at_lifespan_shutdown() -> None:
+    events: list[str] = []
+
+    class Closing(MemoryNonceCache):
+        async def aclose(self) -> None:
+            events.append("aclose")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+
+    incoming = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> Any:
+        return next(incoming)
+
+    async def send(message: Any) -> None:
+        events.append(message["type"])
+
+    closing = Closing()
+    verifier = RequestVerifier(KeyRing(), closing)
+    middleware = SignedRequestsMiddleware(app, verifier=verifier, idempotency=closing)
+    asyncio.run(middleware({"type": "lifespan"}, receive, send))
+    assert events == ["lifespan.startup.complete", "aclose", "lifespan.shutdown.complete"]
 
 
 def test_a_store_that_keeps_no_outcomes_is_refused_up_front() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Callable
@@ -10,11 +11,13 @@ from dataclasses import dataclass, field
 import pytest
 
 from strongroom.errors import (
+    IdempotencyUnavailableError,
     IntegrityError,
     NonceCacheUnavailableError,
     RequestVerificationError,
     UsageError,
 )
+from strongroom.idempotency import Begun, Claim, State
 from strongroom.nonce_cache import NonceCache
 from strongroom.signing import headers as h
 from strongroom.signing.signer import check_response, sign_request
@@ -412,3 +415,69 @@ def test_keys_and_windows_are_checked(ring: KeyRing) -> None:
         ring.add("bad id", KEY)
     with pytest.raises(UsageError):
         RequestVerifier(ring, MemoryNonceCache(), window=0)
+
+
+# authenticate, then admit on the event loop ---------------------------------------------
+
+
+def test_authenticate_checks_everything_but_records_no_nonce(clock: Clock, ring: KeyRing) -> None:
+    cache = MemoryNonceCache(clock=clock)
+    verifier = RequestVerifier(ring, cache, clock=clock)
+    headers = signed()
+    first = verifier.authenticate("POST", TARGET, headers, BODY)
+    assert verifier.authenticate("POST", TARGET, headers, BODY) == first
+    assert len(cache) == 0
+    with pytest.raises(RequestVerificationError) as forged:
+        verifier.authenticate("POST", TARGET, signed(key=OTHER_KEY), BODY)
+    assert forged.value.reason == "signature"
+    assert len(cache) == 0  # a forged request burns no nonce
+
+
+def test_admit_records_the_nonce_once_and_signs_the_replay_refusal(
+    clock: Clock, ring: KeyRing
+) -> None:
+    verifier = RequestVerifier(ring, MemoryNonceCache(clock=clock), clock=clock)
+    headers = signed()
+    verified = verifier.authenticate("POST", TARGET, headers, BODY)
+    assert asyncio.run(verifier.admit(verified)).state is State.NEW
+    with pytest.raises(RequestVerificationError) as replayed:
+        asyncio.run(verifier.admit(verified))
+    assert (replayed.value.status, replayed.value.reason) == (401, "replay")
+    status, answer, body = verifier.rejection(replayed.value)
+    assert check_response(KEY, KEY_ID, verified.nonce, SyncResponse(status, body, answer)) == int(
+        NOW
+    )
+    assert refusal(verifier, headers).reason == "replay"  # verify() sees the same cache
+
+
+def test_admit_claims_the_idempotency_key_with_the_nonce(clock: Clock, ring: KeyRing) -> None:
+    cache = MemoryNonceCache(clock=clock)
+    verifier = RequestVerifier(ring, cache, clock=clock)
+    verified = verifier.authenticate("POST", TARGET, signed(idempotency_key="op-1"), BODY)
+    claim = Claim(KEY_ID, "op-1", "f" * 64)
+    assert asyncio.run(verifier.admit(verified, claim)).state is State.NEW
+    assert cache.begin(KEY_ID, "op-1", "f" * 64).state is State.IN_FLIGHT
+
+
+def test_admit_on_an_unavailable_cache_refuses_with_a_signed_503(
+    clock: Clock, ring: KeyRing
+) -> None:
+    class Full(MemoryNonceCache):
+        async def admit(self, *args: object, **kwargs: object) -> Begun | None:
+            raise IdempotencyUnavailableError("the store is full")
+
+    verifier = RequestVerifier(ring, Full(clock=clock), clock=clock)
+    verified = verifier.authenticate("POST", TARGET, signed(), BODY)
+    with pytest.raises(RequestVerificationError) as refused:
+        asyncio.run(verifier.admit(verified, Claim(KEY_ID, "op-1", "f" * 64)))
+    assert (refused.value.status, refused.value.reason) == (503, "unavailable")
+    status, answer, body = verifier.rejection(refused.value)
+    assert check_response(KEY, KEY_ID, verified.nonce, SyncResponse(status, body, answer)) == int(
+        NOW
+    )
+
+
+def test_admit_needs_an_awaitable_cache(verifier: RequestVerifier) -> None:
+    verified = verifier.authenticate("POST", TARGET, signed(), BODY)
+    with pytest.raises(UsageError, match="use verify"):
+        asyncio.run(verifier.admit(verified))

@@ -10,7 +10,7 @@ import pytest
 
 from strongroom import Strongroom, parse_config
 from strongroom.errors import ConfigError, NonceCacheUnavailableError
-from strongroom.testing import NonceCacheContract
+from strongroom.testing import AsyncReplayStateContract, NonceCacheContract
 from strongroom_plugins.nonce_caches.memory import MemoryNonceCache, MemoryNonceCacheSettings
 
 
@@ -27,6 +27,11 @@ class TestMemoryNonceCache(NonceCacheContract):
 
     def make_cache(self, max_entries: int, clock: Clock) -> MemoryNonceCache:
         return MemoryNonceCache(MemoryNonceCacheSettings(max_entries=max_entries), clock=clock)
+
+
+class TestMemoryAwaitableSteps(AsyncReplayStateContract):
+    def make_state(self, clock: Clock) -> MemoryNonceCache:
+        return MemoryNonceCache(clock=clock)
 
 
 def test_expired_entries_are_purged_and_free_their_room() -> None:

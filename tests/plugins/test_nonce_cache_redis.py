@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -18,9 +19,13 @@ import pytest
 from redis_server import RedisServer, running_redis
 from strongroom import Strongroom, parse_config
 from strongroom.errors import ConfigError, IdempotencyUnavailableError, NonceCacheUnavailableError
-from strongroom.idempotency import Outcome, State
+from strongroom.idempotency import Claim, Outcome, State
 from strongroom.settings import SecretRef
-from strongroom.testing import IdempotencyStoreContract, NonceCacheContract
+from strongroom.testing import (
+    AsyncReplayStateContract,
+    IdempotencyStoreContract,
+    NonceCacheContract,
+)
 from strongroom_plugins.nonce_caches.redis import RedisNonceCache, RedisNonceCacheSettings
 
 PASSWORD = "pw-7f3c1e9a-never-shown"  # noqa: S105 - the test server's own
@@ -115,6 +120,99 @@ class TestRedisIdempotencyStore(IdempotencyStoreContract):
             assert store.begin("phone.v1", "b", FP).state is State.IN_FLIGHT
         finally:
             admin.config_set("maxmemory", 0)
+
+
+class TestRedisAwaitableSteps(AsyncReplayStateContract):
+    @pytest.fixture(autouse=True)
+    def _server(self, server: RedisServer) -> None:
+        self.server = server
+
+    def make_state(self, clock: Callable[[], float]) -> RedisNonceCache:
+        state: RedisNonceCache = make(self.server, clock)
+        return state
+
+    def test_the_nonce_and_the_claim_take_one_round_trip(self, state: RedisNonceCache) -> None:
+        admin = self.server.admin()
+        before = _calls(admin)
+
+        async def steps() -> None:
+            await state.admit("phone.v1", "n0", time.time() + 60)  # connects, checks the policy
+            before.update(_calls(admin))
+            await state.admit("phone.v1", "n1", time.time() + 60, Claim("phone.v1", "op", FP))
+
+        AsyncReplayStateContract.run(state, steps)
+        after = _calls(admin)
+        ran = {name: after[name] - before.get(name, 0) for name in after if name != "info"}
+        # one EVALSHA from the client; the rest ran inside its script
+        assert {name: count for name, count in ran.items() if count} == {
+            "evalsha": 1,
+            "set": 1,
+            "hmget": 1,
+            "hset": 1,
+            "pexpire": 1,
+        }
+
+
+def _calls(admin: Any) -> dict[str, int]:
+    """Commands the server has run, by name."""
+    return {
+        name.removeprefix("cmdstat_"): int(stats["calls"])
+        for name, stats in admin.info("commandstats").items()
+    }
+
+
+def test_awaited_steps_fail_closed_without_the_password_when_redis_is_gone(
+    server: RedisServer,
+) -> None:
+    state = make(server, url=f"redis://:{PASSWORD}@127.0.0.1:1/0", connect_timeout=0.5)
+
+    async def steps() -> list[str]:
+        failures = []
+        for step in (
+            state.admit("phone.v1", "n1", time.time() + 60),
+            state.admit("phone.v1", "n2", time.time() + 60, Claim("phone.v1", "op", FP)),
+            state.complete_async("phone.v1", "op", FP, Outcome(200, (), b"x")),
+            state.release_async("phone.v1", "op", FP),
+        ):
+            with pytest.raises(NonceCacheUnavailableError) as caught:
+                await step
+            failures.append(str(caught.value))
+        await state.aclose()
+        return failures
+
+    failures = asyncio.run(steps())
+    assert all("127.0.0.1:1 cannot answer" in text for text in failures)
+    assert not any(PASSWORD in text for text in failures)
+    state.close()
+
+
+def test_awaited_steps_refuse_an_evicting_redis(server: RedisServer) -> None:
+    state = make(server)
+    admin = server.admin()
+    admin.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with pytest.raises(NonceCacheUnavailableError, match="allkeys-lru"):
+            AsyncReplayStateContract.run(
+                state, lambda: state.admit("phone.v1", "n1", time.time() + 60)
+            )
+    finally:
+        admin.config_set("maxmemory-policy", "noeviction")
+    state.close()
+
+
+def test_close_also_closes_a_loop_that_can_still_run(server: RedisServer) -> None:
+    """A loop not yet closed (a test's, a worker's) gets its client closed by close()."""
+    state = make(server)
+    admin = server.admin()
+    before = len(admin.client_list())
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(state.admit("phone.v1", "n1", time.time() + 60))
+        assert len(admin.client_list()) == before + 1
+        state.close()
+        assert len(admin.client_list()) == before
+    finally:
+        loop.close()
 
 
 def test_a_config_selects_it_with_the_url_as_a_secret_reference(server: RedisServer) -> None:

@@ -30,7 +30,6 @@ from strongroom_contrib.asgi import SignedRequestsMiddleware
 from strongroom_contrib.server._challenges import Challenges
 from strongroom_contrib.server._devices import DeviceKeys
 from strongroom_contrib.server._endpoints import Endpoints
-from strongroom_contrib.server._idempotency import ReleasingStore
 from strongroom_contrib.server._wire import answer, problem
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "HEALTH", "READY", "create_app"]
@@ -44,6 +43,10 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 HEALTH = "/v1/health"
 READY = "/v1/ready"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Outcomes released rather than kept, besides those the middleware never keeps: a 428
+#: (no valid challenge token) is not the operation's answer; the device fetches a
+#: token and retries with the same idempotency key, which must then run.
+NOT_STORED_HERE = frozenset({428})
 #: The scope under which the readiness probe records a throwaway nonce (no key id has a colon).
 _PROBE_SCOPE = "strongroom:ready"
 
@@ -82,12 +85,12 @@ def create_app(
         routes=endpoints.routes(),
         exception_handlers={404: _not_found, 405: _not_allowed},
     )
-    store = ReleasingStore(nonce_cache) if isinstance(nonce_cache, IdempotencyStore) else None
     signed = SignedRequestsMiddleware(
         _raw_path_routing(routes),
         verifier=verifier,
-        idempotency=store,
+        idempotency=nonce_cache if isinstance(nonce_cache, IdempotencyStore) else None,
         max_body_bytes=max_body_bytes,
+        not_stored=NOT_STORED_HERE,
     )
     probes = _Probes(storage, nonce_cache)
 

@@ -99,7 +99,7 @@ def serve(config: Config, *, workers: int = 1) -> int:
         "access_log": False,
         "server_header": False,
         "proxy_headers": False,
-        "lifespan": "off",
+        "lifespan": "on",
         "ws": "none",
         "http": NoDelayH11Protocol,  # see _nodelay: uvicorn's workers leave Nagle on
     }

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from strongroom.errors import NonceCacheUnavailableError, RequestVerificationError, UsageError
+from strongroom.idempotency import AsyncReplayState, Begun, Claim
 from strongroom.nonce_cache import NonceCache
 from strongroom.signing import headers as h
 from strongroom.signing.canonical import CanonicalError, canonical_request, canonical_response
@@ -109,6 +110,22 @@ class RequestVerifier:
         :raises strongroom.errors.RequestVerificationError: refused, with the
             status to answer (see :meth:`rejection`).
         """
+        verified = self.authenticate(method, target, headers, body)
+        try:
+            fresh = self._nonces.add(verified.key_id, verified.nonce, self._expiry(verified))
+        except NonceCacheUnavailableError as exc:
+            raise self._unavailable(verified, exc) from exc
+        if not fresh:
+            raise self._replayed(verified)
+        return verified
+
+    def authenticate(
+        self, method: str, target: str, headers: Headers, body: bytes
+    ) -> VerifiedRequest:
+        """Every check of :meth:`verify` but the nonce: follow with :meth:`admit`.
+
+        :raises strongroom.errors.RequestVerificationError: refused.
+        """
         now = self._clock()
         try:
             found = _signed_headers(headers)
@@ -144,17 +161,59 @@ class RequestVerifier:
                 key_id=key_id,
                 nonce=nonce,
             )
-        try:
-            fresh = self._nonces.add(key_id, nonce, signed_at + self.window + 1)
-        except NonceCacheUnavailableError as exc:
-            raise _refuse(
-                503, "unavailable", f"the nonce cache: {exc}", now, key_id=key_id, nonce=nonce
-            ) from exc
-        if not fresh:
-            raise _refuse(
-                401, "replay", "the nonce was used before", now, key_id=key_id, nonce=nonce
-            )
         return VerifiedRequest(key_id, nonce, signed_at, idempotency_key, challenge)
+
+    @property
+    def nonce_cache(self) -> NonceCache:
+        """The cache nonces are recorded in; :meth:`admit` needs an ``AsyncReplayState``."""
+        return self._nonces
+
+    async def admit(self, verified: VerifiedRequest, claim: Claim | None = None) -> Begun:
+        """Record an authenticated request's nonce on the event loop, claiming ``claim`` with it.
+
+        :raises strongroom.errors.RequestVerificationError: a replay (401), or
+            the cache cannot answer (503).
+        :raises strongroom.errors.UsageError: the nonce cache is not an
+            :class:`~strongroom.idempotency.AsyncReplayState`.
+        """
+        nonces = self._nonces
+        if not isinstance(nonces, AsyncReplayState):
+            raise UsageError(f"{nonces!r} cannot admit on an event loop; use verify()")
+        try:
+            begun = await nonces.admit(
+                verified.key_id, verified.nonce, self._expiry(verified), claim
+            )
+        except NonceCacheUnavailableError as exc:
+            raise self._unavailable(verified, exc) from exc
+        if begun is None:
+            raise self._replayed(verified)
+        return begun
+
+    def _expiry(self, verified: VerifiedRequest) -> float:
+        """When the request's timestamp leaves the window: its nonce may be forgotten then."""
+        return verified.timestamp + self.window + 1
+
+    def _unavailable(
+        self, verified: VerifiedRequest, exc: NonceCacheUnavailableError
+    ) -> RequestVerificationError:
+        return _refuse(
+            503,
+            "unavailable",
+            f"the nonce cache: {exc}",
+            self._clock(),
+            key_id=verified.key_id,
+            nonce=verified.nonce,
+        )
+
+    def _replayed(self, verified: VerifiedRequest) -> RequestVerificationError:
+        return _refuse(
+            401,
+            "replay",
+            "the nonce was used before",
+            self._clock(),
+            key_id=verified.key_id,
+            nonce=verified.nonce,
+        )
 
     def sign_response(self, verified: VerifiedRequest, status: int, body: bytes) -> dict[str, str]:
         """The headers that sign a response to ``verified`` (status, body, its nonce, the time).

@@ -46,6 +46,12 @@ Subclass a contract in your own tests (pytest is required)::
         def make_store(self, max_entries, clock):
             return MyCache(MySettings(max_entries=max_entries), clock=clock)
 
+    from strongroom.testing import AsyncReplayStateContract
+
+    class TestMyAwaitableSteps(AsyncReplayStateContract):
+        def make_state(self, clock):
+            return MyCache(MySettings(), clock=clock)
+
 :class:`MemoryKeyProvider` is the key provider for tests: it keeps its keys
 in memory, can be told to refuse or fail, and no config can select it.
 """
@@ -55,10 +61,12 @@ from strongroom.testing.idempotency import IdempotencyStoreContract
 from strongroom.testing.key_provider import KeyProviderContract
 from strongroom.testing.nonce_cache import NonceCacheContract
 from strongroom.testing.providers import MemoryKeyProvider
+from strongroom.testing.replay_state import AsyncReplayStateContract
 from strongroom.testing.server_storage import ServerStorageContract
 from strongroom.testing.store import StoreContract, make_account_keys
 
 __all__ = [
+    "AsyncReplayStateContract",
     "CipherSuiteContract",
     "IdempotencyStoreContract",
     "KeyProviderContract",

@@ -5,8 +5,10 @@ expiry, so each :meth:`MemoryNonceCache.add` first drops what has expired
 (amortised O(log n)).  When ``max_entries`` live entries are held, a new
 nonce is refused with ``NonceCacheUnavailableError`` rather than evicting
 one: an evicted nonce could be replayed.  It serves idempotency records too
-(:mod:`._memory_idempotency`).  Several server processes need a shared
-cache (``redis``); each would otherwise accept a nonce once.
+(:mod:`._memory_idempotency`), and its awaitable steps run in line: nothing
+here waits on I/O, so an event loop loses nothing by calling them.
+Several server processes need a shared cache (``redis``); each would
+otherwise accept a nonce once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ from typing import Annotated
 import msgspec
 
 from strongroom.errors import NonceCacheUnavailableError
+from strongroom.idempotency import (
+    DEFAULT_KEEP_S,
+    AsyncReplayState,
+    Begun,
+    Claim,
+    Outcome,
+    State,
+)
 from strongroom.nonce_cache import NonceCache
 from strongroom.settings import BackendSettings
 from strongroom_plugins.nonce_caches._memory_idempotency import MemoryIdempotency
@@ -38,7 +48,10 @@ class MemoryNonceCacheSettings(BackendSettings, frozen=True, kw_only=True):
     ] = 1_000_000
 
 
-class MemoryNonceCache(NonceCache[MemoryNonceCacheSettings], MemoryIdempotency):
+_NEW = Begun(State.NEW)
+
+
+class MemoryNonceCache(NonceCache[MemoryNonceCacheSettings], MemoryIdempotency, AsyncReplayState):
     """Thread-safe; ``clock`` (Unix seconds) is injectable for tests; idempotency records too."""
 
     Settings = MemoryNonceCacheSettings
@@ -75,6 +88,29 @@ class MemoryNonceCache(NonceCache[MemoryNonceCacheSettings], MemoryIdempotency):
             self._expiry[entry] = expires_at
             heapq.heappush(self._heap, (expires_at, key_id, nonce))
             return True
+
+    async def admit(
+        self, key_id: str, nonce: str, expires_at: float, claim: Claim | None = None
+    ) -> Begun | None:
+        if not self.add(key_id, nonce, expires_at):
+            return None
+        if claim is None:
+            return _NEW
+        return self.begin(claim.scope, claim.key, claim.fingerprint, lease_s=claim.lease_s)
+
+    async def complete_async(
+        self,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        outcome: Outcome,
+        *,
+        keep_s: float = DEFAULT_KEEP_S,
+    ) -> None:
+        self.complete(scope, key, fingerprint, outcome, keep_s=keep_s)
+
+    async def release_async(self, scope: str, key: str, fingerprint: str) -> None:
+        self.release(scope, key, fingerprint)
 
     def _purge(self, now: float) -> None:
         heap, expiry = self._heap, self._expiry
