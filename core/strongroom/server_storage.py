@@ -17,6 +17,10 @@ a conflict carrying the current seq for the application to resolve; a
 change with ``base_seq=None`` always wins (last writer by server order).
 Deleting leaves a tombstone, so pullers learn of it.
 
+An upload a client abandons (it never commits) holds its chunks until
+:meth:`ServerStorage.prune_uploads` drops it: ``strongroom serve prune``,
+run by the operator (from cron, say), drops uploads idle for a week.
+
 Every method but :meth:`ServerStorage.device` names the account and never
 reads or changes another account's objects, chunks or uploads; an upload or
 key of another account is reported exactly as one that does not exist.
@@ -24,8 +28,9 @@ key of another account is reported exactly as one that does not exist.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, cast
 
@@ -125,6 +130,10 @@ class ServerStorage(Backend[S_co], ABC):
     MAX_KEY: ClassVar[int] = 1024
     MAX_CHUNKS: ClassVar[int] = 1 << 16
     MAX_PAGE: ClassVar[int] = 10_000
+
+    #: When writes happen, in Unix seconds: what :meth:`prune_uploads` compares with.
+    #: Tests replace it on an instance.
+    clock: Callable[[], float] = staticmethod(time.time)
 
     # devices
 
@@ -242,6 +251,18 @@ class ServerStorage(Backend[S_co], ABC):
         """Chunk ``index`` of the blob under ``key``, as uploaded.
 
         :raises strongroom.errors.ServerObjectNotFoundError: ``key`` holds no blob or no such chunk.
+        :raises strongroom.errors.ServerStorageUnavailableError: the database cannot be reached.
+        """
+
+    @abstractmethod
+    def prune_uploads(self, idle_since: float) -> int:
+        """Drop every open upload, of every account, with no activity since ``idle_since``.
+
+        Activity is opening or resuming the upload (``begin_blob``) and storing
+        one of its chunks; a committed blob is never dropped.  A client that
+        comes back to a dropped upload opens a new one and sends every chunk.
+        Returns how many uploads were dropped.
+
         :raises strongroom.errors.ServerStorageUnavailableError: the database cannot be reached.
         """
 

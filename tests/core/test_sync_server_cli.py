@@ -27,6 +27,7 @@ import pytest
 
 from asgi_client import Device
 from conftest import MakeDistribution
+from strongroom.errors import ServerObjectNotFoundError
 from strongroom.signing import headers as h
 from sync_client import SyncClient, decoded
 from tls_servers import make_pki
@@ -391,3 +392,28 @@ def test_a_port_in_use_exits_1_with_one_error_line(deployment: Deployment) -> No
     assert lines[-1].startswith("strongroom: error: the server could not start on 127.0.0.1")
     assert "address already in use" in done.stderr.decode()
     assert "Traceback" not in done.stderr.decode()
+
+
+def test_prune_drops_only_uploads_idle_for_the_days_given(deployment: Deployment) -> None:
+    from strongroom_plugins.server_stores.sqlite import (
+        SqliteServerStorage,
+        SqliteServerStorageSettings,
+    )
+
+    settings = SqliteServerStorageSettings(path=str(deployment.root / "server.sqlite3"))
+    with SqliteServerStorage(settings) as storage:
+        storage.clock = lambda: time.time() - 3 * 86_400
+        old = storage.begin_blob("alice", "old", b"m", [bytes(32)])
+        storage.clock = time.time
+        fresh = storage.begin_blob("alice", "fresh", b"m", [bytes(32)])
+    pruned = deployment.run("serve", "prune", "--idle-days", "2", "--json")
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout) == {"pruned_uploads": 1, "idle_days": 2.0}
+    with SqliteServerStorage(settings) as storage:
+        assert storage.missing_chunks("alice", fresh) == [0]
+        with pytest.raises(ServerObjectNotFoundError, match="no open upload"):
+            storage.missing_chunks("alice", old)
+    for days in ("-1", "nan", "soon"):
+        refused = deployment.run("serve", "prune", "--idle-days", days)
+        assert refused.returncode == 2
+        assert len(refused.stderr.splitlines()) == 1

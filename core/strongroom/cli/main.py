@@ -389,6 +389,16 @@ def _server_commands(commands: Any, command: Callable[..., Any]) -> None:
         help="the base64 key `signing key --expose-key` printed, or - for stdin",
     )
     command(device_commands, "list", "serve:devices_list", "list devices (never their keys)")
+    prune = command(
+        serve_commands, "prune", "serve:prune", "drop blob uploads abandoned by their devices"
+    )
+    prune.add_argument(
+        "--idle-days",
+        type=float,
+        default=7.0,
+        metavar="DAYS",
+        help="drop open uploads with no activity for this long (default: 7)",
+    )
 
 
 def _sync_commands(commands: Any, command: Callable[..., Any]) -> None:

@@ -1,5 +1,11 @@
 """``strongroom serve``: run the reference sync server; ``serve devices``: who may sign to it.
 
+``serve prune`` drops blob uploads their devices abandoned (never
+committed, no chunk for ``--idle-days``): the server keeps an open
+upload's chunks so an interrupted one resumes, and nothing else ever
+frees them.  Run it from cron; a device that comes back later sends its
+blob again.
+
 The server itself lives in ``strongroom_contrib.server`` (the ``server``
 extra: Starlette and uvicorn), imported by name only when the command
 runs, so the core does not depend on it.  Device commands need only the
@@ -12,7 +18,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from strongroom import Strongroom
@@ -90,6 +98,21 @@ def devices_list(args: argparse.Namespace) -> int:
         for row in rows
     ]
     emit(args, {"devices": rows}, text or ["no devices"])
+    return 0
+
+
+def prune(args: argparse.Namespace) -> int:
+    """Drop the open uploads idle for ``--idle-days``; print how many."""
+    days = args.idle_days
+    if not math.isfinite(days) or days < 0:
+        raise UsageError("--idle-days is a number of days, 0 or more")
+    with Strongroom(config_for(args)) as stack:
+        dropped = stack.server_storage.prune_uploads(time.time() - days * 86_400)
+    emit(
+        args,
+        {"pruned_uploads": dropped, "idle_days": days},
+        [f"dropped {dropped} upload(s) idle for {days:g} days or more"],
+    )
     return 0
 
 

@@ -176,3 +176,36 @@ class BlobContract:
         whole = hashlib.sha256(b"".join(chunk(index, size) for index in range(count)))
         assert read.digest() == whole.digest()
         assert peak < 8 * size, "the blob was held in memory whole, not chunk by chunk"
+
+    # abandoned uploads
+
+    def test_an_idle_upload_is_pruned_with_its_chunks(self, storage: ServerStorage) -> None:
+        storage.clock = lambda: 1_000.0
+        upload = storage.begin_blob(ALICE, "photo", b"m", digests(4))
+        storage.put_chunk(ALICE, upload, 0, chunk(0))
+        storage.begin_blob(BOB, "photo", b"m", digests(4))  # every account's
+        assert storage.prune_uploads(1_000) == 0  # active at 1,000: not idle since then
+        assert storage.prune_uploads(1_001) == 2
+        with pytest.raises(ServerObjectNotFoundError):
+            storage.missing_chunks(ALICE, upload)
+        with pytest.raises(ServerObjectNotFoundError):
+            storage.put_chunk(ALICE, upload, 1, chunk(1))
+        again = storage.begin_blob(ALICE, "photo", b"m", digests(4))
+        assert again != upload
+        assert storage.missing_chunks(ALICE, again) == [0, 1, 2, 3]  # everything is sent anew
+
+    def test_a_chunk_or_a_resume_keeps_an_upload(self, storage: ServerStorage) -> None:
+        storage.clock = lambda: 1_000.0
+        sending = storage.begin_blob(ALICE, "sending", b"m", digests(4))
+        resumed = storage.begin_blob(ALICE, "resumed", b"m", digests(4))
+        storage.clock = lambda: 5_000.0
+        storage.put_chunk(ALICE, sending, 2, chunk(2))
+        assert storage.begin_blob(ALICE, "resumed", b"m", digests(4)) == resumed
+        assert storage.prune_uploads(4_000) == 0
+        assert storage.missing_chunks(ALICE, sending) == [0, 1, 3]
+
+    def test_a_committed_blob_is_never_pruned(self, storage: ServerStorage) -> None:
+        storage.clock = lambda: 1_000.0
+        storage.commit_blob(ALICE, self.upload(storage))
+        assert storage.prune_uploads(10**10) == 0
+        assert storage.get_chunk(ALICE, "photo", 3) == chunk(3)

@@ -34,6 +34,7 @@ __all__ = [
     "device",
     "get_chunk",
     "missing_chunks",
+    "prune_uploads",
     "pull",
     "push",
     "put_chunk",
@@ -193,7 +194,9 @@ def pull(sql: Sql, account: str, after: int, limit: int) -> Page:
     return Page(entries, entries[-1].seq if entries else after, len(rows) > limit)
 
 
-def begin_blob(sql: Sql, account: str, key: str, manifest: bytes, hashes: bytes) -> str:
+def begin_blob(
+    sql: Sql, account: str, key: str, manifest: bytes, hashes: bytes, *, now: int
+) -> str:
     fingerprint = hashlib.sha256(len(manifest).to_bytes(8, "big") + manifest + hashes).digest()
     row = sql.one(
         "SELECT upload_id FROM strongroom_uploads"
@@ -204,11 +207,12 @@ def begin_blob(sql: Sql, account: str, key: str, manifest: bytes, hashes: bytes)
         False,
     )
     if row is not None:
+        sql.run("UPDATE strongroom_uploads SET active_at = ? WHERE upload_id = ?", now, row[0])
         return str(row[0])
     upload_id = secrets.token_urlsafe(24)
     sql.run(
         "INSERT INTO strongroom_uploads (upload_id, account, key, manifest, chunk_hashes,"
-        " chunk_count, fingerprint, committed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " chunk_count, fingerprint, committed, active_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         upload_id,
         account,
         key,
@@ -217,6 +221,7 @@ def begin_blob(sql: Sql, account: str, key: str, manifest: bytes, hashes: bytes)
         len(hashes) // _HASH,
         fingerprint,
         False,
+        now,
     )
     return upload_id
 
@@ -235,7 +240,7 @@ def _open_upload(sql: Sql, account: str, upload_id: str) -> tuple[str, int]:
     return str(row[0]), int(row[1])
 
 
-def put_chunk(sql: Sql, account: str, upload_id: str, index: int, data: bytes) -> None:
+def put_chunk(sql: Sql, account: str, upload_id: str, index: int, data: bytes, *, now: int) -> None:
     _, count = _open_upload(sql, account, upload_id)
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
         raise UsageError(f"this upload has chunks 0 to {count - 1}")
@@ -249,12 +254,28 @@ def put_chunk(sql: Sql, account: str, upload_id: str, index: int, data: bytes) -
     if not hmac.compare_digest(hashlib.sha256(data).digest(), bytes(row[0])):
         raise IntegrityError(f"chunk {index} does not match its declared hash")
     sql.run(
-        "INSERT INTO strongroom_chunks (upload_id, idx, data) VALUES (?, ?, ?)"
+        "INSERT INTO strongroom_chunks (upload_id, idx, data, stored_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (upload_id, idx) DO NOTHING",
         upload_id,
         index,
         data,
+        now,
     )
+
+
+def prune_uploads(sql: Sql, idle_since: int) -> int:
+    """Drop the open uploads neither begun nor added to since ``idle_since``; how many."""
+    rows = sql.all(
+        "SELECT upload_id FROM strongroom_uploads u WHERE committed = ? AND active_at < ?"
+        " AND NOT EXISTS (SELECT 1 FROM strongroom_chunks c"
+        " WHERE c.upload_id = u.upload_id AND c.stored_at >= ?)",
+        False,
+        idle_since,
+        idle_since,
+    )
+    for row in rows:
+        _drop_upload(sql, str(row[0]))
+    return len(rows)
 
 
 def missing_chunks(sql: Sql, account: str, upload_id: str) -> list[int]:

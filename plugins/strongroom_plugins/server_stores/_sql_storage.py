@@ -79,14 +79,18 @@ class SqlServerStorage(ServerStorage[S_co]):
         if not isinstance(manifest, bytes):
             raise UsageError("a manifest is bytes")
         hashes = self.check_hashes(chunk_hashes)
-        return self.transaction(lambda sql: ops.begin_blob(sql, account, key, manifest, hashes))
+        now = int(self.clock())
+        return self.transaction(
+            lambda sql: ops.begin_blob(sql, account, key, manifest, hashes, now=now)
+        )
 
     def put_chunk(self, account: str, upload_id: str, index: int, data: bytes) -> None:
         self._account(account)
         self._upload(upload_id)
         if not isinstance(data, bytes):
             raise UsageError("a chunk is bytes")
-        self.transaction(lambda sql: ops.put_chunk(sql, account, upload_id, index, data))
+        now = int(self.clock())
+        self.transaction(lambda sql: ops.put_chunk(sql, account, upload_id, index, data, now=now))
 
     def missing_chunks(self, account: str, upload_id: str) -> list[int]:
         self._account(account)
@@ -105,6 +109,11 @@ class SqlServerStorage(ServerStorage[S_co]):
         self._account(account)
         self.check_name("a key", key, self.MAX_KEY)
         return self.transaction(lambda sql: ops.blob_manifest(sql, account, key), write=False)
+
+    def prune_uploads(self, idle_since: float) -> int:
+        if isinstance(idle_since, bool) or not isinstance(idle_since, int | float):
+            raise UsageError("idle_since is a time in Unix seconds")
+        return self.transaction(lambda sql: ops.prune_uploads(sql, int(idle_since)))
 
     def get_chunk(self, account: str, key: str, index: int) -> bytes:
         self._account(account)

@@ -67,6 +67,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " value bytea, upload_id text REFERENCES strongroom_uploads,"
         " PRIMARY KEY (account, key), UNIQUE (account, seq))",
     ),
+    (  # 2: when an open upload last saw activity, so an abandoned one can be pruned
+        "ALTER TABLE strongroom_uploads ADD COLUMN active_at bigint NOT NULL DEFAULT 0",
+        "UPDATE strongroom_uploads SET active_at = extract(epoch FROM created_at)::bigint",
+        "ALTER TABLE strongroom_chunks ADD COLUMN stored_at bigint NOT NULL DEFAULT 0",
+        "CREATE INDEX strongroom_uploads_idle ON strongroom_uploads (active_at)"
+        " WHERE NOT committed",
+    ),
 )
 
 

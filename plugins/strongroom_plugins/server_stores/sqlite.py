@@ -45,6 +45,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " seq INTEGER NOT NULL, kind TEXT NOT NULL, value BLOB, upload_id TEXT,"
         " PRIMARY KEY (account, key), UNIQUE (account, seq))",
     ),
+    (  # 2: when an open upload last saw activity, so an abandoned one can be pruned
+        "ALTER TABLE strongroom_uploads ADD COLUMN active_at INTEGER NOT NULL DEFAULT 0",
+        "UPDATE strongroom_uploads SET active_at = CAST(strftime('%s', 'now') AS INTEGER)",
+        "ALTER TABLE strongroom_chunks ADD COLUMN stored_at INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX strongroom_uploads_idle ON strongroom_uploads (active_at)"
+        " WHERE committed = 0",
+    ),
 )
 
 
