@@ -66,31 +66,26 @@ log = logging.getLogger(__name__)
 
 _POLICY_RECHECK_S = 60.0
 
-_BEGIN = """
-local held = redis.call('HMGET', KEYS[1], 'fp', 'status', 'headers', 'body')
+#: Claim the record ``record`` for fingerprint ``fp`` with a lease of ``lease`` ms, or say why not.
+_CLAIM = """
+local held = redis.call('HMGET', record, 'fp', 'status', 'headers', 'body')
 if not held[1] then
-  redis.call('HSET', KEYS[1], 'fp', ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('HSET', record, 'fp', fp)
+  redis.call('PEXPIRE', record, lease)
   return {'new'}
 end
-if held[1] ~= ARGV[1] then return {'mismatch'} end
+if held[1] ~= fp then return {'mismatch'} end
 if not held[2] then return {'in_flight'} end
 return {'replay', held[2], held[3], held[4]}
 """
 
-#: The nonce (KEYS[1], ARGV[1] ms) and then, if it was new, _BEGIN on KEYS[2] and ARGV[2..3].
-_ADMIT = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return {'seen'} end
-local held = redis.call('HMGET', KEYS[2], 'fp', 'status', 'headers', 'body')
-if not held[1] then
-  redis.call('HSET', KEYS[2], 'fp', ARGV[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-  return {'new'}
-end
-if held[1] ~= ARGV[2] then return {'mismatch'} end
-if not held[2] then return {'in_flight'} end
-return {'replay', held[2], held[3], held[4]}
-"""
+_BEGIN = "local record, fp, lease = KEYS[1], ARGV[1], ARGV[2]" + _CLAIM
+
+#: The nonce (KEYS[1], for ARGV[1] ms) and then, if it was new, the claim.
+_ADMIT = (
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return {'seen'} end\n"
+    "local record, fp, lease = KEYS[2], ARGV[2], ARGV[3]" + _CLAIM
+)
 
 _COMPLETE = """
 local held = redis.call('HMGET', KEYS[1], 'fp', 'status')
