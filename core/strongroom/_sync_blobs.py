@@ -17,6 +17,12 @@ authenticated manifest; a
 resumed one re-hashes the chunks already there and fetches the rest.  The
 plaintext reaches the store only from the finished object, through the
 chunked format's reader, which authenticates every chunk.
+
+Chunk requests overlap, ``in_flight`` at a time (each pays a signed round
+trip, so one at a time leaves the link idle): an upload reads a chunk only
+when a slot is free and stops issuing new ones at the first failure; a
+download fetches ahead but appends strictly in order, so the ``.part`` file
+stays a verified prefix.  Either holds at most ``in_flight`` chunks in memory.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -43,7 +51,7 @@ from strongroom._sync_wire import (
 from strongroom.durable import fsync_dir, make_private_dir, open_private
 from strongroom.errors import IntegrityError, TransportError
 from strongroom.formats.chunked import HEADER_SIZE, ChunkedReader, ChunkedWriter
-from strongroom.formats.manifest import Manifest, manifest_of
+from strongroom.formats.manifest import Manifest
 from strongroom.signing.headers import IDEMPOTENCY_KEY
 from strongroom.transport import SyncRequest, SyncResponse
 
@@ -52,8 +60,10 @@ if TYPE_CHECKING:
     from strongroom._sync_state import Upload
     from strongroom.formats.context import Context
 
-__all__ = ["BlobMover", "Transferred"]
+__all__ = ["IN_FLIGHT", "BlobMover", "Transferred"]
 
+#: Chunk requests a blob transfer keeps in flight by default (``Syncer(in_flight=...)``).
+IN_FLIGHT = 4
 _PART = ".part"
 
 
@@ -74,11 +84,15 @@ class BlobMover:
     directory: Path
     codec: SyncCodec
     chunk_size: int
+    in_flight: int = IN_FLIGHT
+
+    def _pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self.in_flight, thread_name_prefix="strongroom-blob")
 
     # upload
 
-    def stage(self, chunks: Iterator[bytes], context: Context) -> str:
-        """Seal the blob into a new private file; return its name."""
+    def stage(self, chunks: Iterator[bytes], context: Context) -> tuple[str, Manifest]:
+        """Seal the blob into a new private file; its name and manifest (hashed as written)."""
         make_private_dir(self.directory)
         name = f"up-{os.urandom(12).hex()}"
         path = self.directory / name
@@ -91,11 +105,12 @@ class BlobMover:
                 codec.version,
                 context,
                 chunk_size=self.chunk_size,
+                manifest=True,
             )
             try:
                 for chunk in chunks:
                     writer.write(chunk)
-                writer.close()
+                manifest = writer.close()
             except BaseException:
                 writer.abort()
                 path.unlink(missing_ok=True)
@@ -103,27 +118,22 @@ class BlobMover:
             sink.flush()
             os.fsync(sink.fileno())
         fsync_dir(self.directory)
-        return name
-
-    def manifest(self, staged: str) -> Manifest:
-        """The chunked format's manifest of a staged object."""
-        with (self.directory / staged).open("rb") as source:
-            return manifest_of(source)
+        assert manifest is not None  # noqa: S101 - asked for
+        return name, manifest
 
     def upload(self, server_key: str, state: Upload, moved: Transferred) -> CommitAnswer:
         """Send what the server lacks of the staged object, then commit it.
 
         ``state.envelope`` is the sealed manifest the server keeps as the
-        blob's ``manifest``: the same bytes on every resume.
+        blob's ``manifest``: the same bytes on every resume, and the chunk
+        hashes come from it, so the staged file is not read twice.
 
         :raises strongroom.errors.TransportError: the server could not be reached or refused.
         """
-        path = self.directory / state.staged
-        with path.open("rb") as source:
-            manifest = manifest_of(source)
-            source.seek(0)
+        manifest = self._envelope_manifest(server_key, state.envelope)
+        with (self.directory / state.staged).open("rb") as source:
             header = source.read(HEADER_SIZE)
-            hashes = [hashlib.sha256(header).digest(), *manifest.chunk_sha256]
+            hashes = [manifest.header_sha256, *manifest.chunk_sha256]
             body = {"key": server_key, "manifest": state.envelope, "chunk_hashes": hashes}
             begun = decode_answer(self._post("uploads", body), UploadAnswer)
             upload = quote(begun.upload)
@@ -133,10 +143,12 @@ class BlobMover:
             commit_key = (
                 f"{state.idempotency_key}.{hashlib.sha256(upload.encode()).hexdigest()[:16]}"
             )
+
+            def read(index: int) -> bytes:
+                return _read_chunk(source, manifest, header, index)
+
             for _ in range(2):  # a commit refused as incomplete looks again, once
-                for index in missing:
-                    self._put_chunk(upload, index, _read_chunk(source, manifest, header, index))
-                    moved.sent += 1
+                self._send_chunks(upload, missing, read, moved)
                 answer = self._post(
                     f"uploads/{upload}/commit",
                     {"base_seq": state.base_seq},
@@ -149,6 +161,42 @@ class BlobMover:
                 )
                 missing = decode_answer(status, MissingAnswer).missing
         raise TransportError("the sync server still reports chunks missing after sending them")
+
+    def _envelope_manifest(self, server_key: str, envelope: bytes) -> Manifest:
+        """The manifest sealed at staging: what a download checks, so what to offer."""
+        manifest = self.codec.open(server_key, envelope).manifest
+        if manifest is None:
+            raise IntegrityError("a staged upload's envelope holds no manifest")
+        return Manifest.from_bytes(manifest)
+
+    def _send_chunks(
+        self, upload: str, missing: list[int], read: Callable[[int], bytes], moved: Transferred
+    ) -> None:
+        """PUT each chunk in ``missing``, ``in_flight`` at a time; any order lands the same.
+
+        A chunk is read only when a slot is free.  After the first failure
+        no chunk is sent; those in flight are waited for (each that landed
+        counts), then that failure is raised, and a resume sends what the
+        server then reports missing.
+        """
+        flying: set[Future[None]] = set()
+        failure: BaseException | None = None
+        pool = self._pool()
+        try:
+            for index in missing:
+                if len(flying) >= self.in_flight:
+                    done, _ = wait(flying, return_when=FIRST_COMPLETED)
+                    failure = _landed(done, flying, moved)
+                    if failure is not None:
+                        break
+                flying.add(pool.submit(self._put_chunk, upload, index, read(index)))
+            wait(flying)
+        finally:
+            pool.shutdown(cancel_futures=True)  # waits for those in flight
+            last = _landed(set(flying), flying, moved)
+        failure = failure or last
+        if failure is not None:
+            raise failure
 
     def _put_chunk(self, upload: str, index: int, data: bytes) -> None:
         path = account_path(self.account, f"uploads/{upload}/chunks/{index}")
@@ -200,18 +248,58 @@ class BlobMover:
         with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b") as sink:
             sink.truncate(_offset(manifest, have))
             sink.seek(0, os.SEEK_END)
-            for index in range(have, len(hashes)):
-                chunk_path = account_path(self.account, f"blobs/{blob}/chunks/{index}")
-                chunk = self.send(SyncRequest("GET", chunk_path))
-                if chunk.status != 200:
-                    decode_answer(chunk, type(None))
-                if hashlib.sha256(chunk.body).digest() != hashes[index]:
-                    raise IntegrityError(f"chunk {index} of a blob does not match its manifest")
-                sink.write(chunk.body)
-                sink.flush()
-                moved.fetched += 1
+            self._fetch_chunks(sink, blob, hashes, have, moved)
             os.fsync(sink.fileno())
         return path
+
+    def _fetch_chunks(
+        self, sink: BinaryIO, blob: str, hashes: list[bytes], have: int, moved: Transferred
+    ) -> None:
+        """GET chunks ``have`` on, ``in_flight`` ahead, appending each in order once verified.
+
+        The ``.part`` file so only ever grows by the next chunk whose hash
+        matches; chunks fetched ahead of a failure are dropped (a resume
+        fetches them again) and those not yet started are cancelled.
+        """
+        todo = iter(range(have, len(hashes)))
+        ahead: deque[Future[bytes]] = deque()
+        pool = self._pool()
+        try:
+            self._fetch_ahead(pool, ahead, todo, blob, hashes)
+            while ahead:
+                _append(sink, ahead.popleft())
+                moved.fetched += 1
+                self._fetch_ahead(pool, ahead, todo, blob, hashes)
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    def _fetch_ahead(
+        self,
+        pool: ThreadPoolExecutor,
+        ahead: deque[Future[bytes]],
+        todo: Iterator[int],
+        blob: str,
+        hashes: list[bytes],
+    ) -> None:
+        """Start fetching (and verifying) the next chunks until ``in_flight`` are awaited."""
+        while len(ahead) < self.in_flight:
+            index = next(todo, None)
+            if index is None:
+                return
+            ahead.append(pool.submit(self._get_chunk, blob, index, hashes[index]))
+
+    def _get_chunk(self, blob: str, index: int, expected: bytes) -> bytes:
+        """Chunk ``index``, hashed here, off the thread that appends.
+
+        :raises strongroom.errors.IntegrityError: its hash is not ``expected``.
+        """
+        chunk_path = account_path(self.account, f"blobs/{blob}/chunks/{index}")
+        chunk = self.send(SyncRequest("GET", chunk_path))
+        if chunk.status != 200:
+            decode_answer(chunk, type(None))
+        if hashlib.sha256(chunk.body).digest() != expected:
+            raise IntegrityError(f"chunk {index} of a blob does not match its manifest")
+        return chunk.body
 
     def open_staged(self, path: Path, context: Context) -> Iterator[bytes]:
         """The verified plaintext of a fetched object, chunk by chunk."""
@@ -221,6 +309,29 @@ class BlobMover:
 
 def _random_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+
+
+def _landed(
+    done: set[Future[None]], flying: set[Future[None]], moved: Transferred
+) -> BaseException | None:
+    """Count the chunks of ``done`` that landed, dropping all from ``flying``; a failure."""
+    failure = None
+    for future in done:
+        flying.discard(future)
+        if future.cancelled():
+            continue
+        error = future.exception()
+        if error is None:
+            moved.sent += 1
+        elif failure is None:
+            failure = error
+    return failure
+
+
+def _append(sink: BinaryIO, fetched: Future[bytes]) -> None:
+    """Append the next chunk once verified (a function, so its bytes are freed on return)."""
+    sink.write(fetched.result())
+    sink.flush()
 
 
 def _offset(manifest: Manifest, chunks: int) -> int:

@@ -73,6 +73,7 @@ class Pulling:
     page: int
     staging: Path
     chunk_size: int
+    in_flight: int
 
     def _codec(self) -> SyncCodec:
         raise NotImplementedError
@@ -206,4 +207,6 @@ class Pulling:
             return None
 
     def _mover(self, codec: SyncCodec) -> BlobMover:
-        return BlobMover(self.send, self.account, self.staging, codec, self.chunk_size)
+        return BlobMover(
+            self.send, self.account, self.staging, codec, self.chunk_size, self.in_flight
+        )

@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Literal
 
-from strongroom._sync_blobs import Transferred
+from strongroom._sync_blobs import IN_FLIGHT, Transferred
 from strongroom._sync_codec import Payload, SyncCodec
 from strongroom._sync_pull import Pulling, SyncReport
 from strongroom._sync_state import (
@@ -101,7 +101,14 @@ class Syncer(Pulling):
         rng: random.Random | None = None,
         chunk_size: int = 1 << 20,
         page: int = 500,
+        in_flight: int = IN_FLIGHT,
     ) -> None:
+        """``in_flight``: blob chunk requests kept in flight at once (see ``_sync_blobs``).
+
+        :raises strongroom.errors.UsageError: ``in_flight`` is below 1.
+        """
+        if in_flight < 1:
+            raise UsageError("in_flight is at least 1")
         self.stack = stack
         self.name = store_name
         self.store = stack.store(store_name)
@@ -111,6 +118,7 @@ class Syncer(Pulling):
         self.outbox = Outbox(self.store, account=self.account, clock=clock, rng=rng)
         self.chunk_size = chunk_size
         self.page = page
+        self.in_flight = in_flight
         self.staging = stack.config.account_dir / "sync" / store_name
         self._key: Secret | None = None
         self._key_record: SyncKeyRecord | None = None
@@ -379,9 +387,8 @@ class Syncer(Pulling):
         codec = self._codec()
         mover = self._mover(codec)
         context = codec.context(codec.server_key(self.name, key))
-        staged = mover.stage(self.store.get_blob(key), context)
-        manifest = mover.manifest(staged).to_bytes()
-        _, envelope = codec.seal(Payload(self.name, key, manifest=manifest))
+        staged, manifest = mover.stage(self.store.get_blob(key), context)
+        _, envelope = codec.seal(Payload(self.name, key, manifest=manifest.to_bytes()))
         idempotency_key = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
         base_seq = known.seq if known is not None else 0
         self.state.set_upload(key, Upload(digest, base_seq, staged, envelope, idempotency_key))
