@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
-import shlex
 import stat
-import subprocess
 import types
 import typing
 from collections.abc import Mapping
@@ -163,6 +161,9 @@ class SecretRef:
         return _chomp(self._run_command())
 
     def _run_command(self) -> bytes:
+        import shlex  # only here: reading the config does not start a program
+        import subprocess
+
         try:
             argv = shlex.split(self.target)
         except ValueError:

@@ -7,8 +7,6 @@ the passphrase is being changed) with the passphrase, or refuses.
 
 from __future__ import annotations
 
-import getpass
-import hmac
 import os
 import sys
 from typing import Final
@@ -104,6 +102,9 @@ def stdin_is_tty() -> bool:
 
 
 def _prompt(request: PassphraseRequest) -> str:
+    import getpass  # only here: it loads termios, which no command without a terminal needs
+    import hmac
+
     context = request.context
     where = f"{context.account!r} ({context.purpose})"
     kind = "New passphrase" if request.change else "Passphrase"

@@ -88,7 +88,6 @@ import contextlib
 import os
 import struct
 import threading
-import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Final
 
@@ -183,6 +182,8 @@ def _normalise(passphrase: str | bytes) -> bytes:
             return passphrase
     else:
         text = passphrase
+    import unicodedata  # only here: a command that never reads a passphrase does not load it
+
     # surrogateescape: bytes that were not UTF-8 (from the environment) come back as they were
     return unicodedata.normalize("NFC", text).encode("utf-8", "surrogateescape")
 
