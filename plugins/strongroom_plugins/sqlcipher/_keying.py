@@ -90,6 +90,7 @@ class KeyedFile:
         isolation_level: str | None = None,
         factory: type | None = None,
         wait: bool = True,
+        cached_statements: int | None = None,
     ) -> Opened:
         """A verified connection under the version that keys the file; created if missing.
 
@@ -114,9 +115,9 @@ class KeyedFile:
                         f"{self.sidecar.path.name} says one was written: deleted or truncated; "
                         f"restore it (or delete {self.sidecar.path.name} to start empty)"
                     )
-                return self._create(isolation_level, factory)
+                return self._create(isolation_level, factory, cached_statements)
             recorded = self.sidecar.read()
-            opened = self._resolve(recorded, floor, isolation_level, factory)
+            opened = self._resolve(recorded, floor, isolation_level, factory, cached_statements)
             if isinstance(opened, Opened):
                 return opened
             failure = opened
@@ -138,6 +139,7 @@ class KeyedFile:
         floor: int,
         isolation_level: str | None,
         factory: type | None,
+        cached_statements: int | None = None,
     ) -> Opened | Exception:
         """Try the recorded versions, then every active one at or above the floor."""
         keys, purpose = self.binding.keys, self.binding.purpose
@@ -150,7 +152,7 @@ class KeyedFile:
                 continue
             tried.add(version)
             try:
-                opened = self._try(version, isolation_level, factory)
+                opened = self._try(version, isolation_level, factory, cached_statements)
             except KeyLockedError:
                 raise
             except KeyUnavailableError as exc:
@@ -168,7 +170,11 @@ class KeyedFile:
         return self._why_not(recorded, floor, unavailable)
 
     def _try(
-        self, version: int, isolation_level: str | None, factory: type | None
+        self,
+        version: int,
+        isolation_level: str | None,
+        factory: type | None,
+        cached_statements: int | None = None,
     ) -> Opened | None:
         try:
             conn = connect(
@@ -177,6 +183,7 @@ class KeyedFile:
                 timeout=self.timeout,
                 isolation_level=isolation_level,
                 factory=factory,
+                cached_statements=cached_statements,
             )
         except IntegrityError:
             return None
@@ -237,7 +244,9 @@ class KeyedFile:
             "version: a damaged, truncated or replaced file"
         )
 
-    def _create(self, isolation_level: str | None, factory: type | None) -> Opened:
+    def _create(
+        self, isolation_level: str | None, factory: type | None, cached_statements: int | None
+    ) -> Opened:
         """Make the database under the primary version, then record the version.
 
         In that order: a kill in between leaves a database the opener finds
@@ -258,7 +267,12 @@ class KeyedFile:
                 finally:
                     conn.close()
                 self.sidecar.write(Recorded(version))
-            return self.open(isolation_level=isolation_level, factory=factory, wait=False)
+            return self.open(
+                isolation_level=isolation_level,
+                factory=factory,
+                wait=False,
+                cached_statements=cached_statements,
+            )
 
 
 def _create_private_file(path: Path, store: str) -> None:

@@ -39,13 +39,15 @@ def connect(
     timeout: float = 5.0,
     isolation_level: str | None = None,
     factory: type[Any] | None = None,
+    cached_statements: int | None = None,
 ) -> sqlcipher.Connection:
     """A connection to the database at ``path`` keyed with ``key``, verified to open.
 
     ``isolation_level`` and ``factory`` are passed to ``sqlcipher3.connect``
     (``None``: autocommit, the default here; ``""``: the DB-API's implicit
     transactions, what an ORM expects).  ``timeout`` is the busy timeout in
-    seconds.
+    seconds.  ``cached_statements`` bounds the prepared statements kept
+    (sqlcipher3's default, 128, if ``None``): see ``_runner.STATEMENTS``.
 
     :raises strongroom.errors.IntegrityError: the file exists but ``key`` does not
         open it (another key, or a damaged file).
@@ -64,6 +66,8 @@ def connect(
         options: dict[str, Any] = {"timeout": timeout, "isolation_level": isolation_level}
         if factory is not None:
             options["factory"] = factory
+        if cached_statements is not None:
+            options["cached_statements"] = cached_statements
         conn = sqlcipher.connect(str(path), check_same_thread=False, **options)
     except sqlcipher.Error as exc:
         raise StoreError(f"cannot open database {path}: {exc}") from None
