@@ -8,7 +8,9 @@ row in PostgreSQL, one commit at a time: that caps one account, not the server.)
 "verification on" is the reference app (``create_app``); "verification off" is
 the same Starlette routes without ``SignedRequestsMiddleware`` (no signature,
 nonce, idempotency record or signed answer; the account check and its device
-lookup stay).  Both are served by this module as a child process
+lookup stay).  "verification on, no idempotency keys" sends the same pushes
+without ``Idempotency-Key``: the defence alone (signature, nonce, signed
+answer), without the exactly-once record a keyed request also costs.  Both are served by this module as a child process
 (``python -m bench.test_sync MODE PORT``), uvicorn with ``strongroom serve``'s
 options; the scaling rows are ``strongroom serve --workers N`` itself (as shipped:
 uvicorn 0.54's ``--workers`` leaves Nagle on, Kludex/uvicorn#3149).  Each row also
@@ -279,14 +281,17 @@ def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
     return totals
 
 
-def signed_pushes(count: int, host: str, client: int) -> list[bytes]:
-    """``count`` requests of ``client``'s device, each a push of one new key, signed now."""
+def signed_pushes(count: int, host: str, client: int, *, keyed: bool = True) -> list[bytes]:
+    """``count`` requests of ``client``'s device, each a push of one new key, signed now.
+
+    ``keyed``: each carries an ``Idempotency-Key`` (the server keeps its outcome).
+    """
     path = f"/v1/accounts/bench-{client}/push"
     requests = []
     for _ in range(count):
         change = {"key": secrets.token_urlsafe(12), "value": VALUE, "base_seq": None}
         body = msgspec.msgpack.encode({"changes": [change]})
-        operation = secrets.token_urlsafe(16)
+        operation = secrets.token_urlsafe(16) if keyed else ""
         headers = sign_request(
             KEYS[client],
             f"pusher-{client}.v1",
@@ -296,7 +301,9 @@ def signed_pushes(count: int, host: str, client: int) -> list[bytes]:
             idempotency_key=operation,
             now=time.time(),
         )
-        headers |= {h.IDEMPOTENCY_KEY: operation, "Host": host, "Content-Length": str(len(body))}
+        headers |= {"Host": host, "Content-Length": str(len(body))}
+        if keyed:
+            headers[h.IDEMPOTENCY_KEY] = operation
         headers["Content-Type"] = "application/msgpack"
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         requests.append(f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + body)
@@ -322,11 +329,21 @@ def exchange(connection: ssl.SSLSocket, requests: list[bytes]) -> list[int]:
     return statuses
 
 
+#: Per subject: the server, the group, and whether each push carries an idempotency key.
 SERVERS = {
-    "verification on": ("on", "signed pushes/s: reference server vs. without the verifier"),
-    "verification off": ("off", "signed pushes/s: reference server vs. without the verifier"),
+    "verification on": ("on", "signed pushes/s: reference server vs. without the verifier", True),
+    "verification on, no idempotency keys": (
+        "on",
+        "signed pushes/s: reference server vs. without the verifier",
+        False,
+    ),
+    "verification off": ("off", "signed pushes/s: reference server vs. without the verifier", True),
     **{
-        f"serve --workers {n}": (f"serve-{n}", "signed pushes/s: strongroom serve, 1/2/4 workers")
+        f"serve --workers {n}": (
+            f"serve-{n}",
+            "signed pushes/s: strongroom serve, 1/2/4 workers",
+            True,
+        )
         for n in (1, 2, 4)
     },
 }
@@ -336,7 +353,7 @@ SERVERS = {
 def test_throughput(
     benchmark: BenchmarkFixture, sizes: Sizes, cluster: Cluster, subject: str
 ) -> None:
-    how, benchmark.group = SERVERS[subject]
+    how, benchmark.group, keyed = SERVERS[subject]
     context = ssl.create_default_context(cafile=cluster.pki.ca_bundle)
     with server(cluster, how) as (url, pid), ThreadPoolExecutor(sizes.server_clients) as pool:
         host = url.removeprefix("https://")
@@ -350,7 +367,9 @@ def test_throughput(
         used: dict[str, float] = {}
 
         def split() -> list[list[bytes]]:
-            return [signed_pushes(per_client, host, i) for i in range(sizes.server_clients)]
+            return [
+                signed_pushes(per_client, host, i, keyed=keyed) for i in range(sizes.server_clients)
+            ]
 
         def round_(batches: list[list[bytes]]) -> None:
             before = cpu_seconds({"server": pid, **cluster.pids})
