@@ -28,6 +28,7 @@ stays a verified prefix.  Either holds at most ``in_flight`` chunks in memory.
 from __future__ import annotations
 
 import base64
+import contextvars
 import hashlib
 import os
 from collections import deque
@@ -35,7 +36,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from strongroom._sync_wire import (
     MSGPACK,
@@ -65,6 +66,7 @@ __all__ = ["IN_FLIGHT", "BlobMover", "Transferred"]
 #: Chunk requests a blob transfer keeps in flight by default (``Syncer(in_flight=...)``).
 IN_FLIGHT = 4
 _PART = ".part"
+T = TypeVar("T")
 
 
 @dataclass
@@ -189,7 +191,7 @@ class BlobMover:
                     failure = _landed(done, flying, moved)
                     if failure is not None:
                         break
-                flying.add(pool.submit(self._put_chunk, upload, index, read(index)))
+                flying.add(_submit(pool, self._put_chunk, upload, index, read(index)))
             wait(flying)
         finally:
             pool.shutdown(cancel_futures=True)  # waits for those in flight
@@ -286,7 +288,7 @@ class BlobMover:
             index = next(todo, None)
             if index is None:
                 return
-            ahead.append(pool.submit(self._get_chunk, blob, index, hashes[index]))
+            ahead.append(_submit(pool, self._get_chunk, blob, index, hashes[index]))
 
     def _get_chunk(self, blob: str, index: int, expected: bytes) -> bytes:
         """Chunk ``index``, hashed here, off the thread that appends.
@@ -309,6 +311,16 @@ class BlobMover:
 
 def _random_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+
+
+def _submit(pool: ThreadPoolExecutor, call: Callable[..., T], *args: object) -> Future[T]:
+    """``call`` in ``pool``, in a copy of this thread's context.
+
+    A request signed in a worker thread must see what the caller set up:
+    background work (``Strongroom.background``) stays background there, so
+    no presence prompt can come from a sync a user did not start.
+    """
+    return pool.submit(contextvars.copy_context().run, call, *args)
 
 
 def _landed(

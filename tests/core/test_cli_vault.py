@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hvac.exceptions
 import pytest
 from test_cli_data import (
     PASSPHRASE,
@@ -192,7 +193,11 @@ def test_an_older_key_record_is_refused_while_vault_keeps_its_generation(
         assert "older than provider 'vault' last saw" in line
 
     both.run("wipe", "--yes")  # erases the Transit key and the kept generation
-    assert bao.admin().secrets.transit.list_keys()["data"]["keys"].count(name) == 0
+    try:
+        left = bao.admin().secrets.transit.list_keys()["data"]["keys"]
+    except hvac.exceptions.InvalidPath:  # Vault answers 404 when no key is left at all
+        left = []
+    assert name not in left
 
 
 def test_plain_http_to_another_host_is_a_config_error_naming_the_key(tmp_path: Path) -> None:

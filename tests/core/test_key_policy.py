@@ -7,9 +7,11 @@ event, so each test sees exactly what was asked and what the hooks heard.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +280,18 @@ def test_a_presence_database_is_refused_to_background_work_right_after_a_foregro
             pytest.raises(KeyLockedError, match="background work cannot give"),
         ):
             vault.get("k")
+
+
+def test_background_work_stays_background_in_a_thread_given_its_context(tmp_path: Path) -> None:
+    """Work a background block hands to another thread with its context asks no presence."""
+    config = initialised(tmp_path, stores__vault={"use": "sqlcipher", "policy": "presence"})
+    with stack_of(config, Presence(True)) as stack:
+        stack.keys.unlock()
+        vault = stack.store("vault")
+        vault.put("k", b"secret")
+        with stack.background("cache"), ThreadPoolExecutor(1) as pool:
+            carried = pool.submit(contextvars.copy_context().run, vault.get, "k")
+            with pytest.raises(KeyLockedError, match="background work cannot give"):
+                carried.result()
+            assert pool.submit(vault.get, "k").result() == b"secret"  # a thread of its own
+        assert vault.get("k") == b"secret"

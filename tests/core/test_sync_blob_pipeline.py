@@ -8,6 +8,7 @@ stores taking one upload's chunks at once and out of order.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import os
 import threading
@@ -430,3 +431,21 @@ def test_both_server_stores_take_one_uploads_chunks_at_once_in_any_order(
     assert server_storage.missing_chunks("alice", upload) == []
     assert not server_storage.commit_blob("alice", upload, 0).conflict
     assert [server_storage.get_chunk("alice", "blob-id", i) for i in range(16)] == chunks
+
+
+# context
+
+CALLER = contextvars.ContextVar("caller", default="none")
+
+
+def test_chunk_requests_run_in_the_callers_context(staged: Staged, endpoints: Endpoints) -> None:
+    """Background work set up by the caller (a context variable) holds in every chunk worker."""
+    seen: set[str] = set()
+    endpoints.before = lambda index: seen.add(CALLER.get())
+    token = CALLER.set("sync")
+    try:
+        staged.mover.upload(staged.server_key, staged.state, Transferred())
+        fetch(staged)
+    finally:
+        CALLER.reset(token)
+    assert seen == {"sync"}

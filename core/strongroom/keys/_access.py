@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,8 +99,10 @@ class KeyAccess(Closeable):
         self._guard = threading.RLock()
         self._policy = policy if policy is not None else KeyPolicy()
         self._presence = presence
-        #: Per thread: whether it runs background work (:meth:`background`), which has no user.
-        self._local = threading.local()
+        #: Whether this context runs background work (:meth:`background`), which has no user:
+        #: a context, not a thread, so work a background block hands to other threads with
+        #: its context (``contextvars.copy_context``, ``asyncio.to_thread``) stays background.
+        self._background: ContextVar[bool] = ContextVar("strongroom_background", default=False)
         self._session = Session(
             account,
             idle_timeout,
@@ -388,7 +391,7 @@ class KeyAccess(Closeable):
         :raises strongroom.errors.KeyLockedError: this is background work, or
             nothing could ask (no presence plugin answered, no terminal).
         """
-        background = getattr(self._local, "background", False)
+        background = self._background.get()
         answer = False if background else self._presence(self.account, reason)
         outcome = "ok" if answer is True else "failure"
         said = "present" if answer is True else "declined" if answer is False else "none"
@@ -448,13 +451,12 @@ class KeyAccess(Closeable):
             raise UsageError(
                 f"{', '.join(refused)} needs user presence: background work cannot hold it open"
             )
-        previous = getattr(self._local, "background", False)
-        self._local.background = True
+        token = self._background.set(True)
         try:
             with self._session.hold(names):
                 yield
         finally:
-            self._local.background = previous
+            self._background.reset(token)
 
     def _session_event(self, hook: str, **kwargs: object) -> None:
         """The session's own events; a lock (the idle one included) also drops held secrets."""

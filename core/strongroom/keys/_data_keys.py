@@ -85,7 +85,7 @@ class DataKeyAccess(KeyAccess):
         needs_presence = purpose in self._policy.presence_purposes
         # a store's names keyset shares its data keyset's presence: the user is asked once
         asked_for = purpose.removesuffix(":names")
-        if needs_presence and getattr(self._local, "background", False):
+        if needs_presence and self._background.get():
             self._require_presence(f"using the {asked_for} keyset")  # refused: nobody is there
         while True:
             with self._guard:
