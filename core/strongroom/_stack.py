@@ -337,8 +337,10 @@ class Strongroom(Closeable):
     def background(self, *stores: str) -> contextlib.AbstractContextManager[None]:
         """Run work with no user present, keeping the session open for ``stores`` only.
 
-        Within the block (in this thread) no user presence is asked: a store
-        whose policy is ``presence`` is refused, even if its key is cached.
+        Within the block (in this context: this thread, and work it hands on
+        with its context, as ``asyncio.to_thread`` and sync's chunk workers
+        do) no user presence is asked: a store whose policy is ``presence`` is
+        refused, even if its key is cached.
         The session does not idle out, nor do the named stores' keys; every
         other store's own ``idle_timeout`` still runs::
 
