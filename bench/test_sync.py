@@ -10,7 +10,8 @@ the same Starlette routes without ``SignedRequestsMiddleware`` (no signature,
 nonce, idempotency record or signed answer; the account check and its device
 lookup stay).  "verification on, no idempotency keys" sends the same pushes
 without ``Idempotency-Key``: the defence alone (signature, nonce, signed
-answer), without the exactly-once record a keyed request also costs.  Both are served by this module as a child process
+answer), without the exactly-once record a keyed request also costs.  Both
+are served by this module as a child process
 (``python -m bench.test_sync MODE PORT``), uvicorn with ``strongroom serve``'s
 options; the scaling rows are ``strongroom serve --workers N`` itself (as shipped:
 uvicorn 0.54's ``--workers`` leaves Nagle on, Kludex/uvicorn#3149).  Each row also
