@@ -219,9 +219,15 @@ class SignedRequestsMiddleware:
     ) -> tuple[VerifiedRequest, str | None]:
         """Authenticate (in a worker thread); the fingerprint too if an idempotency key is kept."""
         verified = self.verifier.authenticate(method, target, headers, body)
+        return verified, self._fingerprint(verified, method, target, body)
+
+    def _fingerprint(
+        self, verified: VerifiedRequest, method: str, target: str, body: bytes
+    ) -> str | None:
+        """The request's fingerprint when its outcome is kept: a store and an idempotency key."""
         if self.idempotency is None or not verified.idempotency_key:
-            return verified, None
-        return verified, fingerprint(method, target, body)
+            return None
+        return fingerprint(method, target, body)
 
     def _verify_and_begin(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
@@ -231,10 +237,9 @@ class SignedRequestsMiddleware:
         :raises strongroom.errors.RequestVerificationError: refused.
         """
         verified = self.verifier.verify(method, target, headers, body)
-        store = self.idempotency
-        if store is None or not verified.idempotency_key:
+        store, digest = self.idempotency, self._fingerprint(verified, method, target, body)
+        if store is None or digest is None:
             return verified, None
-        digest = fingerprint(method, target, body)
         try:
             begun = store.begin(
                 verified.key_id, verified.idempotency_key, digest, lease_s=self.lease_s

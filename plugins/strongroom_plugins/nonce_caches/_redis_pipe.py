@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import hashlib
 import ssl
 from typing import Any
@@ -212,5 +213,6 @@ def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
     return context
 
 
+@functools.cache  # a handful of scripts, hashed once rather than on every request
 def _sha1(source: str) -> str:
     return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
