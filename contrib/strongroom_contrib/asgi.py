@@ -339,14 +339,18 @@ class _Entry:
 
     def __init__(self, scope: Scope) -> None:
         self.method = str(scope.get("method", "-"))
-        path = str(scope.get("path", "-"))
-        self.path = "".join(ch if ch.isprintable() else "?" for ch in path[:200])
+        path = str(scope.get("path", "-"))[:200]
+        if not path.isprintable():
+            path = "".join(ch if ch.isprintable() else "?" for ch in path)
+        self.path = path
         self.status = 500
         self.key_id: str | None = None
         self.replayed = False
         self.reason = ""
 
     def log(self, started: float) -> None:
+        if not access_log.isEnabledFor(logging.INFO):  # spare a busy server the fields
+            return
         duration_ms = round((time.monotonic() - started) * 1000, 1)
         fields = {
             "method": self.method,
