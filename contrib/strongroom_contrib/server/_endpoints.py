@@ -4,8 +4,10 @@ Each runs after the middleware verified the request.  It first checks the
 account: the verified device must belong to the account its path names,
 else 403 before the storage is touched; then, for a request whose
 signature covers a ``Strongroom-Challenge`` token, that token (428).
-Storage calls block, so they run in the thread pool; storage errors map
-to the protocol's codes, and a storage that cannot answer to 503.
+Storage calls block, so they run in the middleware's worker threads
+(``_asgi_io.in_thread``: half the CPU of Starlette's thread pool per
+call); storage errors map to the protocol's codes, and a storage that
+cannot answer to 503.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -30,6 +31,7 @@ from strongroom.errors import (
 from strongroom.server_storage import Applied, Change, ServerStorage
 from strongroom.signing.headers import is_idempotency_key
 from strongroom.signing.verifier import VerifiedRequest
+from strongroom_contrib._asgi_io import in_thread
 from strongroom_contrib.asgi import VERIFIED
 from strongroom_contrib.server._challenges import Challenges
 from strongroom_contrib.server._devices import DeviceKeys
@@ -105,14 +107,14 @@ class Endpoints:
         """
         device = self.keys.seen(verified.key_id)
         if device is None:  # forgotten since it was verified: ask again
-            device = await run_in_threadpool(self.storage.device, verified.key_id)
+            device = await in_thread(self.storage.device, verified.key_id)
         if device is None or device.account != account:
             return problem(403, "account")
         token = verified.challenge
         if not token:
             return None
         operation = verified.idempotency_key
-        if not operation or not await run_in_threadpool(
+        if not operation or not await in_thread(
             self.challenges.redeem, token, account, verified.key_id, operation
         ):
             return problem(428, "challenge")
@@ -123,7 +125,7 @@ class Endpoints:
     async def push(self, request: Request, account: str) -> Response:
         body: PushIn = decode(await request.body(), PushIn)
         changes = [Change(item.key, item.value, item.base_seq) for item in body.changes]
-        applied = await run_in_threadpool(self.storage.push, account, changes)
+        applied = await in_thread(self.storage.push, account, changes)
         return answer({"results": [_applied(item) for item in applied]})
 
     async def changes(self, request: Request, account: str) -> Response:
@@ -132,7 +134,7 @@ class Endpoints:
             raise Malformed
         after = number(query.get("after", "0"))
         limit = number(query.get("limit", "1000"))
-        page = await run_in_threadpool(self.storage.pull, account, after, limit)
+        page = await in_thread(self.storage.pull, account, after, limit)
         entries = [
             {"key": entry.key, "seq": entry.seq, "kind": entry.kind, "value": entry.value}
             for entry in page.entries
@@ -148,30 +150,30 @@ class Endpoints:
             upload = self.storage.begin_blob(account, body.key, body.manifest, body.chunk_hashes)
             return upload, self.storage.missing_chunks(account, upload)
 
-        upload, missing = await run_in_threadpool(begin)
+        upload, missing = await in_thread(begin)
         return answer({"upload": upload, "missing": missing})
 
     async def put_chunk(self, request: Request, account: str) -> Response:
         upload = segment(request.path_params["upload"])
         index = number(request.path_params["index"])
         data = await request.body()
-        await run_in_threadpool(self.storage.put_chunk, account, upload, index, data)
+        await in_thread(self.storage.put_chunk, account, upload, index, data)
         return Response(status_code=204)
 
     async def upload_state(self, request: Request, account: str) -> Response:
         upload = segment(request.path_params["upload"])
-        missing = await run_in_threadpool(self.storage.missing_chunks, account, upload)
+        missing = await in_thread(self.storage.missing_chunks, account, upload)
         return answer({"missing": missing})
 
     async def commit(self, request: Request, account: str) -> Response:
         upload = segment(request.path_params["upload"])
         body: CommitIn = decode(await request.body(), CommitIn)
-        applied = await run_in_threadpool(self.storage.commit_blob, account, upload, body.base_seq)
+        applied = await in_thread(self.storage.commit_blob, account, upload, body.base_seq)
         return answer(_applied(applied))
 
     async def blob(self, request: Request, account: str) -> Response:
         key = segment(request.path_params["key"])
-        found = await run_in_threadpool(self.storage.blob_manifest, account, key)
+        found = await in_thread(self.storage.blob_manifest, account, key)
         return answer(
             {"seq": found.seq, "manifest": found.manifest, "chunk_hashes": found.chunk_hashes}
         )
@@ -179,7 +181,7 @@ class Endpoints:
     async def chunk(self, request: Request, account: str) -> Response:
         key = segment(request.path_params["key"])
         index = number(request.path_params["index"])
-        data = await run_in_threadpool(self.storage.get_chunk, account, key, index)
+        data = await in_thread(self.storage.get_chunk, account, key, index)
         return Response(data, media_type="application/octet-stream")
 
     # fresh authorisation
