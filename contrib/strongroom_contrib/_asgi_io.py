@@ -121,13 +121,13 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
 
 
-async def read_body(receive: Receive, headers: list[tuple[str, str]], limit: int) -> bytes:
-    """The whole request body.
+async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
+    """The whole request body; ``headers`` are the scope's.
 
     :raises TooLarge: its ``Content-Length`` or its bytes exceed ``limit``.
     """
     for name, value in headers:
-        if name.lower() == "content-length" and value.strip().isdigit() and int(value) > limit:
+        if name.lower() == b"content-length" and value.strip().isdigit() and int(value) > limit:
             raise TooLarge
     chunks: list[bytes] = []
     size = 0

@@ -54,6 +54,7 @@ from strongroom.idempotency import (
     fingerprint,
     is_stored,
 )
+from strongroom.signing import headers as h
 from strongroom.signing.verifier import RequestVerifier, VerifiedRequest
 from strongroom_contrib._asgi_io import (
     Response,
@@ -79,6 +80,8 @@ VERIFIED = "strongroom.verified"
 REPLAYED = "Idempotency-Replayed"
 
 access_log = logging.getLogger("strongroom.access")
+
+_VERIFIER_READS = frozenset(name.encode("latin-1") for name in h.VERIFIER_READS)
 
 #: Response headers never stored for a replay: they describe one transmission, or are re-made.
 _NOT_REPLAYED = frozenset(
@@ -158,11 +161,14 @@ class SignedRequestsMiddleware:
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
-        headers = [
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
+        raw: list[tuple[bytes, bytes]] = scope["headers"]
+        headers = [  # those the verifier reads: on a busy server every header costs
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in raw
+            if name.lower() in _VERIFIER_READS
         ]
         try:
-            body = await read_body(receive, headers, self.max_body_bytes)
+            body = await read_body(receive, raw, self.max_body_bytes)
         except TooLarge:
             entry.status, entry.reason = 413, "too_large"
             await respond(send, _problem(413, "too_large"))

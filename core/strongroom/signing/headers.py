@@ -45,8 +45,10 @@ SERVER_TIME = "Strongroom-Server-Time"
 #: On a verifier's refusal: its reason code (a hint; the signed body says it too).
 REJECTED = "Strongroom-Rejected"
 
-#: The request headers the verifier reads, lower-cased.
+#: The request headers every signed request carries, lower-cased.
 REQUEST_HEADERS = tuple(name.lower() for name in (KEY_ID, TIMESTAMP, NONCE, SIGNATURE))
+#: Every request header the verifier reads, lower-cased: those and the two optional ones.
+VERIFIER_READS = frozenset({*REQUEST_HEADERS, IDEMPOTENCY_KEY.lower(), CHALLENGE.lower()})
 
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: Decimal Unix seconds: no sign, no leading zero, at most 12 digits.

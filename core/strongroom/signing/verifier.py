@@ -260,15 +260,12 @@ class RequestVerifier:
         return f"<RequestVerifier window={self.window:g}s nonces={self._nonces!r}>"
 
 
-_WANTED = frozenset({*h.REQUEST_HEADERS, h.IDEMPOTENCY_KEY.lower(), h.CHALLENGE.lower()})
-
-
 def _signed_headers(headers: Headers) -> tuple[str, str, str, str, str, str]:
     """Key id, timestamp, nonce, signature, idempotency key and challenge, each checked.
 
     :raises ValueError: one is missing, repeated or malformed.
     """
-    wanted = _WANTED
+    wanted = h.VERIFIER_READS
     found: dict[str, str] = {}
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     for name, value in pairs:
