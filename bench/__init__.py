@@ -31,6 +31,7 @@ class Sizes:
     unlock_rounds: int  # unlocks timed per key provider
     server_clients: int  # concurrent keep-alive HTTPS connections pushing to the sync server
     server_pushes: int  # signed pushes per timed round, across them
+    server_rounds: int  # timed rounds of each throughput benchmark (runs drift: a median of many)
     sync_records: int  # records synced between two devices
     sync_blob: int  # bytes of the blob synced between two devices
     sync_rounds: int  # rounds of each sync server benchmark
@@ -38,9 +39,9 @@ class Sizes:
 
 FULL = Sizes(
     1 << 30, 3, (1_000, 10_000, 100_000), 256 * MiB, 20, 100, 100_000, 50,
-    8, 2_000, 10_000, 256 * MiB, 3,
+    8, 2_000, 7, 10_000, 256 * MiB, 3,
 )  # fmt: skip
-QUICK = Sizes(4 * MiB, 1, (100,), 4 * MiB, 1, 3, 100, 2, 4, 40, 50, MiB, 1)
+QUICK = Sizes(4 * MiB, 1, (100,), 4 * MiB, 1, 3, 100, 2, 4, 40, 1, 50, MiB, 1)
 
 
 def make_file(path: Path, size: int) -> Path:

@@ -385,7 +385,7 @@ def test_throughput(
         round_(split())  # warm: connections, pools, caches
         statuses.clear()
         used.clear()
-        pedantic(benchmark, round_, setup=lambda: ((split(),), {}), rounds=sizes.sync_rounds)
+        pedantic(benchmark, round_, setup=lambda: ((split(),), {}), rounds=sizes.server_rounds)
         for connection in connections:
             connection.close()
     assert set(statuses) == {200}, sorted(set(statuses))
