@@ -107,9 +107,9 @@ class _Workers:
 
 
 _Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
-#: As ``ThreadPoolExecutor`` sizes itself: the calls are short lookups, and more threads than
-#: this only contend for the interpreter (measured: 40 cost a busy server about 4% more).
-_WORKERS = _Workers(limit=min(32, (os.cpu_count() or 1) + 4))
+#: Enough for a storage a few milliseconds away: a thread that waits on the network costs
+#: nothing, and threads start only when none is idle (on the benchmark, 2 to 40 served alike).
+_WORKERS = _Workers(limit=32)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
