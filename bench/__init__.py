@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 MiB = 1 << 20
@@ -42,6 +43,11 @@ FULL = Sizes(
     8, 2_000, 7, 10_000, 256 * MiB, 3,
 )  # fmt: skip
 QUICK = Sizes(4 * MiB, 1, (100,), 4 * MiB, 1, 3, 100, 2, 4, 40, 1, 50, MiB, 1)
+
+
+def sizes_of(config: pytest.Config) -> Sizes:
+    """The sizes of this run: ``--quick`` or full."""
+    return QUICK if config.getoption("quick") else FULL
 
 
 def make_file(path: Path, size: int) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import FULL, QUICK, Sizes
+from bench import Sizes, sizes_of
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -21,4 +21,4 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def sizes(pytestconfig: pytest.Config) -> Sizes:
-    return QUICK if pytestconfig.getoption("quick") else FULL
+    return sizes_of(pytestconfig)

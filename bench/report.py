@@ -3,12 +3,15 @@
 ``python -m bench.report RESULTS.json docs/benchmarks.md`` replaces what lies between
 the two markers below (the rest of the page is written by hand) and writes the plot
 beside it, same name, ``.png``.  Figures are medians; "time ÷ first" divides by the
-group's first row: strongroom, or ``import cryptography`` for the CLI.
+group's first row: strongroom, or ``import cryptography`` for the CLI.  A subject
+measured in several tests (the interleaved throughput rounds) is one row: the
+median of all its rounds, its other figures averaged.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -79,11 +82,34 @@ def plot(by_group: dict[str, list[Row]], path: Path, title: str) -> None:
     fig.savefig(path, dpi=100)
 
 
+def joined(rows: list[Row]) -> Row:
+    """One subject's tests as one row: the median of every round, numbers averaged."""
+    data = [seconds for row in rows for seconds in row["stats"]["data"]]
+    infos = [row["extra_info"] for row in rows]
+
+    def mean(values: list[Any]) -> Any:
+        if isinstance(values[0], dict):
+            return {key: mean([value[key] for value in values]) for key in values[0]}
+        if isinstance(values[0], (int, float)):
+            return round(sum(values) / len(values), 2)
+        return values[0]
+
+    info = {key: mean([info[key] for info in infos]) for key in infos[0]}
+    return {
+        **rows[0],
+        "stats": {"data": data, "median": statistics.median(data)},
+        "extra_info": info,
+    }
+
+
 def main() -> None:
     results, page = json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2])
-    by_group: dict[str, list[Row]] = {}
+    by_subject: dict[tuple[str, str], list[Row]] = {}
     for row in results["benchmarks"]:
-        by_group.setdefault(row["group"], []).append(row)
+        by_subject.setdefault((row["group"], row["extra_info"]["subject"]), []).append(row)
+    by_group: dict[str, list[Row]] = {}
+    for (group, _), rows in by_subject.items():
+        by_group.setdefault(group, []).append(rows[0] if len(rows) == 1 else joined(rows))
     machine = results["machine_info"]
     title = (
         f"{results['datetime'][:16]} UTC, {machine['machine']}, {machine['cpu']['count']} cores, "

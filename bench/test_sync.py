@@ -14,10 +14,12 @@ answer), without the exactly-once record a keyed request also costs.  Both
 are served by this module as a child process
 (``python -m bench.test_sync MODE PORT``), uvicorn with ``strongroom serve``'s
 options; the scaling rows are ``strongroom serve --workers N`` itself (as shipped:
-uvicorn 0.54's ``--workers`` leaves Nagle on, Kludex/uvicorn#3149).  Each row also
-records the CPU time per push of the server processes, Redis, PostgreSQL, the
-client threads and the whole machine (``/proc``), and how many cores were busy:
-on 2 cores they all share the same CPUs.
+uvicorn 0.54's ``--workers`` leaves Nagle on, Kludex/uvicorn#3149).  Every server
+stays up for the module, warmed, and each test times one round on fresh
+connections, the rounds interleaved across the subjects (see
+``pytest_generate_tests``).  Each row also records the CPU time per push of the
+server processes, Redis, PostgreSQL, the client threads and the whole machine
+(``/proc``), and how many cores were busy: on 2 cores they all share the same CPUs.
 
 Sync: device A's ``Syncer.sync()`` pushes ``sync_records`` records (or one blob
 of ``sync_blob`` bytes), then device B's pulls them, timed together.  Bytes on
@@ -55,7 +57,7 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from bench import MiB, Sizes, pedantic
+from bench import MiB, Sizes, pedantic, sizes_of
 from strongroom import Strongroom, load_config
 from strongroom.signing import headers as h
 from strongroom.signing.signer import sign_request
@@ -332,13 +334,13 @@ def exchange(connection: ssl.SSLSocket, requests: list[bytes]) -> list[int]:
 
 #: Per subject: the server, the group, and whether each push carries an idempotency key.
 SERVERS = {
-    "verification on": ("on", "signed pushes/s: reference server vs. without the verifier", True),
+    "verification off": ("off", "signed pushes/s: reference server vs. without the verifier", True),
     "verification on, no idempotency keys": (
         "on",
         "signed pushes/s: reference server vs. without the verifier",
         False,
     ),
-    "verification off": ("off", "signed pushes/s: reference server vs. without the verifier", True),
+    "verification on": ("on", "signed pushes/s: reference server vs. without the verifier", True),
     **{
         f"serve --workers {n}": (
             f"serve-{n}",
@@ -350,52 +352,95 @@ SERVERS = {
 }
 
 
-@pytest.mark.parametrize("subject", SERVERS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Throughput one round a test, round by round across the subjects.
+
+    Runs on this machine drift by a quarter within minutes; interleaved, a
+    drift slows every subject alike.  ``bench/report.py`` joins a subject's
+    rounds into one row.
+    """
+    if "throughput_round" in metafunc.fixturenames:
+        rounds = sizes_of(metafunc.config).server_rounds
+        cases = [(subject, n) for n in range(rounds) for subject in SERVERS]
+        ids = [f"{subject}-{n}" for subject, n in cases]
+        metafunc.parametrize(("subject", "throughput_round"), cases, ids=ids)
+
+
+@pytest.fixture(scope="module")
+def servers(cluster: Cluster, sizes: Sizes) -> Iterator[dict[str, tuple[str, int]]]:
+    """Every throughput subject's server, up for the whole module and warmed."""
+    with contextlib.ExitStack() as stack, ThreadPoolExecutor(sizes.server_clients) as pool:
+        running = {
+            how: stack.enter_context(server(cluster, how))
+            for how in dict.fromkeys(how for how, _, _ in SERVERS.values())
+        }
+        for url, _pid in running.values():
+            for _ in range(2):  # connections, pools, caches, and tables past their first growth
+                connections = connect(cluster, url, sizes.server_clients)
+                list(pool.map(exchange, connections, batches(sizes, url, keyed=True)))
+                for connection in connections:
+                    connection.close()
+        yield running
+
+
+def connect(cluster: Cluster, url: str, count: int) -> list[ssl.SSLSocket]:
+    """``count`` fresh TLS connections (a server closes idle keep-alive ones between tests)."""
+    context = ssl.create_default_context(cafile=cluster.pki.ca_bundle)
+    address = ("127.0.0.1", int(url.rpartition(":")[2]))
+    return [
+        context.wrap_socket(socket.create_connection(address), server_hostname="127.0.0.1")
+        for _ in range(count)
+    ]
+
+
+def batches(sizes: Sizes, url: str, *, keyed: bool) -> list[list[bytes]]:
+    """One round's pushes, a batch per client."""
+    host, clients = url.removeprefix("https://"), sizes.server_clients
+    return [
+        signed_pushes(sizes.server_pushes // clients, host, i, keyed=keyed) for i in range(clients)
+    ]
+
+
 def test_throughput(
-    benchmark: BenchmarkFixture, sizes: Sizes, cluster: Cluster, subject: str
+    benchmark: BenchmarkFixture,
+    sizes: Sizes,
+    *,
+    cluster: Cluster,
+    servers: dict[str, tuple[str, int]],
+    subject: str,
+    throughput_round: int,
 ) -> None:
     how, benchmark.group, keyed = SERVERS[subject]
-    context = ssl.create_default_context(cafile=cluster.pki.ca_bundle)
-    with server(cluster, how) as (url, pid), ThreadPoolExecutor(sizes.server_clients) as pool:
-        host = url.removeprefix("https://")
-        address = ("127.0.0.1", int(host.rpartition(":")[2]))
-        connections = [
-            context.wrap_socket(socket.create_connection(address), server_hostname="127.0.0.1")
-            for _ in range(sizes.server_clients)
-        ]
-        per_client = sizes.server_pushes // sizes.server_clients
-        statuses: list[int] = []
-        used: dict[str, float] = {}
+    url, pid = servers[how]
+    statuses: list[int] = []
+    used: dict[str, float] = {}
 
-        def split() -> list[list[bytes]]:
-            return [
-                signed_pushes(per_client, host, i, keyed=keyed) for i in range(sizes.server_clients)
-            ]
+    def setup() -> tuple[tuple[object, ...], dict[str, object]]:
+        return (connect(cluster, url, sizes.server_clients), batches(sizes, url, keyed=keyed)), {}
 
-        def round_(batches: list[list[bytes]]) -> None:
-            before = cpu_seconds({"server": pid, **cluster.pids})
-            before |= {"client": time.process_time(), "wall": time.perf_counter()}
-            for answers in pool.map(exchange, connections, batches):
-                statuses.extend(answers)
-            after = cpu_seconds({"server": pid, **cluster.pids})
-            after |= {"client": time.process_time(), "wall": time.perf_counter()}
-            for name in after:
-                used[name] = used.get(name, 0.0) + after[name] - before[name]
-
-        round_(split())  # warm: connections, pools, caches
-        statuses.clear()
-        used.clear()
-        pedantic(benchmark, round_, setup=lambda: ((split(),), {}), rounds=sizes.server_rounds)
+    def round_(connections: list[ssl.SSLSocket], pushes: list[list[bytes]]) -> None:
+        before = cpu_seconds({"server": pid, **cluster.pids})
+        before |= {"client": time.process_time(), "wall": time.perf_counter()}
+        for answers in pool.map(exchange, connections, pushes):
+            statuses.extend(answers)
+        after = cpu_seconds({"server": pid, **cluster.pids})
+        after |= {"client": time.process_time(), "wall": time.perf_counter()}
+        used.update({name: after[name] - before[name] for name in after})
         for connection in connections:
             connection.close()
+
+    with ThreadPoolExecutor(sizes.server_clients) as pool:
+        pedantic(benchmark, round_, setup=setup, rounds=1)
     assert set(statuses) == {200}, sorted(set(statuses))
-    pushes = per_client * sizes.server_clients
     wall = used.pop("wall")
     per_push = {name: round(1e6 * spent / len(statuses)) for name, spent in used.items()}
     benchmark.extra_info.update(
-        subject=subject, ops=pushes, clients=sizes.server_clients, cpu_us_per_push=per_push
+        subject=subject,
+        ops=len(statuses),
+        clients=sizes.server_clients,
+        cpu_us_per_push=per_push,
+        cores_busy=round(used["machine"] / wall, 2),
     )
-    benchmark.extra_info["cores_busy"] = round(used["machine"] / wall, 2)
 
 
 # Sync between two devices -----------------------------------------------------------------
