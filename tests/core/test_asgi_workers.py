@@ -81,8 +81,10 @@ def test_a_cancelled_caller_leaves_the_workers_serving() -> None:
 
 def test_a_result_for_a_closed_loop_is_dropped_without_harm() -> None:
     started, release = threading.Event(), threading.Event()
+    workers: list[threading.Thread] = []
 
     def slow() -> int:
+        workers.append(threading.current_thread())
         started.set()
         release.wait(10)
         return 1
@@ -94,6 +96,7 @@ def test_a_result_for_a_closed_loop_is_dropped_without_harm() -> None:
     asyncio.run(abandon())  # cancels the task and closes its loop with the call still running
     release.set()
     time.sleep(0.05)
+    assert workers[0].is_alive()  # the thread outlived the result it could not deliver
     assert asyncio.run(in_thread(int, "7")) == 7
 
 
