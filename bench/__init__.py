@@ -20,33 +20,28 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Sizes:
-    """How much work each benchmark does: the full run, or the quick smoke run (``--quick``)."""
+    """How much work each benchmark does: the full run as given here; ``QUICK`` for ``--quick``."""
 
-    stream: int  # bytes of the file-to-file streams
-    stream_rounds: int
-    store_counts: tuple[int, ...]  # records in the store benchmarks
-    blob: int  # bytes of the blob read in ranges
-    cli_rounds: int
-    burst: int  # gets in the agent burst
-    database_count: int  # records in the database benchmarks
-    unlock_rounds: int  # unlocks timed per key provider
-    server_clients: int  # concurrent keep-alive HTTPS connections pushing to the sync server
-    server_pushes: int  # signed pushes per timed round, across them
-    server_rounds: int  # timed rounds of each throughput benchmark (runs drift: a median of many)
-    sync_records: int  # records synced between two devices
-    sync_blob: int  # bytes of the blob synced between two devices
-    sync_rounds: int  # rounds of each sync server benchmark
+    stream: int = 1 << 30  # bytes of the file-to-file streams
+    stream_rounds: int = 3
+    store_counts: tuple[int, ...] = (1_000, 10_000, 100_000)  # records in the store benchmarks
+    blob: int = 256 * MiB  # bytes of the blob read in ranges
+    cli_rounds: int = 20
+    burst: int = 100  # gets in the agent burst
+    database_count: int = 100_000  # records in the database benchmarks
+    unlock_rounds: int = 50  # unlocks timed per key provider
+    server_clients: int = 8  # concurrent keep-alive HTTPS connections pushing to the sync server
+    server_pushes: int = 2_000  # signed pushes per timed round, across them
+    server_rounds: int = 7  # timed rounds per throughput benchmark (runs drift: a median of many)
+    sync_records: int = 10_000  # records synced between two devices
+    sync_blob: int = 256 * MiB  # bytes of the blob synced between two devices
+    sync_rounds: int = 3  # rounds of each sync server benchmark
 
 
-FULL = Sizes(
-    1 << 30, 3, (1_000, 10_000, 100_000), 256 * MiB, 20, 100, 100_000, 50,
-    8, 2_000, 7, 10_000, 256 * MiB, 3,
-)  # fmt: skip
-QUICK = Sizes(4 * MiB, 1, (100,), 4 * MiB, 1, 3, 100, 2, 4, 40, 1, 50, MiB, 1)
+FULL, QUICK = Sizes(), Sizes(4 * MiB, 1, (100,), 4 * MiB, 1, 3, 100, 2, 4, 40, 1, 50, MiB, 1)
 
 
 def sizes_of(config: pytest.Config) -> Sizes:
-    """The sizes of this run: ``--quick`` or full."""
     return QUICK if config.getoption("quick") else FULL
 
 

@@ -12,8 +12,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """In a quick run each benchmark runs once (after pytest-benchmark's calibration)."""
-    if config.getoption("quick"):
+    if config.getoption("quick"):  # each benchmark runs once (after pytest-benchmark's calibration)
         vars(config.option).update(
             benchmark_min_rounds=1, benchmark_max_time=0.0, benchmark_warmup=False
         )

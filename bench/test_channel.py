@@ -1,12 +1,11 @@
 """The secure channel: signing plus verifying a request, and the pin check in a TLS handshake.
 
-Signing is set beside the Python signers a user would otherwise pick on the same
-300-byte PUT (``http-message-signatures``, RFC 9421 with HMAC-SHA256, covering the
-body's digest; botocore's SigV4, sign side only), bare HMAC-SHA256 over the same
-bytes, and one request to a loopback HTTPS server on a reused connection.  Pinning
-is a new TLS connection and one request (``Connection: close``), with a pin set for
-the host and without: the difference is what the pin check costs.  The server is
-uvicorn in its own process, so it does not share the client's interpreter.
+Signing is set beside the Python signers a user would otherwise pick on the same 300-byte PUT
+(``http-message-signatures``, RFC 9421 with HMAC-SHA256, covering the body's digest; botocore's
+SigV4, sign side only), bare HMAC-SHA256 over the same bytes, and one request to a loopback HTTPS
+server on a reused connection.  Pinning is a new TLS connection and one request
+(``Connection: close``) with a pin set for the host and without: the difference is what the pin
+check costs.  The server is uvicorn in its own process, apart from the client's interpreter.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import botocore.auth  # type: ignore[import-untyped]
 import botocore.awsrequest  # type: ignore[import-untyped]
 import botocore.credentials  # type: ignore[import-untyped]
 import http_message_signatures as rfc9421
+import msgspec
 import pytest
 import requests
 from pytest_benchmark.fixture import BenchmarkFixture
@@ -45,6 +45,8 @@ BODY = os.urandom(300)
 TARGET = "/v1/accounts/bench/records/note-000042?after=1200&limit=100"
 URL = "https://sync.example.com" + TARGET
 SIGNERS = ("strongroom", "http-message-signatures", "botocore SigV4", "bare HMAC-SHA256")
+SIGNING = "channel: sign + verify a 300 B request"
+Server = tuple[Pki, str]  # the server's PKI and base URL
 #: The server's app: every request gets a short 200.
 APP = """
 async def app(scope, receive, send):
@@ -72,19 +74,13 @@ def signer(subject: str) -> Callable[[], object]:
         algorithm = rfc9421.algorithms.HMAC_SHA256
         sign = rfc9421.HTTPMessageSigner(signature_algorithm=algorithm, key_resolver=keys).sign
         verify = rfc9421.HTTPMessageVerifier(signature_algorithm=algorithm, key_resolver=keys)
-        covered = ("@method", "@authority", "@target-uri", "content-digest")
+        ids = ("@method", "@authority", "@target-uri", "content-digest")  # covered components
 
         def rfc9421_hmac() -> object:
             request = requests.Request("PUT", URL, data=BODY).prepare()
-            now = datetime.datetime.now(datetime.UTC)
-            nonce = os.urandom(16).hex()
+            now, nonce = datetime.datetime.now(datetime.UTC), os.urandom(16).hex()
             sign(
-                request,
-                key_id="k",
-                created=now,
-                nonce=nonce,
-                covered_component_ids=covered,
-                body=BODY,
+                request, key_id="k", created=now, nonce=nonce, covered_component_ids=ids, body=BODY
             )
             return verify.verify(request, body=BODY)
 
@@ -97,14 +93,14 @@ def signer(subject: str) -> Callable[[], object]:
 
 @pytest.mark.parametrize("subject", SIGNERS)
 def test_sign_and_verify(benchmark: BenchmarkFixture, subject: str) -> None:
-    benchmark.group = "channel: sign + verify a 300 B request"
+    benchmark.group = SIGNING
     benchmark.extra_info.update(subject=subject, ops=1)
     benchmark(signer(subject))
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pki, str]]:
-    """uvicorn over TLS in a child process; ``(pki, base url)``."""
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """uvicorn over TLS in a child process."""
     pki = make_pki(tmp_path_factory.mktemp("pki"))
     (app := pki.directory / "bench_app.py").write_text(APP)
     with socket.socket() as probe:
@@ -131,27 +127,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pki, str]
 def transport(pki: Pki, url: str, *, pinned: bool) -> HttpsTransport:
     pins = {"127.0.0.1": {"pins": [pki.intermediate_pin, pki.root_pin]}} if pinned else {}
     settings = {"url": url, "ca_bundle": str(pki.ca_bundle), "pins": pins}
-    import msgspec
-
     return HttpsTransport(msgspec.convert(settings, HttpsSettings))
 
 
-def test_request_on_a_reused_connection(
-    benchmark: BenchmarkFixture, server: tuple[Pki, str]
-) -> None:
+def test_request_on_a_reused_connection(benchmark: BenchmarkFixture, server: Server) -> None:
     """What signing is measured against: one request, the connection kept alive."""
     with transport(*server, pinned=True) as pinned:
         request = SyncRequest("PUT", TARGET, BODY)
         assert pinned.send(request).status == 200
-        benchmark.group = "channel: sign + verify a 300 B request"
+        benchmark.group = SIGNING
         benchmark.extra_info.update(subject="HTTPS request, reused connection", ops=1)
         benchmark(pinned.send, request)
 
 
 @pytest.mark.parametrize("pinned", [True, False], ids=["pins", "no pins"])
-def test_handshake_and_request(
-    benchmark: BenchmarkFixture, server: tuple[Pki, str], pinned: bool
-) -> None:
+def test_handshake_and_request(benchmark: BenchmarkFixture, server: Server, pinned: bool) -> None:
     with transport(*server, pinned=pinned) as channel:
         request = SyncRequest("GET", "/", headers={"Connection": "close"})  # a handshake each
         assert channel.send(request).status == 200

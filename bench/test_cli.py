@@ -2,7 +2,9 @@
 
 Each round is a fresh process.  The account is made once with a passphrase
 (Argon2id); "before unlock" runs ``get`` with no passphrase to be had, so it
-stops where it would unlock: what it costs to get there.
+stops where it would unlock: what it costs to get there.  The floor is a CLI
+with no framework at all: argparse parses the command line and tomllib reads
+the same config.
 """
 
 from __future__ import annotations
@@ -19,8 +21,17 @@ from bench import Sizes, pedantic
 
 Env = dict[str, str]
 STRONGROOM = str(Path(sys.executable).with_name("strongroom"))
+FLOOR = """\
+import argparse, os, tomllib
+parser = argparse.ArgumentParser()
+parser.add_argument("words", nargs="*")
+parser.parse_args()
+with open(os.environ["STRONGROOM_CONFIG"], "rb") as config:
+    tomllib.load(config)
+"""
 COMMANDS = {
     'python -c "import cryptography"': ([sys.executable, "-c", "import cryptography"], 0),
+    "floor: argparse and tomllib read the config": ([sys.executable, "-c", FLOOR], 0),
     "strongroom --version": ([STRONGROOM, "--version"], 0),
     "strongroom status": ([STRONGROOM, "status"], 0),
     "strongroom get, before unlock": ([STRONGROOM, "get", "notes", "k"], 4),

@@ -1,9 +1,8 @@
 """Small records: one seal, one open, against tink-py, raw AES-GCM, PyNaCl and Fernet.
 
-Each subject seals with the associated data it supports (none for SecretBox
-and Fernet); openings reuse one sealed record, as a reader of many records
-reuses its keys.  strongroom seals as a store does, through the key's batch
-sealer (``Subkeys``): one derivation per batch, cached.
+Each subject seals with the associated data it supports (none for SecretBox and Fernet); openings
+reuse one sealed record, as a reader of many records reuses its keys.  strongroom seals as a
+store does, through the key's batch sealer (``Subkeys``): one derivation per batch, cached.
 """
 
 from __future__ import annotations

@@ -18,16 +18,17 @@ from pathlib import Path
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench import MiB, Sizes, make_file, pedantic
+from bench import MiB, Sizes, pedantic
 from strongroom.store import StoreBinding
 from strongroom.testing import make_account_keys
 from strongroom_plugins.stores.files import FilesStore
 
 VALUE = os.urandom(1024)
+Items = Iterable[tuple[str, bytes]]
 Blob = tuple[FilesStore, bytes]
 
 
-def sqlite_put(path: Path, items: Iterable[tuple[str, bytes]], batched: bool) -> sqlite3.Connection:
+def sqlite_put(path: Path, items: Items, batched: bool) -> sqlite3.Connection:
     """Autocommitted, a commit per statement; ``batched``, all in one transaction."""
     db = sqlite3.connect(path, isolation_level="DEFERRED" if batched else None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -37,7 +38,7 @@ def sqlite_put(path: Path, items: Iterable[tuple[str, bytes]], batched: bool) ->
     return db
 
 
-def strongroom_put(path: Path, items: Iterable[tuple[str, bytes]], batched: bool) -> FilesStore:
+def strongroom_put(path: Path, items: Items, batched: bool) -> FilesStore:
     """A new account (strongroom.testing's in-memory provider) and files store, filled."""
     keys = make_account_keys(path / "keys", account="bench")
     keys.create()
@@ -63,10 +64,10 @@ class Filled:
     """A files store and a sqlite3 database holding ``count`` records, written once."""
 
     def __init__(self, directory: Path, count: int) -> None:
-        self.count, self.directory = count, directory
+        self.count, self.path = count, directory / "filled.sqlite"
         self.items = {f"record-{index:06d}": VALUE for index in range(count)}
         self.store = strongroom_put(directory, self.items.items(), True)
-        self.db = sqlite_put(directory / "filled.sqlite", self.items.items(), True)
+        self.db = sqlite_put(self.path, self.items.items(), True)
 
     def rotate(self) -> None:  # a new primary: everything is now due for re-encryption
         self.store.binding.keys.rotate(self.store.binding.purpose)
@@ -79,7 +80,7 @@ class Filled:
             return self.db.execute("SELECT name FROM records").fetchall()
         if subject == "sqlite":  # re-encrypt: every row read and rewritten, no cryptography
             rows = self.db.execute("SELECT * FROM records").fetchall()
-            sqlite_put(self.directory / "filled.sqlite", rows, True).close()
+            sqlite_put(self.path, rows, True).close()
             return rows
         if op == "get":
             return [self.store.get(name) for name in self.items]
@@ -111,8 +112,7 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Where the put rounds write, each into a new directory; removed only after the module.
 
     On ext4 without a journal every inode freed in the last minutes slows each one created
-    after it, so removing one subject's files would tax the next (put_many ran 5-9x slower
-    right after the single puts' store of the same size was removed).
+    after it: put_many ran 5-9x slower right after the single puts' store was removed.
     """
     made = tmp_path_factory.mktemp("put-targets")
     yield made
@@ -142,9 +142,8 @@ def test_store(
 
 @pytest.fixture(scope="module")
 def blob(sizes: Sizes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Blob]:
-    work = tmp_path_factory.mktemp("blob")
-    store = strongroom_put(work, (), True)
-    plain = make_file(work / "plain", sizes.blob).read_bytes()
+    store = strongroom_put(tmp_path_factory.mktemp("blob"), (), True)
+    plain = os.urandom(sizes.blob)
     store.put_blob("big", (plain[i : i + MiB] for i in range(0, len(plain), MiB)))
     assert b"".join(store.get_blob("big")) == plain
     yield store, plain

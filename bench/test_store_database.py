@@ -1,12 +1,11 @@
 """The sqlcipher store against the same statements through sqlcipher3, sqlite3 and the files store.
 
-100k records of 200 bytes put in one ``put_many`` (10k one at a time: each is a durable
-commit), read back and listed.
-"sqlcipher3 (raw key)" issues the store's own statements on a database opened with a raw
-key and the store's pragmas and holding the store's schema (its tables and the index that
-retention reads): what is left between the two is the wrapper.  Opening a store
-is timed from an unlocked session with no data key cached (so its unwrapping counts) to its
-first answer, beside SQLCipher's own passphrase open (PBKDF2).
+100k records of 200 bytes put in one ``put_many`` (10k one at a time: each is a durable commit),
+read back and listed.  "sqlcipher3 (raw key)" issues the store's own statements on a database opened
+with a raw key and the store's pragmas and holding the store's schema (its tables and the index that
+retention reads): what is left between the two is the wrapper.  Opening a store is timed from an
+unlocked session with no data key cached (so its unwrapping counts) to its first answer, beside
+SQLCipher's own passphrase open (PBKDF2).
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from strongroom_plugins.stores.files import FilesStore
 VALUE = os.urandom(200)
 SUBJECTS = ("strongroom sqlcipher", "sqlcipher3 (raw key)", "sqlite3", "strongroom files")
 Items = list[tuple[str, bytes]]
+Opened = tuple[AccountKeys, Path]  # an account's keys and a closed store's directory
 SINGLE_PUTS = 10_000
 
 
@@ -61,9 +61,8 @@ def new_database(path: Path, subject: str) -> Any:
     return db
 
 
-#: The store's records table, upsert and lookup, issued as they are.
+#: The store's records table and lookup (beside its upsert), issued as they are.
 RECORDS_TABLE = next(table for table in _TABLES if "strongroom_records (" in table)
-INSERT = UPSERT_RECORD
 SELECT = "SELECT value, blob FROM strongroom_records WHERE key = ?"
 
 
@@ -76,11 +75,11 @@ def put(target: Any, items: Items, batched: bool) -> None:
                 target.put(name, value)
     elif batched:
         target.execute("BEGIN")
-        target.executemany(INSERT, [(name, value, time.time()) for name, value in items])
+        target.executemany(UPSERT_RECORD, [(name, value, time.time()) for name, value in items])
         target.execute("COMMIT")
     else:
         for name, value in items:
-            target.execute(INSERT, (name, value, time.time()))
+            target.execute(UPSERT_RECORD, (name, value, time.time()))
 
 
 def get_all(target: Any, items: Items) -> None:
@@ -170,13 +169,12 @@ def test_read(
 
 
 @pytest.fixture(scope="module")
-def opened(work: Path) -> Iterator[tuple[AccountKeys, Path]]:
+def opened(work: Path) -> Iterator[Opened]:
     """An account and a sqlcipher store holding one record, closed, and a passphrase database."""
     store = new_store(Path(tempfile.mkdtemp(dir=work)), SqlcipherStore)
     store.put("k", VALUE)
     store.close()
-    passphrase_db = work / "passphrase.db"
-    db = sqlcipher.connect(str(passphrase_db))
+    db = sqlcipher.connect(str(work / "passphrase.db"))
     db.execute("PRAGMA key = 'correct horse battery staple'")
     db.execute(RECORDS_TABLE)
     db.close()
@@ -199,22 +197,17 @@ def open_with_passphrase(path: Path) -> None:
 
 @pytest.mark.parametrize("subject", ["strongroom sqlcipher store", "SQLCipher passphrase key"])
 def test_open(
-    benchmark: BenchmarkFixture,
-    sizes: Sizes,
-    work: Path,
-    opened: tuple[AccountKeys, Path],
-    subject: str,
+    benchmark: BenchmarkFixture, sizes: Sizes, work: Path, opened: Opened, subject: str
 ) -> None:
     keys, directory = opened
     benchmark.group = "database: open a store"
     benchmark.extra_info.update(subject=subject)
     if subject.startswith("strongroom"):
 
-        def relock() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        def relock() -> None:
             keys.lock()  # drops every cached data key; the master key comes back at once
             keys.unlock()
-            return (keys, directory), {}
 
-        pedantic(benchmark, open_store, setup=relock, rounds=sizes.cli_rounds * 5)
+        pedantic(benchmark, open_store, keys, directory, setup=relock, rounds=sizes.cli_rounds * 5)
     else:
         pedantic(benchmark, open_with_passphrase, work / "passphrase.db", rounds=sizes.cli_rounds)

@@ -1,10 +1,9 @@
 """Chunked file-to-file streams against tink's streaming AEAD and age; peak memory of each.
 
-Timed here; before each round (untimed) the output is removed and dirty pages
-flushed, so no subject pays for another's write-back.  Peak memory: a fresh
-``python -m bench.test_streaming`` per job (the job as JSON on stdin) imports and
-keys everything, then reports the job's peak resident set (``VmHWM``) and the
-resident set (``VmRSS``) just before it.
+Timed here; before each round (untimed) the output is removed and dirty pages flushed, so no
+subject pays for another's write-back.  Peak memory: a fresh ``python -m bench.test_streaming``
+per job (the job as JSON on stdin) imports and keys everything, then reports the job's peak
+resident set (``VmHWM``) and the resident set (``VmRSS``) just before it.
 """
 
 from __future__ import annotations
@@ -107,25 +106,16 @@ def test_stream(
         pedantic(benchmark, job, source, target, setup=fresh, rounds=sizes.stream_rounds)
     else:
         spec = json.dumps([keys, subject, op, str(source), str(target)])
-
-        def child() -> str:
-            done = subprocess.run(
-                SCRIPT, input=spec, capture_output=True, text=True, cwd=ROOT, check=False
-            )
-            assert done.returncode == 0, done.stderr
-            return done.stdout
-
+        options = {"input": spec, "text": True, "cwd": ROOT}
         benchmark.group = "stream: peak memory"
-        figures = json.loads(pedantic(benchmark, child))
+        figures = json.loads(pedantic(benchmark, subprocess.check_output, SCRIPT, kwargs=options))
         benchmark.extra_info.update(subject=f"{subject} {op}", **figures)
     target.unlink()
 
 
 def status_mib() -> dict[str, float]:  # this process's memory figures, in MiB
-    lines = Path("/proc/self/status").read_text().splitlines()
-    return {
-        line.split(":")[0]: int(line.split()[1]) / 1024 for line in lines if line.endswith("kB")
-    }
+    lines = [line.split() for line in Path("/proc/self/status").read_text().splitlines()]
+    return {words[0][:-1]: int(words[1]) / 1024 for words in lines if words[-1] == "kB"}
 
 
 if __name__ == "__main__":

@@ -1,34 +1,29 @@
 """The sync server over real HTTPS on one Redis and one PostgreSQL: throughput, scaling, sync.
 
-Throughput: ``server_clients`` threads, each on its own keep-alive TLS connection
-and each a device of its own account, send signed one-record pushes (300 B values,
-each to a new key, each with an ``Idempotency-Key``), pre-signed before the round so
-the client's signing is not timed.  (Pushes of one account queue on its counter
-row in PostgreSQL, one commit at a time: that caps one account, not the server.)
-"verification on" is the reference app (``create_app``); "verification off" is
-the same Starlette routes without ``SignedRequestsMiddleware`` (no signature,
-nonce, idempotency record or signed answer; the account check and its device
-lookup stay).  "verification on, no idempotency keys" sends the same pushes
-without ``Idempotency-Key``: the defence alone (signature, nonce, signed
-answer), without the exactly-once record a keyed request also costs.  Both
-are served by this module as a child process
-(``python -m bench.test_sync MODE PORT``), uvicorn with ``strongroom serve``'s
-options; the scaling rows are ``strongroom serve --workers N`` itself (as shipped:
-uvicorn 0.54's ``--workers`` leaves Nagle on, Kludex/uvicorn#3149).  Every server
-stays up for the module, warmed, and each test times one round on fresh
-connections, the rounds interleaved across the subjects (see
-``pytest_generate_tests``).  Each row also records the CPU time per push of the
-server processes, Redis, PostgreSQL, the client threads and the whole machine
-(``/proc``), and how many cores were busy: on 2 cores they all share the same CPUs.
+Throughput: ``server_clients`` threads, each on its own keep-alive TLS connection and each a device
+of its own account, send signed one-record pushes (300 B values, each to a new key, each with an
+``Idempotency-Key``), signed before the round so the client's signing is not timed.  (Pushes of one
+account queue on its counter row in PostgreSQL, one commit at a time: that caps one account, not the
+server.)  "verification on" is the reference app (``create_app``); "verification off" is the same
+Starlette routes without ``SignedRequestsMiddleware`` (no signature, nonce, idempotency record or
+signed answer; the account check and its device lookup stay).  "verification on, no idempotency
+keys" sends the same pushes without ``Idempotency-Key``: the defence alone (signature, nonce, signed
+answer), without the exactly-once record a keyed request also costs.  Both are served by this module
+as a child process (``python -m bench.test_sync MODE PORT``), uvicorn with ``strongroom serve``'s
+options; the scaling rows are ``strongroom serve --workers N`` itself (as shipped: uvicorn 0.54's
+``--workers`` leaves Nagle on, Kludex/uvicorn#3149).  Every server stays up for the module, warmed;
+each test times one round on fresh connections, the rounds interleaved across the subjects
+(``pytest_generate_tests``).  Each row also records the CPU time per push of the server processes,
+Redis, PostgreSQL, the client threads and the whole machine (``/proc``), and how many cores were
+busy: on 2 cores they all share the same CPUs.
 
-Sync: device A's ``Syncer.sync()`` pushes ``sync_records`` records (or one blob
-of ``sync_blob`` bytes), then device B's pulls them, timed together.  Bytes on
-the wire are the HTTP/1.1 bytes (request and status lines, headers, bodies) the
-server's h11 protocol received and sent, counted in the server; TLS adds its
-handshakes and about 22 bytes per record of up to 16 KiB on top.  Beside it, the
-same amount of ciphertext (what A's requests carried as sealed values or chunks)
-goes up in one plain HTTPS PUT and comes back in one GET, to a trivial endpoint
-of the same server process that keeps it in a file.
+Sync: device A's ``Syncer.sync()`` pushes ``sync_records`` records (or one blob of ``sync_blob``
+bytes), then device B's pulls them, timed together.  Bytes on the wire are the HTTP/1.1 bytes
+(request and status lines, headers, bodies) the server's h11 protocol received and sent, counted in
+the server; TLS adds its handshakes and about 22 bytes per record of up to 16 KiB on top.  Beside
+it, the same amount of ciphertext (what A's requests carried as sealed values or chunks) goes up in
+one plain HTTPS PUT and comes back in one GET, to a trivial endpoint of the same server process that
+keeps it in a file.
 """
 
 from __future__ import annotations
@@ -49,7 +44,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import msgspec
@@ -189,8 +184,7 @@ def main() -> None:
 @dataclass
 class Cluster:
     pki: Pki
-    config: Path
-    env: dict[str, str]
+    env: dict[str, str]  # the servers' environment, which names their config
     stack: Strongroom  # the bench's own view of the server storage: registers devices
     pids: dict[str, int]  # redis, postgres
 
@@ -214,17 +208,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             f'dbname = "{dbname}"\nuser = "strongroom"\npassword = "env:{PASSWORD_VARIABLE}"\n'
             '[nonce_cache]\nuse = "redis"\nurl = "env:BENCH_REDIS_URL"\n'
         )
-        env = {
-            **os.environ,
-            PASSWORD_VARIABLE: PASSWORD,
-            "BENCH_REDIS_URL": redis.url,
-            "STRONGROOM_CONFIG": str(config),
-        }
+        env = {**os.environ, PASSWORD_VARIABLE: PASSWORD, "BENCH_REDIS_URL": redis.url}
+        env["STRONGROOM_CONFIG"] = str(config)
         postmaster = int((postgres.data / "postmaster.pid").read_text().split()[0])
+        pids = {"redis": redis.process.pid, "postgres": postmaster}
         with Strongroom(load_config(config, environ=env)) as stack:
-            cluster = Cluster(
-                pki, config, env, stack, {"redis": redis.process.pid, "postgres": postmaster}
-            )
+            cluster = Cluster(pki, env, stack, pids)
             for i, key in enumerate(KEYS):
                 cluster.register(f"pusher-{i}.v1", f"bench-{i}", key)
             yield cluster
@@ -262,8 +251,8 @@ def server(cluster: Cluster, how: str) -> Iterator[tuple[str, int]]:
 def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
     """CPU seconds (user + system) of each root process and its descendants, from /proc.
 
-    Also ``machine``: every CPU's busy seconds (``/proc/stat``: user, nice, system,
-    irq, softirq), and ``steal``: time the hypervisor gave to other guests.
+    Also ``machine``: every CPU's busy seconds (``/proc/stat``: user, nice, system, irq,
+    softirq), and ``steal``: time the hypervisor gave to other guests.
     """
     parent, spent = {}, {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -289,20 +278,14 @@ def signed_pushes(count: int, host: str, client: int, *, keyed: bool = True) -> 
 
     ``keyed``: each carries an ``Idempotency-Key`` (the server keeps its outcome).
     """
-    path = f"/v1/accounts/bench-{client}/push"
+    path, key_id = f"/v1/accounts/bench-{client}/push", f"pusher-{client}.v1"
     requests = []
     for _ in range(count):
         change = {"key": secrets.token_urlsafe(12), "value": VALUE, "base_seq": None}
         body = msgspec.msgpack.encode({"changes": [change]})
         operation = secrets.token_urlsafe(16) if keyed else ""
         headers = sign_request(
-            KEYS[client],
-            f"pusher-{client}.v1",
-            "POST",
-            path,
-            body,
-            idempotency_key=operation,
-            now=time.time(),
+            KEYS[client], key_id, "POST", path, body, idempotency_key=operation, now=time.time()
         )
         headers |= {"Host": host, "Content-Length": str(len(body))}
         if keyed:
@@ -332,23 +315,14 @@ def exchange(connection: ssl.SSLSocket, requests: list[bytes]) -> list[int]:
     return statuses
 
 
+VERIFIER = "signed pushes/s: reference server vs. without the verifier"
+WORKERS = "signed pushes/s: strongroom serve, 1/2/4 workers"
 #: Per subject: the server, the group, and whether each push carries an idempotency key.
 SERVERS = {
-    "verification off": ("off", "signed pushes/s: reference server vs. without the verifier", True),
-    "verification on, no idempotency keys": (
-        "on",
-        "signed pushes/s: reference server vs. without the verifier",
-        False,
-    ),
-    "verification on": ("on", "signed pushes/s: reference server vs. without the verifier", True),
-    **{
-        f"serve --workers {n}": (
-            f"serve-{n}",
-            "signed pushes/s: strongroom serve, 1/2/4 workers",
-            True,
-        )
-        for n in (1, 2, 4)
-    },
+    "verification off": ("off", VERIFIER, True),
+    "verification on, no idempotency keys": ("on", VERIFIER, False),
+    "verification on": ("on", VERIFIER, True),
+    **{f"serve --workers {n}": (f"serve-{n}", WORKERS, True) for n in (1, 2, 4)},
 }
 
 
@@ -523,21 +497,17 @@ def test_sync(
 
         def send(request: SyncRequest) -> SyncResponse:
             carried.append(ciphertext(request))
-            answer: SyncResponse = a.send(request)
-            return answer
+            return cast(SyncResponse, a.send(request))
 
         first, second = Syncer(a, "notes", send=send), Syncer(b, "notes")
         first.create_key()
         second.import_key(first.export_key())
         if kind == "records":
-            first.store.put_many(
-                (f"note-{n:06}", os.urandom(300)) for n in range(sizes.sync_records)
-            )
+            notes = range(sizes.sync_records)
+            first.store.put_many((f"note-{n:06}", os.urandom(300)) for n in notes)
         else:
-            pieces = range(0, sizes.sync_blob, MiB)
-            first.store.put_blob(
-                "video", (os.urandom(min(MiB, sizes.sync_blob - at)) for at in pieces)
-            )
+            size, pieces = sizes.sync_blob, range(0, sizes.sync_blob, MiB)
+            first.store.put_blob("video", (os.urandom(min(MiB, size - at)) for at in pieces))
         return (first, second, root), {}
 
     def sync(first: Syncer, second: Syncer, root: Path) -> None:
