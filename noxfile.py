@@ -89,11 +89,11 @@ def run_bench(session: nox.Session, results: Path, *args: str) -> None:
 
     ``-o pythonpath=`` keeps the checkout's source roots off ``sys.path``; bench/
     itself is importable as the package ``bench`` from the project root.  The
-    stores are made beside the results, not in ``/tmp``: there, on a disk where
-    the test suite has made and removed millions of files, creating one file
-    took 300-700 µs against 20-50 µs elsewhere on the same disk, and the files
-    store's puts measured that.  They are removed when the run ends, not when
-    the next one starts, which would tax its first puts the same way.
+    stores are made beside the results, not in ``/tmp``, where test and
+    benchmark runs make and remove hundreds of thousands of files: creating
+    one there took 300-700 µs against 20-50 µs elsewhere on the same disk,
+    and the files store's puts measured that.  They are removed when the run
+    ends rather than when the next one starts, before its first puts.
     """
     session.run("bash", ".ci/debian-packages", external=True)  # the unlock benchmark's services
     install_wheel(session, "all", "test")  # test: the OpenBao server binary
